@@ -1,0 +1,105 @@
+//! What every Cube gRPC server shares: health, reflection, shutdown, and client channels.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{server::Router, Channel, Endpoint, Server};
+use tonic_health::server::HealthReporter;
+
+use crate::proto::FILE_DESCRIPTOR_SET;
+
+/// How long a client waits for a TCP connection to a Cube server before it gives up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A server builder with `grpc.health.v1.Health` and server reflection (both `v1` and the
+/// `v1alpha` that grpcurl 1.8 speaks) already added, and the reporter to mark services SERVING.
+pub fn standard_router() -> (Router, HealthReporter) {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("Cube's descriptor set is valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("Cube's descriptor set is valid");
+    let router = Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    (router, reporter)
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    router
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.cancelled_owned(),
+        )
+        .await
+}
+
+/// A lazily connecting channel to `address` (`host:port` or a URL), with a connect timeout and
+/// a default per-call deadline of `timeout`.
+pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error> {
+    let url = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|e| crate::Error::invalid("address", format!("{address:?}: {e}")))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM: the root of a server's shutdown tree.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let child = token.clone();
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+        child.cancel();
+    });
+    token
+}
+
+/// Installs the tracing subscriber of a binary: `RUST_LOG` filters (default `info`), output to
+/// stderr, as text or as JSON lines.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prints the line tests and scripts wait for once a server is bound: `listening on ADDR`,
+/// alone on stdout (logs go to stderr).
+pub fn announce(address: std::net::SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {address}");
+    let _ = out.flush();
+}

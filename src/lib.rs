@@ -1,0 +1,22 @@
+//! Cube: a small container orchestrator. One manager schedules tasks onto workers, which run
+//! them as containers and report back; every hop is gRPC over `proto/cube.proto`.
+//!
+//! # Layout
+//!
+//! - [`proto`]: the generated contract (`pb`) and its descriptor set.
+//! - [`task`]: ids, spec validation and the task state machine, without I/O.
+//! - [`error`]: the crate's error type and its one mapping to `tonic::Status`.
+//! - [`store`]: the embedded on-disk store (redb).
+//! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
+//! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+
+pub mod error;
+pub mod grpc;
+pub mod proto;
+pub mod scheduler;
+pub mod store;
+pub mod task;
+
+pub use error::{Error, Result};
+pub use proto::pb;
+pub use task::TaskId;

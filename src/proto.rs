@@ -1,0 +1,37 @@
+//! The generated gRPC code for `proto/cube.proto` and its encoded descriptor set.
+//!
+//! Everything on the wire comes from here: the message types, the `TaskState` enum the state
+//! machine is written over, and the tonic clients and servers.
+
+use std::sync::OnceLock;
+
+use prost_reflect::DescriptorPool;
+
+/// The code prost and tonic generate for package `cube.v1`.
+#[allow(clippy::all, missing_docs)] // generated code: its style is prost's, not ours
+pub mod pb {
+    tonic::include_proto!("cube.v1");
+}
+
+/// Cube's encoded `FileDescriptorSet` (with the well-known types it imports), for server
+/// reflection and for rendering messages as proto3 JSON.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cube_descriptor.bin"));
+
+/// The descriptor pool decoded once from [`FILE_DESCRIPTOR_SET`].
+pub fn descriptor_pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET).expect("the build wrote a valid descriptor set")
+    })
+}
+
+/// Converts a `SystemTime` to the wire's `Timestamp`.
+pub fn timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(time)
+}
+
+/// Now, as the wire's `Timestamp`.
+pub fn now() -> prost_types::Timestamp {
+    timestamp(std::time::SystemTime::now())
+}

@@ -1,0 +1,472 @@
+//! Tasks without I/O: ids, spec validation, the state machine, and resource quantities.
+//!
+//! Everything here is pure and works on the generated proto types, so the manager, the worker,
+//! cubectl and the tests share one definition of what a valid task is and how it may move.
+
+use std::{fmt, str::FromStr, time::Duration};
+
+use uuid::Uuid;
+
+use crate::{
+    error::{Error, Result},
+    proto::pb::{self, TaskState},
+};
+
+/// A task's id: a UUID, assigned by the manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Parses an id sent by a client; the error names `field`.
+    pub fn parse(field: &'static str, text: &str) -> Result<Self> {
+        if text.is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+        Uuid::parse_str(text)
+            .map(Self)
+            .map_err(|_| Error::invalid(field, format!("{text:?} is not a task id (a UUID)")))
+    }
+
+    /// The first eight hex digits, as people and container names use them.
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()[..8].to_string()
+    }
+
+    /// The id's 16 bytes (the store's key).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    /// An id from the store's 16-byte key.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse("task_id", s)
+    }
+}
+
+/// A move of the state machine that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a task cannot move from {} to {}", state_name(*.from), state_name(*.to))]
+pub struct TransitionError {
+    /// The state the task is in.
+    pub from: TaskState,
+    /// The state it was asked to move to.
+    pub to: TaskState,
+}
+
+/// The one place the legal moves of a task are written down (DESIGN.md §3).
+///
+/// Staying in the same state is not a move and is always allowed, so that applying the same
+/// observation twice is harmless.
+pub fn check_transition(from: TaskState, to: TaskState) -> std::result::Result<(), TransitionError> {
+    use TaskState::*;
+    if from == to && from != Unspecified {
+        return Ok(());
+    }
+    let legal = match from {
+        Pending => matches!(to, Scheduled | Failed),
+        Scheduled => matches!(to, Running | Failed | Pending | Completed),
+        Running => matches!(to, Completed | Failed | Pending),
+        Failed => matches!(to, Scheduled),
+        Completed => false,
+        Unspecified => false,
+    };
+    if legal {
+        Ok(())
+    } else {
+        Err(TransitionError { from, to })
+    }
+}
+
+/// Whether a task in this state will not change again by itself.
+pub fn is_finished(state: TaskState) -> bool {
+    matches!(state, TaskState::Completed | TaskState::Failed)
+}
+
+/// The state as people read it: `RUNNING`, `PENDING`, ...
+pub fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Unspecified => "UNSPECIFIED",
+        TaskState::Pending => "PENDING",
+        TaskState::Scheduled => "SCHEDULED",
+        TaskState::Running => "RUNNING",
+        TaskState::Completed => "COMPLETED",
+        TaskState::Failed => "FAILED",
+    }
+}
+
+/// The longest task name Cube accepts (a DNS label, so names fit in container names).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// The grace period of a stop when the spec sets none: Docker's own default.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Checks a spec sent by a client and fills its defaults. Errors name the field.
+///
+/// `require_image` is false for workers on the Exec runtime, which run the command alone.
+pub fn validate_spec(mut spec: pb::TaskSpec, require_image: bool) -> Result<pb::TaskSpec> {
+    if require_image && spec.image.trim().is_empty() {
+        return Err(Error::invalid("spec.image", "is required"));
+    }
+    if spec.image.chars().any(char::is_whitespace) {
+        return Err(Error::invalid("spec.image", "must not contain spaces"));
+    }
+    if spec.name.is_empty() {
+        spec.name = name_from_image(&spec.image);
+    }
+    validate_name(&spec.name)?;
+    if spec.image.is_empty() && spec.command.is_empty() && spec.args.is_empty() {
+        return Err(Error::invalid(
+            "spec.command",
+            "is required when no image is given",
+        ));
+    }
+    for key in spec.env.keys() {
+        if key.is_empty() || key.contains('=') || key.contains('\0') {
+            return Err(Error::invalid(
+                "spec.env",
+                format!("{key:?} is not a valid variable name"),
+            ));
+        }
+    }
+    if let Some(resources) = &spec.resources {
+        validate_resources("spec.resources", resources)?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        if port.container_port == 0 || port.container_port > 65535 {
+            return Err(Error::invalid(
+                format!("spec.ports[{i}].container_port"),
+                format!("{} is not a port (1-65535)", port.container_port),
+            ));
+        }
+        if port.host_port > 65535 {
+            return Err(Error::invalid(
+                format!("spec.ports[{i}].host_port"),
+                format!("{} is not a port (0-65535)", port.host_port),
+            ));
+        }
+        if pb::Protocol::try_from(port.protocol).is_err() {
+            return Err(Error::invalid(
+                format!("spec.ports[{i}].protocol"),
+                format!("{} is not a protocol", port.protocol),
+            ));
+        }
+        if port.host_port != 0 && !seen.insert((port.host_port, protocol_of(port))) {
+            return Err(Error::invalid(
+                format!("spec.ports[{i}].host_port"),
+                format!("{} is published twice", port.host_port),
+            ));
+        }
+    }
+    if let Some(restart) = &spec.restart {
+        if pb::RestartPolicy::try_from(restart.policy).is_err() {
+            return Err(Error::invalid(
+                "spec.restart.policy",
+                format!("{} is not a restart policy", restart.policy),
+            ));
+        }
+    }
+    if let Some(check) = &spec.health_check {
+        validate_health_check(check)?;
+    }
+    if let Some(grace) = &spec.stop_grace_period {
+        duration("spec.stop_grace_period", grace)?;
+    }
+    Ok(spec)
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(
+            "spec.name",
+            format!("is longer than {MAX_NAME_LEN} characters"),
+        ));
+    }
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(ok_char) || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err(Error::invalid(
+            "spec.name",
+            format!("{name:?} must start with a letter or digit and hold only letters, digits, '-', '_' and '.'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that no resource is negative; the error names `field`.
+pub fn validate_resources(field: &str, resources: &pb::Resources) -> Result<()> {
+    for (name, value) in [
+        ("cpu_millis", resources.cpu_millis),
+        ("memory_bytes", resources.memory_bytes),
+        ("disk_bytes", resources.disk_bytes),
+    ] {
+        if value < 0 {
+            return Err(Error::invalid(
+                format!("{field}.{name}"),
+                format!("{value} is negative"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_health_check(check: &pb::HealthCheck) -> Result<()> {
+    use pb::health_check::Probe;
+    match &check.probe {
+        None => return Err(Error::invalid("spec.health_check.probe", "is required (http, tcp or exec)")),
+        Some(Probe::Http(http)) => {
+            if http.port == 0 || http.port > 65535 {
+                return Err(Error::invalid("spec.health_check.http.port", format!("{} is not a port", http.port)));
+            }
+            if !http.path.starts_with('/') {
+                return Err(Error::invalid("spec.health_check.http.path", "must start with '/'"));
+            }
+        }
+        Some(Probe::Tcp(tcp)) => {
+            if tcp.port == 0 || tcp.port > 65535 {
+                return Err(Error::invalid("spec.health_check.tcp.port", format!("{} is not a port", tcp.port)));
+            }
+        }
+        Some(Probe::Exec(exec)) => {
+            if exec.command.is_empty() {
+                return Err(Error::invalid("spec.health_check.exec.command", "is required"));
+            }
+        }
+    }
+    for (field, value) in [
+        ("spec.health_check.interval", &check.interval),
+        ("spec.health_check.timeout", &check.timeout),
+        ("spec.health_check.start_period", &check.start_period),
+    ] {
+        if let Some(value) = value {
+            duration(field, value)?;
+        }
+    }
+    Ok(())
+}
+
+/// Converts a wire `Duration` to std, rejecting negative ones; the error names `field`.
+pub fn duration(field: &str, value: &prost_types::Duration) -> Result<Duration> {
+    Duration::try_from(*value).map_err(|_| Error::invalid(field.to_string(), "must not be negative"))
+}
+
+/// The protocol of a port, with UNSPECIFIED read as TCP.
+pub fn protocol_of(port: &pb::PortMapping) -> pb::Protocol {
+    match pb::Protocol::try_from(port.protocol) {
+        Ok(pb::Protocol::Udp) => pb::Protocol::Udp,
+        _ => pb::Protocol::Tcp,
+    }
+}
+
+/// A default task name from an image: `cube-test/busybox:latest` becomes `busybox`.
+pub fn name_from_image(image: &str) -> String {
+    let base = image.rsplit('/').next().unwrap_or(image);
+    let base = base.split([':', '@']).next().unwrap_or(base);
+    let name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .take(MAX_NAME_LEN)
+        .collect();
+    if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        "task".to_string()
+    } else {
+        name
+    }
+}
+
+/// The restart policy of a spec, with UNSPECIFIED read as ON_FAILURE.
+pub fn restart_policy(spec: &pb::TaskSpec) -> pb::RestartPolicy {
+    match spec.restart.as_ref().map(|r| pb::RestartPolicy::try_from(r.policy)) {
+        Some(Ok(pb::RestartPolicy::Never)) => pb::RestartPolicy::Never,
+        Some(Ok(pb::RestartPolicy::Always)) => pb::RestartPolicy::Always,
+        _ => pb::RestartPolicy::OnFailure,
+    }
+}
+
+/// Parses a cpu quantity as people write it: `500m`, `0.5`, `2` (cores).
+pub fn parse_cpu(text: &str) -> std::result::Result<i64, String> {
+    let text = text.trim();
+    if let Some(millis) = text.strip_suffix('m') {
+        return millis
+            .parse::<i64>()
+            .ok()
+            .filter(|m| *m >= 0)
+            .ok_or_else(|| format!("{text:?} is not a cpu quantity (try 500m or 0.5)"));
+    }
+    match text.parse::<f64>() {
+        Ok(cores) if cores >= 0.0 && cores.is_finite() => Ok((cores * 1000.0).round() as i64),
+        _ => Err(format!("{text:?} is not a cpu quantity (try 500m or 0.5)")),
+    }
+}
+
+/// Parses a byte quantity as people write it: `256Mi`, `1Gi`, `512M`, `1024` (bytes).
+pub fn parse_bytes(text: &str) -> std::result::Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let factor: f64 = match unit {
+        "" | "B" => 1.0,
+        "k" | "K" | "kB" | "KB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "T" | "TB" => 1e12,
+        "Ki" | "KiB" => 1024.0,
+        "Mi" | "MiB" => 1024.0 * 1024.0,
+        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" | "TiB" => 1024.0f64.powi(4),
+        _ => return Err(format!("{text:?} has an unknown unit (try 256Mi or 1Gi)")),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n >= 0.0 && n.is_finite() => Ok((n * factor).round() as i64),
+        _ => Err(format!("{text:?} is not a size (try 256Mi or 1Gi)")),
+    }
+}
+
+/// Renders millicores as people read them: `500m`, `2`.
+pub fn format_cpu(millis: i64) -> String {
+    if millis % 1000 == 0 {
+        format!("{}", millis / 1000)
+    } else {
+        format!("{millis}m")
+    }
+}
+
+/// Renders bytes in binary units: `256Mi`, `1.5Gi`.
+pub fn format_bytes(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["", "Ki", "Mi", "Gi", "Ti"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}")
+    } else if value.fract() == 0.0 {
+        format!("{value:.0}{}", UNITS[unit])
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskState::*;
+
+    const ALL: [TaskState; 6] = [Unspecified, Pending, Scheduled, Running, Completed, Failed];
+
+    /// Every (from, to) pair against the table in DESIGN.md §3.
+    #[test]
+    fn transition_table_covers_every_pair() {
+        let legal: &[(TaskState, TaskState)] = &[
+            (Pending, Scheduled),
+            (Pending, Failed),
+            (Scheduled, Running),
+            (Scheduled, Failed),
+            (Scheduled, Pending),
+            // A task that exits before the first observation goes straight to COMPLETED.
+            (Scheduled, Completed),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Pending),
+            (Failed, Scheduled),
+        ];
+        for from in ALL {
+            for to in ALL {
+                let expected = legal.contains(&(from, to)) || (from == to && from != Unspecified);
+                assert_eq!(
+                    check_transition(from, to).is_ok(),
+                    expected,
+                    "{} -> {}",
+                    state_name(from),
+                    state_name(to)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn illegal_move_names_both_states() {
+        let err = check_transition(Completed, Running).unwrap_err();
+        assert_eq!(err.to_string(), "a task cannot move from COMPLETED to RUNNING");
+    }
+
+    #[test]
+    fn quantities_parse_like_kubectl() {
+        assert_eq!(parse_cpu("500m"), Ok(500));
+        assert_eq!(parse_cpu("0.5"), Ok(500));
+        assert_eq!(parse_cpu("2"), Ok(2000));
+        assert!(parse_cpu("-1").is_err());
+        assert!(parse_cpu("lots").is_err());
+        assert_eq!(parse_bytes("256Mi"), Ok(256 << 20));
+        assert_eq!(parse_bytes("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1G"), Ok(1_000_000_000));
+        assert_eq!(parse_bytes("1024"), Ok(1024));
+        assert!(parse_bytes("1Zi").is_err());
+        assert_eq!(format_bytes(256 << 20), "256Mi");
+        assert_eq!(format_cpu(500), "500m");
+        assert_eq!(format_cpu(2000), "2");
+    }
+
+    #[test]
+    fn spec_validation_names_the_field() {
+        let spec = pb::TaskSpec { image: "busybox".into(), ..Default::default() };
+        let filled = validate_spec(spec.clone(), true).unwrap();
+        assert_eq!(filled.name, "busybox");
+
+        let err = validate_spec(pb::TaskSpec::default(), true).unwrap_err();
+        assert!(err.to_string().contains("spec.image"), "{err}");
+
+        let bad = pb::TaskSpec {
+            resources: Some(pb::Resources { cpu_millis: -1, ..Default::default() }),
+            ..spec.clone()
+        };
+        let err = validate_spec(bad, true).unwrap_err();
+        assert!(err.to_string().contains("spec.resources.cpu_millis"), "{err}");
+
+        let bad = pb::TaskSpec { name: "no spaces".into(), ..spec.clone() };
+        assert!(validate_spec(bad, true).unwrap_err().to_string().contains("spec.name"));
+
+        let bad = pb::TaskSpec {
+            ports: vec![pb::PortMapping { container_port: 70000, ..Default::default() }],
+            ..spec
+        };
+        assert!(validate_spec(bad, true).unwrap_err().to_string().contains("spec.ports[0].container_port"));
+    }
+
+    #[test]
+    fn ids_parse_and_shorten() {
+        let id = TaskId::new();
+        assert_eq!(TaskId::parse("task_id", &id.to_string()).unwrap(), id);
+        assert_eq!(id.short().len(), 8);
+        let err = TaskId::parse("task_id", "nope").unwrap_err();
+        assert!(err.to_string().contains("task_id"));
+        assert_eq!(name_from_image("cube-test/busybox:latest"), "busybox");
+    }
+}
