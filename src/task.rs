@@ -81,7 +81,10 @@ pub struct TransitionError {
 ///
 /// Staying in the same state is not a move and is always allowed, so that applying the same
 /// observation twice is harmless.
-pub fn check_transition(from: TaskState, to: TaskState) -> std::result::Result<(), TransitionError> {
+pub fn check_transition(
+    from: TaskState,
+    to: TaskState,
+) -> std::result::Result<(), TransitionError> {
     use TaskState::*;
     if from == to && from != Unspecified {
         return Ok(());
@@ -236,23 +239,40 @@ pub fn validate_resources(field: &str, resources: &pb::Resources) -> Result<()> 
 fn validate_health_check(check: &pb::HealthCheck) -> Result<()> {
     use pb::health_check::Probe;
     match &check.probe {
-        None => return Err(Error::invalid("spec.health_check.probe", "is required (http, tcp or exec)")),
+        None => {
+            return Err(Error::invalid(
+                "spec.health_check.probe",
+                "is required (http, tcp or exec)",
+            ))
+        }
         Some(Probe::Http(http)) => {
             if http.port == 0 || http.port > 65535 {
-                return Err(Error::invalid("spec.health_check.http.port", format!("{} is not a port", http.port)));
+                return Err(Error::invalid(
+                    "spec.health_check.http.port",
+                    format!("{} is not a port", http.port),
+                ));
             }
             if !http.path.starts_with('/') {
-                return Err(Error::invalid("spec.health_check.http.path", "must start with '/'"));
+                return Err(Error::invalid(
+                    "spec.health_check.http.path",
+                    "must start with '/'",
+                ));
             }
         }
         Some(Probe::Tcp(tcp)) => {
             if tcp.port == 0 || tcp.port > 65535 {
-                return Err(Error::invalid("spec.health_check.tcp.port", format!("{} is not a port", tcp.port)));
+                return Err(Error::invalid(
+                    "spec.health_check.tcp.port",
+                    format!("{} is not a port", tcp.port),
+                ));
             }
         }
         Some(Probe::Exec(exec)) => {
             if exec.command.is_empty() {
-                return Err(Error::invalid("spec.health_check.exec.command", "is required"));
+                return Err(Error::invalid(
+                    "spec.health_check.exec.command",
+                    "is required",
+                ));
             }
         }
     }
@@ -270,7 +290,8 @@ fn validate_health_check(check: &pb::HealthCheck) -> Result<()> {
 
 /// Converts a wire `Duration` to std, rejecting negative ones; the error names `field`.
 pub fn duration(field: &str, value: &prost_types::Duration) -> Result<Duration> {
-    Duration::try_from(*value).map_err(|_| Error::invalid(field.to_string(), "must not be negative"))
+    Duration::try_from(*value)
+        .map_err(|_| Error::invalid(field.to_string(), "must not be negative"))
 }
 
 /// The protocol of a port, with UNSPECIFIED read as TCP.
@@ -287,7 +308,13 @@ pub fn name_from_image(image: &str) -> String {
     let base = base.split([':', '@']).next().unwrap_or(base);
     let name: String = base
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(MAX_NAME_LEN)
         .collect();
     if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
@@ -299,7 +326,11 @@ pub fn name_from_image(image: &str) -> String {
 
 /// The restart policy of a spec, with UNSPECIFIED read as ON_FAILURE.
 pub fn restart_policy(spec: &pb::TaskSpec) -> pb::RestartPolicy {
-    match spec.restart.as_ref().map(|r| pb::RestartPolicy::try_from(r.policy)) {
+    match spec
+        .restart
+        .as_ref()
+        .map(|r| pb::RestartPolicy::try_from(r.policy))
+    {
         Some(Ok(pb::RestartPolicy::Never)) => pb::RestartPolicy::Never,
         Some(Ok(pb::RestartPolicy::Always)) => pb::RestartPolicy::Always,
         _ => pb::RestartPolicy::OnFailure,
@@ -414,7 +445,10 @@ mod tests {
     #[test]
     fn illegal_move_names_both_states() {
         let err = check_transition(Completed, Running).unwrap_err();
-        assert_eq!(err.to_string(), "a task cannot move from COMPLETED to RUNNING");
+        assert_eq!(
+            err.to_string(),
+            "a task cannot move from COMPLETED to RUNNING"
+        );
     }
 
     #[test]
@@ -436,7 +470,10 @@ mod tests {
 
     #[test]
     fn spec_validation_names_the_field() {
-        let spec = pb::TaskSpec { image: "busybox".into(), ..Default::default() };
+        let spec = pb::TaskSpec {
+            image: "busybox".into(),
+            ..Default::default()
+        };
         let filled = validate_spec(spec.clone(), true).unwrap();
         assert_eq!(filled.name, "busybox");
 
@@ -444,20 +481,38 @@ mod tests {
         assert!(err.to_string().contains("spec.image"), "{err}");
 
         let bad = pb::TaskSpec {
-            resources: Some(pb::Resources { cpu_millis: -1, ..Default::default() }),
+            resources: Some(pb::Resources {
+                cpu_millis: -1,
+                ..Default::default()
+            }),
             ..spec.clone()
         };
         let err = validate_spec(bad, true).unwrap_err();
-        assert!(err.to_string().contains("spec.resources.cpu_millis"), "{err}");
-
-        let bad = pb::TaskSpec { name: "no spaces".into(), ..spec.clone() };
-        assert!(validate_spec(bad, true).unwrap_err().to_string().contains("spec.name"));
+        assert!(
+            err.to_string().contains("spec.resources.cpu_millis"),
+            "{err}"
+        );
 
         let bad = pb::TaskSpec {
-            ports: vec![pb::PortMapping { container_port: 70000, ..Default::default() }],
+            name: "no spaces".into(),
+            ..spec.clone()
+        };
+        assert!(validate_spec(bad, true)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.name"));
+
+        let bad = pb::TaskSpec {
+            ports: vec![pb::PortMapping {
+                container_port: 70000,
+                ..Default::default()
+            }],
             ..spec
         };
-        assert!(validate_spec(bad, true).unwrap_err().to_string().contains("spec.ports[0].container_port"));
+        assert!(validate_spec(bad, true)
+            .unwrap_err()
+            .to_string()
+            .contains("spec.ports[0].container_port"));
     }
 
     #[test]

@@ -81,7 +81,11 @@ impl Demand {
     /// The demand of a (validated) spec.
     pub fn of(spec: &pb::TaskSpec) -> Self {
         Self {
-            resources: spec.resources.as_ref().map(Resources::from).unwrap_or_default(),
+            resources: spec
+                .resources
+                .as_ref()
+                .map(Resources::from)
+                .unwrap_or_default(),
             host_ports: spec
                 .ports
                 .iter()
@@ -189,7 +193,11 @@ pub trait Scheduler: Send + Sync {
 }
 
 /// The three phases with the lowest score winning (ties: the first node in the snapshot).
-pub fn decide<S: Scheduler + ?Sized>(strategy: &S, demand: &Demand, nodes: &[NodeView]) -> Decision {
+pub fn decide<S: Scheduler + ?Sized>(
+    strategy: &S,
+    demand: &Demand,
+    nodes: &[NodeView],
+) -> Decision {
     let mut verdicts: Vec<Verdict> = nodes
         .iter()
         .map(|node| {
@@ -239,17 +247,32 @@ pub fn filter(demand: &Demand, node: &NodeView) -> Vec<FilterOutcome> {
     push(
         "draining",
         !node.draining,
-        if node.draining { "draining" } else { "not draining" }.into(),
+        if node.draining {
+            "draining"
+        } else {
+            "not draining"
+        }
+        .into(),
     );
     push(
         "runtime",
         node.runtime_ready,
-        if node.runtime_ready { "runtime ready" } else { "runtime not ready" }.into(),
+        if node.runtime_ready {
+            "runtime ready"
+        } else {
+            "runtime not ready"
+        }
+        .into(),
     );
     push(
         "stats",
         node.stats_fresh,
-        if node.stats_fresh { "stats fresh" } else { "stats unknown or stale" }.into(),
+        if node.stats_fresh {
+            "stats fresh"
+        } else {
+            "stats unknown or stale"
+        }
+        .into(),
     );
     let free = node.free();
     let want = demand.resources;
@@ -315,7 +338,12 @@ pub fn filter(demand: &Demand, node: &NodeView) -> Vec<FilterOutcome> {
 
 /// A human summary of a decision: `placed on w1 (score 0.25)` or
 /// `0/3 nodes fit: 2 insufficient cpu (wanted 500m, largest free 250m), 1 down`.
-pub fn summarize(demand: &Demand, nodes: &[NodeView], verdicts: &[Verdict], picked: Option<&str>) -> String {
+pub fn summarize(
+    demand: &Demand,
+    nodes: &[NodeView],
+    verdicts: &[Verdict],
+    picked: Option<&str>,
+) -> String {
     if let Some(name) = picked {
         let score = verdicts
             .iter()

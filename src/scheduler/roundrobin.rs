@@ -78,9 +78,18 @@ mod tests {
         let mut down = node("a");
         down.alive = false;
         let nodes = [down, node("b")];
-        assert_eq!(rr.place(&Demand::default(), &nodes, false).node.as_deref(), Some("b"));
-        assert_eq!(rr.place(&Demand::default(), &nodes, true).node.as_deref(), Some("b"));
-        let all_down = [NodeView { alive: false, ..node("a") }];
+        assert_eq!(
+            rr.place(&Demand::default(), &nodes, false).node.as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            rr.place(&Demand::default(), &nodes, true).node.as_deref(),
+            Some("b")
+        );
+        let all_down = [NodeView {
+            alive: false,
+            ..node("a")
+        }];
         let d = rr.place(&Demand::default(), &all_down, true);
         assert_eq!(d.node, None);
         assert_eq!(d.summary, "0/1 nodes fit: 1 down");

@@ -41,7 +41,10 @@ pub const FILE_NAME: &str = "cube.redb";
 /// and with a clear message if the file is not a Cube database of this kind and version.
 pub fn open(data_dir: &Path, kind: StoreKind) -> Result<Database> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
-        Error::Store(format!("cannot create data dir {}: {e}", data_dir.display()))
+        Error::Store(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
     })?;
     let path: PathBuf = data_dir.join(FILE_NAME);
     let db = Database::create(&path).map_err(|e| match e {
@@ -95,9 +98,7 @@ fn check_meta(db: &Database, path: &Path, kind: StoreKind) -> Result<()> {
             let version = version
                 .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                 .map(u64::from_le_bytes)
-                .ok_or_else(|| {
-                    Error::Store(format!("{} has no schema version", path.display()))
-                })?;
+                .ok_or_else(|| Error::Store(format!("{} has no schema version", path.display())))?;
             if version > SCHEMA_VERSION {
                 return Err(Error::Store(format!(
                     "{} has schema version {version}, newer than this Cube's {SCHEMA_VERSION}; run a newer Cube",
@@ -119,7 +120,10 @@ mod tests {
         drop(open(dir.path(), StoreKind::Manager).unwrap());
         drop(open(dir.path(), StoreKind::Manager).unwrap());
         let err = open(dir.path(), StoreKind::Worker).unwrap_err();
-        assert!(err.to_string().contains("belongs to a Cube manager"), "{err}");
+        assert!(
+            err.to_string().contains("belongs to a Cube manager"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -127,7 +131,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _held = open(dir.path(), StoreKind::Worker).unwrap();
         let err = open(dir.path(), StoreKind::Worker).unwrap_err();
-        assert!(err.to_string().contains("in use by another Cube process"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another Cube process"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -135,6 +142,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(FILE_NAME), b"this is not a database at all").unwrap();
         let err = open(dir.path(), StoreKind::Manager).unwrap_err();
-        assert!(err.to_string().contains("is not a readable Cube database"), "{err}");
+        assert!(
+            err.to_string().contains("is not a readable Cube database"),
+            "{err}"
+        );
     }
 }
