@@ -9,6 +9,7 @@
 //! - [`store`]: the embedded on-disk store (redb).
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+//! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
 
 pub mod error;
 pub mod grpc;
@@ -16,6 +17,7 @@ pub mod proto;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use proto::pb;
