@@ -8,12 +8,14 @@
 //! - `executor`: starts and stops tasks as requests arrive (event-driven).
 //! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
 //!   after a restart.
+//! - `health`: the health checks run next to each container.
 //! - `stats`: the background sampler behind `GetStats`.
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
 mod core;
 mod executor;
+mod health;
 mod monitor;
 mod runtime;
 mod service;
@@ -137,6 +139,8 @@ async fn serve_with<R: Runtime + Clone>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let (store, tasks) = WorkerStore::open(&config.data_dir)?;
+    let loops = shutdown.child_token();
+    let tracker = TaskTracker::new();
     tracing::info!(
         worker = %config.name,
         runtime = runtime.name(),
@@ -153,10 +157,9 @@ async fn serve_with<R: Runtime + Clone>(
         tasks,
         work_tx,
         look_tx.clone(),
+        (loops.clone(), tracker.clone()),
     );
 
-    let loops = shutdown.child_token();
-    let tracker = TaskTracker::new();
     // Hints first, so no exit between adoption and the monitor's start is missed.
     tracker.spawn({
         let runtime = runtime.clone();
