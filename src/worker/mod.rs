@@ -9,6 +9,7 @@
 //! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
 //!   after a restart.
 //! - `health`: the health checks run next to each container.
+//! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
@@ -16,6 +17,7 @@
 mod core;
 mod executor;
 mod health;
+mod membership;
 mod monitor;
 mod runtime;
 mod service;
@@ -76,9 +78,9 @@ pub struct WorkerConfig {
     pub memory_bytes: Option<i64>,
     /// Declared disk capacity in bytes (default: the data dir's disk).
     pub disk_bytes: Option<i64>,
-    /// The manager to register with (not used yet: registration is a later step).
+    /// The manager to register with and heartbeat to.
     pub manager: Option<String>,
-    /// The address the manager should use to reach this worker (with `manager`).
+    /// The address the manager should use to reach this worker (default: the bound address).
     pub advertise: Option<String>,
 }
 
@@ -183,6 +185,32 @@ async fn serve_with<R: Runtime + Clone>(
         stats::start(config.data_dir.clone(), declared, runtime, loops.clone()).await;
     tracker.spawn(sampler);
 
+    if let Some(manager) = config.manager.clone() {
+        let advertise = match &config.advertise {
+            Some(advertise) => advertise.clone(),
+            None => {
+                let mut local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Internal(format!("reading the bound address: {e}")))?;
+                if local.ip().is_unspecified() {
+                    local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                local.to_string()
+            }
+        };
+        let membership = membership::Membership {
+            manager,
+            advertise,
+            labels: config.labels.clone(),
+        };
+        tracker.spawn(membership::run(
+            core.clone(),
+            stats.clone(),
+            membership,
+            loops.clone(),
+        ));
+    }
+
     let (router, health) = crate::grpc::standard_router();
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
@@ -192,6 +220,7 @@ async fn serve_with<R: Runtime + Clone>(
         stats,
         labels: config.labels.clone(),
         require_image,
+        shutdown: shutdown.clone(),
     };
     let router = router.add_service(WorkerServiceServer::new(service));
     let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
