@@ -194,6 +194,11 @@ pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
             let _ = runtime.remove(&stale.container_id).await;
         }
         match current {
+            Some(current) if current.running && task.state() == TaskState::Running => {
+                // The common case after a restart: nothing changed, no inspect needed.
+                adopted += 1;
+                core.watch_health(id, &task);
+            }
             Some(current) => {
                 let observed = runtime
                     .inspect(&current.container_id)
