@@ -18,6 +18,8 @@ mod binpack;
 mod epvm;
 mod roundrobin;
 mod spread;
+#[cfg(test)]
+mod tests;
 
 pub use binpack::Binpack;
 pub use epvm::Epvm;
@@ -453,8 +455,8 @@ pub fn filter(demand: &Demand, node: &NodeView) -> Vec<FilterOutcome> {
 ///
 /// Each node that does not fit is counted once, by the first filter it failed; the groups are
 /// listed in the order they first appear in the snapshot. "Largest free" is taken over the
-/// nodes that could take work at all (alive, not draining, runtime ready, fresh stats), so it
-/// says what the task would have to shrink to.
+/// nodes that pass every filter but the resource ones (alive, not draining, runtime ready,
+/// fresh stats, ports free, constraints met), so it says what the task would have to shrink to.
 pub fn summarize(
     demand: &Demand,
     nodes: &[NodeView],
@@ -493,10 +495,12 @@ fn summary_of(
     if nodes.is_empty() {
         return "0/0 nodes fit: no nodes are known".into();
     }
+    // Every filter but cpu, memory and disk (indices 4 to 6).
+    let could_fit = |n: &&NodeView| [0, 1, 2, 3, 7, 8].iter().all(|&i| passes(i, demand, n));
     let largest = |f: fn(&NodeView) -> i64| {
         nodes
             .iter()
-            .filter(|n| n.alive && !n.draining && n.runtime_ready && n.stats_fresh)
+            .filter(could_fit)
             .map(f)
             .max()
             .unwrap_or(0)
