@@ -67,7 +67,9 @@ impl Scheduler for Epvm {
     /// The marginal cost of the task on the node (see the module doc). Without a fixed base
     /// and outside a decision the cluster size is unknown, so the base is 2.
     fn score(&self, demand: &Demand, node: &NodeView) -> f64 {
-        let a = self.base_for(0);
+        // a^u as e^(u ln a): one logarithm per node instead of one per power.
+        let ln_a = self.base_for(0).ln();
+        let pow = |u: f64| (u * ln_a).exp();
         let want = demand.resources;
         let mem_now = fraction(node.allocated.memory_bytes, node.capacity.memory_bytes);
         let mem_after = fraction(
@@ -81,7 +83,7 @@ impl Scheduler for Epvm {
             1.0
         };
         let load_after = load + fraction(want.cpu_millis, node.capacity.cpu_millis);
-        (a.powf(mem_after) - a.powf(mem_now)) + (a.powf(load_after) - a.powf(load))
+        (pow(mem_after) - pow(mem_now)) + (pow(load_after) - pow(load))
     }
 
     fn place(&self, demand: &Demand, nodes: &[NodeView], _commit: bool) -> Decision {

@@ -183,7 +183,8 @@ impl Verdict {
 pub struct Decision {
     /// The chosen node, if any fits.
     pub node: Option<String>,
-    /// Every node's verdict, in the order of the snapshot.
+    /// Every node's verdict, in the order of the snapshot; empty from
+    /// [`Scheduler::place_fast`], which builds none.
     pub verdicts: Vec<Verdict>,
     /// For people: why that node, or why none (`0/3 nodes fit: ...`).
     pub summary: String,
