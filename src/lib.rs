@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod proto;
 pub mod scheduler;
 pub mod store;
