@@ -9,7 +9,11 @@
 //! - [`store`]: the embedded on-disk store (redb).
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+//! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
+//! - [`cli`]: cubectl's verbs, one module each.
 
+pub mod cli;
+pub mod client;
 pub mod error;
 pub mod grpc;
 pub mod proto;
