@@ -8,10 +8,12 @@
 //! - [`error`]: the crate's error type and its one mapping to `tonic::Status`.
 //! - [`store`]: the embedded on-disk store (redb).
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
+//! - [`manager`]: the control plane (`cube::manager::serve`).
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
 
 pub mod error;
 pub mod grpc;
+pub mod manager;
 pub mod proto;
 pub mod scheduler;
 pub mod store;
