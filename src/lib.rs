@@ -8,6 +8,7 @@
 //! - [`error`]: the crate's error type and its one mapping to `tonic::Status`.
 //! - [`store`]: the embedded on-disk store (redb).
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
+//! - [`manager`]: the control plane (`cube::manager::serve`).
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
 //! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
 //! - [`cli`]: cubectl's verbs, one module each.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod grpc;
+pub mod manager;
 pub mod proto;
 pub mod scheduler;
 pub mod store;
