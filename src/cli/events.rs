@@ -25,7 +25,8 @@ pub struct EventsArgs {
 pub async fn run(client: &Client, args: EventsArgs) -> Outcome {
     let response = client
         .list_all_events(args.id.as_deref().unwrap_or(""))
-        .await?;
+        .await
+        .map_err(super::task_failure)?;
     output::print(args.output.format, &response, |r| render(&r.events))
 }
 

@@ -23,7 +23,10 @@ pub struct ExplainArgs {
 
 /// Runs `cubectl explain`.
 pub async fn run(client: &Client, args: ExplainArgs) -> Outcome {
-    let response = client.explain_task(&args.id).await?;
+    let response = client
+        .explain_task(&args.id)
+        .await
+        .map_err(super::task_failure)?;
     output::print(args.output.format, &response, render)
 }
 

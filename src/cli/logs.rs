@@ -45,7 +45,10 @@ impl LogsArgs {
 /// Runs `cubectl logs`: standard output chunks go to stdout, standard error chunks to stderr,
 /// each written as soon as it arrives.
 pub async fn run(client: &Client, args: LogsArgs) -> Outcome {
-    let mut stream = client.stream_logs(args.request()).await?;
+    let mut stream = client
+        .stream_logs(args.request())
+        .await
+        .map_err(super::task_failure)?;
     while let Some(chunk) = stream.message().await.map_err(|s| client.stream_error(s))? {
         let written = if chunk.stream == i32::from(pb::LogStream::Stderr) {
             let mut err = std::io::stderr().lock();

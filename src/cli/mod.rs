@@ -170,6 +170,17 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// A failure of a call that named a task: unknown or malformed ids point at the task list.
+pub fn task_failure(error: ClientError) -> Failure {
+    let code = error.code();
+    let failure = Failure::from(error);
+    match code {
+        Code::NotFound | Code::InvalidArgument => failure
+            .with_hint("cubectl status lists tasks (ids are the full UUIDs cubectl run printed)"),
+        _ => failure,
+    }
+}
+
 /// What a verb returns.
 pub type Outcome = Result<(), Failure>;
 

@@ -116,9 +116,9 @@ pub fn to_json<M: ProtoMessage>(message: &M) -> String {
     text
 }
 
-/// [`to_json_value`] on one line, with a final newline (for streams: one message a line).
+/// [`to_json`] on one line (for streams: one message a line).
 pub fn to_json_line<M: ProtoMessage>(message: &M) -> String {
-    let mut text = to_json_value(message).to_string();
+    let mut text = serde_json::to_string(&dynamic(message)).expect("a decoded message prints");
     text.push('\n');
     text
 }
@@ -483,6 +483,17 @@ mod tests {
         assert_eq!(task["createdAt"], "1970-01-01T00:00:00Z");
         assert!(task.get("node").is_none(), "defaults are left out");
         assert!(json.get("events").is_none());
+
+        let message = pb::Task {
+            id: "a".into(),
+            state: 1,
+            ..Default::default()
+        };
+        assert_eq!(
+            to_json_line(&message),
+            "{\"id\":\"a\",\"state\":\"TASK_STATE_PENDING\"}\n",
+            "fields in number order, as grpcurl prints them"
+        );
     }
 
     #[test]

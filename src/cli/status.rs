@@ -53,7 +53,7 @@ pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
         return super::watch::follow(client, filter, args.output.format).await;
     }
     if let Some(id) = &args.id {
-        let response = client.get_task(id).await?;
+        let response = client.get_task(id).await.map_err(super::task_failure)?;
         return output::print(args.output.format, &response, |r| {
             detail(r, SystemTime::now())
         });

@@ -19,7 +19,7 @@ pub struct StopArgs {
 /// at the first task that cannot be stopped.
 pub async fn run(client: &Client, args: StopArgs) -> Outcome {
     for id in &args.ids {
-        let response = client.stop_task(id).await?;
+        let response = client.stop_task(id).await.map_err(super::task_failure)?;
         let id = response.task.map(|t| t.id).unwrap_or_else(|| id.clone());
         print_out(&format!("{id}\n"));
     }

@@ -4,7 +4,12 @@ use std::time::SystemTime;
 
 use clap::Args;
 
-use crate::{client::Client, proto::pb};
+use tonic::Code;
+
+use crate::{
+    client::{Client, ClientError},
+    proto::pb,
+};
 
 use super::{
     output::to_json_line, print_err, print_out, state_filter, status, Failure, Format, Outcome,
@@ -55,32 +60,52 @@ pub async fn run(client: &Client, args: WatchArgs) -> Outcome {
 const WIDTHS: [usize; 8] = [8, 16, 9, 12, 24, 4, 8, 4];
 
 /// Prints the current tasks, then a line per change, until the stream ends or the user stops.
+/// When the manager drops a watch that fell behind (UNAVAILABLE), it watches again, which
+/// prints the current state afresh.
 pub async fn follow(client: &Client, filter: Filter, format: Format) -> Outcome {
     let request = pb::WatchTasksRequest {
         task_ids: filter.ids,
         state: state_filter(filter.state).into(),
         node: filter.node.unwrap_or_default(),
     };
-    let mut stream = client.watch_tasks(request).await?;
     if format == Format::Table {
         print_out(&line(&status::COLUMNS.map(String::from)));
     }
-    while let Some(message) = stream.message().await.map_err(|s| client.stream_error(s))? {
-        match format {
-            Format::Json => print_out(&to_json_line(&message)),
-            Format::Table => {
-                if let Some(task) = &message.task {
-                    print_out(&line(&status::row(task, SystemTime::now())));
-                } else if message.synced {
-                    print_err("-- watching for changes (Ctrl-C to stop)\n");
-                }
+    loop {
+        let mut stream = client.watch_tasks(request.clone()).await?;
+        let ended = loop {
+            match stream.message().await {
+                Ok(Some(message)) => render(&message, format),
+                Ok(None) => break None,
+                Err(status) => break Some(client.stream_error(status)),
+            }
+        };
+        match ended {
+            Some(ClientError::Rpc(status)) if status.code() == Code::Unavailable => {
+                print_err(&format!("-- {}; watching again\n", status.message()));
+            }
+            Some(error) => return Err(error.into()),
+            None => {
+                return Err(Failure::new(
+                    "the manager ended the watch",
+                    "it is probably shutting down; cubectl watch again once it is back",
+                ))
             }
         }
     }
-    Err(Failure::new(
-        "the manager ended the watch",
-        "it is probably shutting down; cubectl watch again once it is back",
-    ))
+}
+
+fn render(message: &pb::WatchTasksResponse, format: Format) {
+    match format {
+        Format::Json => print_out(&to_json_line(message)),
+        Format::Table => {
+            if let Some(task) = &message.task {
+                print_out(&line(&status::row(task, SystemTime::now())));
+            } else if message.synced {
+                print_err("-- watching for changes (Ctrl-C to stop)\n");
+            }
+        }
+    }
 }
 
 /// One row with the fixed minimum widths.
