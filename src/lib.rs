@@ -18,6 +18,7 @@ pub mod client;
 pub mod error;
 pub mod grpc;
 pub mod manager;
+pub mod metrics;
 pub mod proto;
 pub mod scheduler;
 pub mod store;

@@ -72,7 +72,7 @@ pub fn ensure_test_image() {
         // A unique tag first, then an atomic re-tag, so parallel test binaries never see a
         // half-imported image.
         let temp_tag = format!("cube-test/busybox:build-{}", std::process::id());
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .args(["-C"])
             .arg(&rootfs)
             .args(["-c", "."])
@@ -81,10 +81,11 @@ pub fn ensure_test_image() {
             .unwrap();
         let status = Command::new("docker")
             .args(["import", "--change", "ENV PATH=/bin", "-", &temp_tag])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()
             .unwrap();
+        assert!(tar.wait().is_ok_and(|s| s.success()), "tar of the test rootfs failed");
         assert!(status.success(), "docker import of the test image failed");
         run_ok("docker", &["tag", &temp_tag, TEST_IMAGE]);
         let _ = Command::new("docker").args(["rmi", &temp_tag]).output();
@@ -113,14 +114,22 @@ pub fn run_ok(program: &str, args: &[&str]) -> String {
 
 /// A name no other test (or run) uses: `prefix-<8 hex>`.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Ids of the containers (running or not) whose `cube.worker` label is `worker`.
 pub fn containers_of(worker: &str) -> Vec<String> {
     run_ok(
         "docker",
-        &["ps", "-aq", "--filter", &format!("label=cube.worker={worker}")],
+        &[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=cube.worker={worker}"),
+        ],
     )
     .lines()
     .map(str::to_string)
@@ -131,7 +140,12 @@ pub fn containers_of(worker: &str) -> Vec<String> {
 pub fn running_containers_of(worker: &str) -> Vec<String> {
     run_ok(
         "docker",
-        &["ps", "-q", "--filter", &format!("label=cube.worker={worker}")],
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=cube.worker={worker}"),
+        ],
     )
     .lines()
     .map(str::to_string)
@@ -195,11 +209,16 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("CUBE_MANAGER")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         let log = std::sync::Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -309,7 +328,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 
 /// A fresh temporary directory (removed when dropped).
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("cube-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("cube-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs cubectl against `manager` with `args`; returns (exit code, stdout, stderr).
