@@ -12,6 +12,7 @@
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
 //! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
 //! - [`cli`]: cubectl's verbs, one module each.
+//! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
 
 pub mod cli;
 pub mod client;
@@ -23,6 +24,7 @@ pub mod proto;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use proto::pb;
