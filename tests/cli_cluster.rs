@@ -76,7 +76,10 @@ fn task(url: &str, id: &str) -> serde_json::Value {
 fn wait_ready(url: &str, names: &[&str]) {
     common::wait_for(Duration::from_secs(10), "every node READY", || {
         let (_, stdout, _) = cubectl(url, &["nodes", "-o", "json"]);
-        let nodes = json(&stdout)["nodes"].as_array().cloned().unwrap_or_default();
+        let nodes = json(&stdout)["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         names
             .iter()
             .all(|name| {

@@ -28,7 +28,7 @@ pub mod watch;
 
 /// cubectl, the command line of Cube: run tasks on a Cube cluster and see what they do.
 #[derive(Debug, Parser)]
-#[command(name = "cubectl", version, about, propagate_version = true)]
+#[command(name = "cubectl", version, propagate_version = true)]
 pub struct Cli {
     /// Options every verb shares.
     #[command(flatten)]
@@ -42,11 +42,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The manager's URL.
-    #[arg(long, global = true, env = "CUBE_MANAGER", default_value = DEFAULT_MANAGER)]
+    #[arg(long, global = true, env = "CUBE_MANAGER", default_value = DEFAULT_MANAGER,
+          display_order = 900)]
     pub manager: String,
     /// Deadline of each call to the manager, e.g. 10s, 500ms.
     #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
-          value_parser = output::parse_duration)]
+          value_parser = output::parse_duration, display_order = 901)]
     pub timeout: Duration,
 }
 

@@ -108,10 +108,11 @@ pub fn to_json_value<M: ProtoMessage>(message: &M) -> serde_json::Value {
     serde_json::to_value(&dynamic).expect("a decoded message serializes to JSON")
 }
 
-/// [`to_json_value`] pretty-printed, with a final newline.
+/// [`to_json_value`] pretty-printed in field-number order (as grpcurl prints), with a final
+/// newline.
 pub fn to_json<M: ProtoMessage>(message: &M) -> String {
     let mut text =
-        serde_json::to_string_pretty(&to_json_value(message)).expect("a JSON value prints");
+        serde_json::to_string_pretty(&dynamic(message)).expect("a decoded message prints");
     text.push('\n');
     text
 }
@@ -483,15 +484,22 @@ mod tests {
         assert_eq!(task["createdAt"], "1970-01-01T00:00:00Z");
         assert!(task.get("node").is_none(), "defaults are left out");
         assert!(json.get("events").is_none());
+        let pretty = to_json(&pb::Task {
+            id: "a".into(),
+            container_id: "c".into(),
+            ..Default::default()
+        });
+        assert_eq!(pretty, "{\n  \"id\": \"a\",\n  \"containerId\": \"c\"\n}\n");
 
         let message = pb::Task {
             id: "a".into(),
             state: 1,
+            container_id: "c".into(),
             ..Default::default()
         };
         assert_eq!(
             to_json_line(&message),
-            "{\"id\":\"a\",\"state\":\"TASK_STATE_PENDING\"}\n",
+            "{\"id\":\"a\",\"state\":\"TASK_STATE_PENDING\",\"containerId\":\"c\"}\n",
             "fields in number order, as grpcurl prints them"
         );
     }
