@@ -88,6 +88,35 @@ fn unreachable_manager_exits_1_with_a_hint() {
     );
 }
 
+/// Proves every call has a deadline: a "manager" that accepts connections and never answers
+/// makes cubectl fail with exit 1 soon after `--timeout`, instead of hanging.
+#[test]
+fn a_silent_manager_fails_within_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            sink.lock().unwrap().push(stream);
+        }
+    });
+    let started = Instant::now();
+    let (code, stdout, stderr) = cubectl(&url, &["--timeout", "1s", "status"]);
+    let took = started.elapsed();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(
+        stderr.starts_with(&format!(
+            "error: manager at {url} did not answer within 1s\n"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\nhint: "), "{stderr}");
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+    assert!(!held.lock().unwrap().is_empty(), "cubectl did connect");
+}
+
 /// Proves usage errors exit with 2 (clap's code) before any request is made.
 #[test]
 fn usage_errors_exit_2() {
