@@ -355,3 +355,79 @@ fn dev_manager_runs_a_task_end_to_end() {
         common::containers_of(&name).is_empty().then_some(())
     });
 }
+
+/// `cubectl drain` moves a node's tasks elsewhere and `nodes` shows it DRAINING; `undrain`
+/// makes it READY again.
+#[test]
+#[ignore = "the manager answers DrainNode with UNIMPLEMENTED until issue 6 lands"]
+fn drain_moves_tasks_and_undrain_restores_the_node() {
+    if !common::need_docker("drain_moves_tasks_and_undrain_restores_the_node") {
+        return;
+    }
+    let (a, b) = (common::unique("cli-da"), common::unique("cli-db"));
+    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
+    let dir = common::temp_dir();
+    let (wa, wb) = (worker(&a, dir.path()), worker(&b, dir.path()));
+    let manager = manager(&[&wa, &wb], dir.path());
+    let url = manager.url();
+    wait_ready(&url, &[&a, &b]);
+    let ids: Vec<String> = (0..2)
+        .map(|i| {
+            run(
+                &url,
+                &[
+                    "--image",
+                    TEST_IMAGE,
+                    "--name",
+                    &format!("d{i}"),
+                    "--stop-grace",
+                    "1s",
+                    "--",
+                    "sleep",
+                    "300",
+                ],
+            )
+        })
+        .collect();
+    common::wait_for(Duration::from_secs(15), "both RUNNING", || {
+        ids.iter()
+            .all(|id| task(&url, id)["state"] == "TASK_STATE_RUNNING")
+            .then_some(())
+    });
+
+    let (code, stdout, stderr) = cubectl(&url, &["drain", &a]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("node {a} DRAINING\n"));
+    common::wait_for(
+        Duration::from_secs(20),
+        "every task RUNNING on the other node",
+        || {
+            ids.iter()
+                .all(|id| {
+                    let t = task(&url, id);
+                    t["state"] == "TASK_STATE_RUNNING" && t["node"] == b.as_str()
+                })
+                .then_some(())
+        },
+    );
+    common::wait_for(
+        Duration::from_secs(10),
+        "the drained node runs nothing",
+        || common::running_containers_of(&a).is_empty().then_some(()),
+    );
+    let (_, nodes, _) = cubectl(&url, &["nodes"]);
+    let row = nodes.lines().find(|l| l.starts_with(a.as_str())).unwrap();
+    assert!(row.contains(" DRAINING "), "{nodes}");
+
+    let (code, stdout, stderr) = cubectl(&url, &["undrain", &a]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("node {a} READY\n"));
+    wait_ready(&url, &[&a, &b]);
+
+    let (code, _, stderr) = cubectl(&url, &["drain", "no-such-node"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("hint: cubectl nodes lists the nodes"),
+        "{stderr}"
+    );
+}
