@@ -331,6 +331,8 @@ fn dev_manager_runs_a_task_end_to_end() {
             "--stop-grace",
             "1s",
             "--wait",
+            "--wait-timeout",
+            "20s",
             "--",
             "sh",
             "-c",
