@@ -29,9 +29,9 @@ const SUBMIT_RETRY_FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// within a second.
 const SUBMIT_RETRY_MAX_PAUSE: Duration = Duration::from_secs(1);
 
-/// The page size the `*_all` helpers ask for: the server's maximum, so long lists take few
-/// round trips.
-const PAGE_SIZE: i32 = 1000;
+/// The page size the `*_all` helpers ask for by default: the server's maximum, so long lists
+/// take few round trips.
+pub const DEFAULT_PAGE_SIZE: i32 = 1000;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +89,7 @@ pub struct Client {
     inner: ManagerServiceClient<Channel>,
     url: String,
     timeout: Duration,
+    page_size: i32,
 }
 
 impl Client {
@@ -103,7 +104,14 @@ impl Client {
             inner: ManagerServiceClient::new(channel),
             url: url.to_string(),
             timeout,
+            page_size: DEFAULT_PAGE_SIZE,
         })
+    }
+
+    /// The same client asking for pages of `page_size` in the `*_all` helpers.
+    pub fn with_page_size(mut self, page_size: i32) -> Self {
+        self.page_size = page_size;
+        self
     }
 
     /// The manager's URL, as given.
@@ -202,7 +210,7 @@ impl Client {
         loop {
             let page = self
                 .list_tasks(pb::ListTasksRequest {
-                    page_size: PAGE_SIZE,
+                    page_size: self.page_size,
                     page_token,
                     state: state.into(),
                     node: node.to_string(),
@@ -254,7 +262,7 @@ impl Client {
             let page = self
                 .list_events(pb::ListEventsRequest {
                     task_id: task_id.to_string(),
-                    page_size: PAGE_SIZE,
+                    page_size: self.page_size,
                     page_token,
                 })
                 .await?;

@@ -435,3 +435,54 @@ fn watch_prints_changes_as_they_happen() {
         let _ = watch.wait();
     }
 }
+
+/// Proves the typed client: the same request_id sent twice gives one task (the second answer
+/// says it was not created), pages are joined, and statuses keep their codes.
+#[tokio::test]
+async fn client_submits_idempotently_and_joins_pages() {
+    use cube::{client::Client, pb};
+    let (manager, _dir) = manager();
+    let client = Client::new(&manager.url(), Duration::from_secs(5)).unwrap();
+    let spec = pb::TaskSpec {
+        image: "x".into(),
+        ..Default::default()
+    };
+    let first = client
+        .submit_task(spec.clone(), "key-1", |_| {})
+        .await
+        .unwrap();
+    let again = client
+        .submit_task(spec.clone(), "key-1", |_| {})
+        .await
+        .unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.task.unwrap().id, again.task.unwrap().id);
+    for i in 0..3 {
+        client
+            .submit_task(spec.clone(), &format!("key-{}", i + 2), |_| {})
+            .await
+            .unwrap();
+    }
+    let page = client
+        .list_tasks(pb::ListTasksRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.tasks.len(), 2);
+    assert!(!page.next_page_token.is_empty());
+    let all = client
+        .clone()
+        .with_page_size(3)
+        .list_all_tasks(pb::TaskState::Unspecified, "")
+        .await
+        .unwrap();
+    assert_eq!(all.tasks.len(), 4, "two pages of 3 and 1 joined");
+    assert!(all.next_page_token.is_empty());
+    let missing = client
+        .get_task("0b5c3a52-1f0e-4d51-9a8e-2f1c7f0e9b11")
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
