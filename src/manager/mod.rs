@@ -130,6 +130,7 @@ impl Manager {
             .await;
         let router = router.add_service(ManagerServiceServer::new(service::Api {
             core: core.clone(),
+            shutdown: shutdown.clone(),
         }));
         let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
         loops.cancel();

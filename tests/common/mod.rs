@@ -113,14 +113,22 @@ pub fn run_ok(program: &str, args: &[&str]) -> String {
 
 /// A name no other test (or run) uses: `prefix-<8 hex>`.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Ids of the containers (running or not) whose `cube.worker` label is `worker`.
 pub fn containers_of(worker: &str) -> Vec<String> {
     run_ok(
         "docker",
-        &["ps", "-aq", "--filter", &format!("label=cube.worker={worker}")],
+        &[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=cube.worker={worker}"),
+        ],
     )
     .lines()
     .map(str::to_string)
@@ -131,7 +139,12 @@ pub fn containers_of(worker: &str) -> Vec<String> {
 pub fn running_containers_of(worker: &str) -> Vec<String> {
     run_ok(
         "docker",
-        &["ps", "-q", "--filter", &format!("label=cube.worker={worker}")],
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=cube.worker={worker}"),
+        ],
     )
     .lines()
     .map(str::to_string)
@@ -195,11 +208,16 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .env_remove("CUBE_MANAGER")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
         let log = std::sync::Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -309,7 +327,10 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 
 /// A fresh temporary directory (removed when dropped).
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("cube-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("cube-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs cubectl against `manager` with `args`; returns (exit code, stdout, stderr).
