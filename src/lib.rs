@@ -10,6 +10,7 @@
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
 //! - [`manager`]: the control plane (`cube::manager::serve`).
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+//! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
 
 pub mod error;
 pub mod grpc;
@@ -18,6 +19,7 @@ pub mod proto;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod worker;
 
 pub use error::{Error, Result};
 pub use proto::pb;

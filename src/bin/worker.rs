@@ -1,1 +1,117 @@
-fn main() {}
+//! `cube-worker`: a Cube worker. Parses flags, installs tracing, binds, and runs
+//! `cube::worker::serve` until SIGINT or SIGTERM.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::Parser;
+use cube::worker::{RuntimeKind, WorkerConfig};
+
+/// A Cube worker: runs the tasks its manager sends as Docker containers (or processes) and
+/// reports them over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "cube-worker", version)]
+struct Args {
+    /// Address to serve WorkerService on.
+    #[arg(long, env = "CUBE_LISTEN", default_value = "127.0.0.1:5556")]
+    listen: String,
+
+    /// The worker's stable name [default: the host name].
+    #[arg(long, env = "CUBE_NAME")]
+    name: Option<String>,
+
+    /// Where the worker keeps its store [default: $XDG_DATA_HOME/cube/worker-<name>].
+    #[arg(long, env = "CUBE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// What runs tasks: docker, or exec (plain child processes).
+    #[arg(long, env = "CUBE_RUNTIME", default_value = "docker", value_parser = ["docker", "exec"])]
+    runtime: String,
+
+    /// A label for task constraints, KEY=VALUE (repeatable).
+    #[arg(long = "label", env = "CUBE_LABEL", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+
+    /// CPU to offer, e.g. 2 or 500m [default: every cpu of the machine].
+    #[arg(long, env = "CUBE_CPU", value_parser = cube::task::parse_cpu)]
+    cpu: Option<i64>,
+
+    /// Memory to offer, e.g. 1Gi [default: the machine's].
+    #[arg(long, env = "CUBE_MEMORY", value_parser = cube::task::parse_bytes)]
+    memory: Option<i64>,
+
+    /// Disk to offer, e.g. 10Gi [default: the data dir's disk].
+    #[arg(long, env = "CUBE_DISK", value_parser = cube::task::parse_bytes)]
+    disk: Option<i64>,
+
+    /// The manager to register with, e.g. http://127.0.0.1:5555.
+    #[arg(long, env = "CUBE_MANAGER")]
+    manager: Option<String>,
+
+    /// The address the manager reaches this worker at [default: the bound address].
+    #[arg(long, env = "CUBE_ADVERTISE")]
+    advertise: Option<String>,
+
+    /// Log format on stderr: text or json.
+    #[arg(long, env = "CUBE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
+fn default_data_dir(name: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("cube").join(format!("worker-{name}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    cube::grpc::init_tracing(args.log_format == "json");
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cube-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let name = match args.name {
+        Some(name) => name,
+        None => gethostname::gethostname().to_string_lossy().into_owned(),
+    };
+    let data_dir = args.data_dir.unwrap_or_else(|| default_data_dir(&name));
+    let runtime = match args.runtime.as_str() {
+        "exec" => RuntimeKind::Exec,
+        _ => RuntimeKind::Docker,
+    };
+    let config = WorkerConfig {
+        runtime,
+        labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        cpu_millis: args.cpu,
+        memory_bytes: args.memory,
+        disk_bytes: args.disk,
+        manager: args.manager,
+        advertise: args.advertise,
+        ..WorkerConfig::new(name, data_dir)
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let shutdown = cube::grpc::shutdown_on_signals();
+    cube::grpc::announce(local);
+    cube::worker::serve(listener, config, shutdown).await?;
+    Ok(())
+}

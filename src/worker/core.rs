@@ -1,0 +1,362 @@
+//! The worker's shared state: a cloneable handle over its tasks, its store and its runtime.
+//!
+//! Handlers record what the manager wants here and wake the executor; the monitor records what
+//! the runtime shows. Every change bumps the worker-wide revision, is stored on the task
+//! (`Task.revision`) and is written to the store, so `ListTasks` can answer "what changed since
+//! revision N" in time proportional to the changes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{runtime::Runtime, store::WorkerStore};
+use crate::{
+    error::{Error, Result},
+    pb::{self, DesiredState, TaskState},
+    proto::timestamp,
+    task::{check_transition, is_finished},
+    TaskId,
+};
+
+/// A cloneable handle to the worker's state (mini-redis `Db` style: `Arc` inside, a std
+/// `Mutex` never held across `.await`).
+pub(crate) struct Core<R> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R> Clone for Core<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<R> {
+    name: String,
+    instance_id: String,
+    runtime: R,
+    store: WorkerStore,
+    state: Mutex<State>,
+    /// The executor's queue: ids of tasks whose desired and observed state may differ.
+    work: UnboundedSender<TaskId>,
+    /// The monitor's queue: ids of tasks whose container should be looked at now.
+    look: UnboundedSender<TaskId>,
+    /// Cancels the per-task loops (health checks) at shutdown.
+    loops: CancellationToken,
+    /// Tracks them, so shutdown waits for them.
+    tracker: TaskTracker,
+}
+
+#[derive(Default)]
+struct State {
+    tasks: HashMap<TaskId, pb::Task>,
+    /// Revision -> the task last changed at it; one entry per task.
+    by_revision: BTreeMap<u64, TaskId>,
+    revision: u64,
+    /// Unfinished tasks, for stats and sweeps.
+    unfinished: BTreeSet<TaskId>,
+}
+
+/// What `ListTasks` answers.
+pub(crate) struct Listing {
+    pub tasks: Vec<pb::Task>,
+    pub revision: u64,
+    pub complete: bool,
+}
+
+/// How a change of a task is written: before the caller goes on, or in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Await the commit (answers that depend on the write).
+    Wait,
+    /// Queue the write; observations can be made again after a crash.
+    Later,
+}
+
+impl<R: Runtime> Core<R> {
+    /// A core over `tasks` loaded from `store`.
+    pub fn new(
+        name: String,
+        runtime: R,
+        store: WorkerStore,
+        tasks: Vec<pb::Task>,
+        work: UnboundedSender<TaskId>,
+        look: UnboundedSender<TaskId>,
+        loops: (CancellationToken, TaskTracker),
+    ) -> Self {
+        let mut state = State::default();
+        for task in tasks {
+            let Ok(id) = TaskId::parse("task.id", &task.id) else {
+                continue;
+            };
+            state.revision = state.revision.max(task.revision);
+            state.by_revision.insert(task.revision, id);
+            if !is_finished(task.state()) {
+                state.unfinished.insert(id);
+            }
+            state.tasks.insert(id, task);
+        }
+        Self {
+            inner: Arc::new(Inner {
+                name,
+                instance_id: uuid::Uuid::new_v4().to_string(),
+                runtime,
+                store,
+                state: Mutex::new(state),
+                work,
+                look,
+                loops: loops.0,
+                tracker: loops.1,
+            }),
+        }
+    }
+
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// This process's instance id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &R {
+        &self.inner.runtime
+    }
+
+    /// A copy of one task.
+    pub fn get(&self, id: TaskId) -> Option<pb::Task> {
+        self.inner.state.lock().unwrap().tasks.get(&id).cloned()
+    }
+
+    /// Copies of every task.
+    pub fn all(&self) -> Vec<pb::Task> {
+        self.inner
+            .state
+            .lock()
+            .unwrap()
+            .tasks
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Ids of the tasks that are not finished.
+    pub fn unfinished(&self) -> Vec<TaskId> {
+        let state = self.inner.state.lock().unwrap();
+        state.unfinished.iter().copied().collect()
+    }
+
+    /// How many tasks are not finished.
+    pub fn unfinished_count(&self) -> usize {
+        self.inner.state.lock().unwrap().unfinished.len()
+    }
+
+    /// Asks the executor to compare desired and observed state of a task.
+    pub fn wake(&self, id: TaskId) {
+        let _ = self.inner.work.send(id);
+    }
+
+    /// Asks the monitor to look at a task's container now.
+    pub fn look(&self, id: TaskId) {
+        let _ = self.inner.look.send(id);
+    }
+
+    /// Starts the health check of a task's current run, if its spec has one.
+    pub fn watch_health(&self, id: TaskId, task: &pb::Task) {
+        let Some(check) = task.spec.as_ref().and_then(|s| s.health_check.clone()) else {
+            return;
+        };
+        self.inner.tracker.spawn(super::health::run(
+            self.clone(),
+            id,
+            task.container_id.clone(),
+            check,
+            self.inner.loops.clone(),
+        ));
+    }
+
+    /// Applies `change` to a task under the lock; when it returns true, the task gets the next
+    /// revision and is written to the store. Returns the task as it is afterwards.
+    pub async fn update(
+        &self,
+        id: TaskId,
+        durability: Durability,
+        change: impl FnOnce(&mut pb::Task) -> Result<bool>,
+    ) -> Result<pb::Task> {
+        let (task, write) = {
+            let mut state = self.inner.state.lock().unwrap();
+            let mut task = state
+                .tasks
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| Error::task_not_found(id))?;
+            if !change(&mut task)? {
+                return Ok(task);
+            }
+            let write = self.commit(&mut state, id, &mut task);
+            (task, write)
+        };
+        if durability == Durability::Wait {
+            write.await?;
+        }
+        Ok(task)
+    }
+
+    /// Bumps the revision, records the task and queues its write. Called with the lock held,
+    /// so the store sees writes in the order the memory did.
+    fn commit(
+        &self,
+        state: &mut State,
+        id: TaskId,
+        task: &mut pb::Task,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        state.revision += 1;
+        let old = state.tasks.get(&id).map(|t| t.revision);
+        if let Some(old) = old {
+            state.by_revision.remove(&old);
+        }
+        task.revision = state.revision;
+        state.by_revision.insert(task.revision, id);
+        if is_finished(task.state()) {
+            state.unfinished.remove(&id);
+        } else {
+            state.unfinished.insert(id);
+        }
+        state.tasks.insert(id, task.clone());
+        self.inner.store.queue(vec![task.clone()])
+    }
+
+    /// Records a StartTask: a new task, or a higher attempt of a known one. Answers once the
+    /// record is durable, then wakes the executor.
+    pub async fn start(&self, id: TaskId, spec: pb::TaskSpec, attempt: u32) -> Result<pb::Task> {
+        let (task, write) = {
+            let mut state = self.inner.state.lock().unwrap();
+            let previous = state.tasks.get(&id).cloned();
+            if let Some(previous) = &previous {
+                if attempt <= previous.restart_count {
+                    return Err(Error::AlreadyExists {
+                        what: "task",
+                        id: format!("{id} (attempt {attempt})"),
+                    });
+                }
+            }
+            let mut task = pb::Task {
+                id: id.to_string(),
+                spec: Some(spec),
+                state: TaskState::Scheduled as i32,
+                desired_state: DesiredState::Running as i32,
+                node: self.inner.name.clone(),
+                // A restart keeps the old container's id so the executor removes it first.
+                container_id: previous
+                    .as_ref()
+                    .map(|p| p.container_id.clone())
+                    .unwrap_or_default(),
+                restart_count: attempt,
+                created_at: previous
+                    .as_ref()
+                    .and_then(|p| p.created_at)
+                    .or_else(|| Some(crate::proto::now())),
+                ..Default::default()
+            };
+            let write = self.commit(&mut state, id, &mut task);
+            (task, write)
+        };
+        write.await?;
+        tracing::info!(task_id = %id, attempt, "task accepted");
+        self.wake(id);
+        Ok(task)
+    }
+
+    /// Records a StopTask and wakes the executor. Stopping a finished task changes nothing but
+    /// its desired state (and lets the executor remove a leftover container).
+    pub async fn stop(&self, id: TaskId, reason: &str) -> Result<pb::Task> {
+        let reason = if reason.is_empty() {
+            "stopped by the manager".to_string()
+        } else {
+            reason.to_string()
+        };
+        let task = self
+            .update(id, Durability::Wait, |task| {
+                if task.desired_state() == DesiredState::Stopped {
+                    return Ok(false);
+                }
+                task.desired_state = DesiredState::Stopped as i32;
+                if !is_finished(task.state()) {
+                    task.message = format!("stopping: {reason}");
+                }
+                Ok(true)
+            })
+            .await?;
+        tracing::info!(task_id = %id, reason = %reason, "stop requested");
+        self.wake(id);
+        Ok(task)
+    }
+
+    /// The tasks changed after `since` (when `instance_id` is this process's), else all.
+    pub fn list(&self, since: u64, instance_id: &str) -> Listing {
+        let state = self.inner.state.lock().unwrap();
+        if since > 0 && instance_id == self.inner.instance_id {
+            let tasks = state
+                .by_revision
+                .range(since + 1..)
+                .filter_map(|(_, id)| state.tasks.get(id).cloned())
+                .collect();
+            Listing {
+                tasks,
+                revision: state.revision,
+                complete: false,
+            }
+        } else {
+            Listing {
+                tasks: state.tasks.values().cloned().collect(),
+                revision: state.revision,
+                complete: true,
+            }
+        }
+    }
+}
+
+/// Moves `task` to `to` if the state machine allows it, setting the finish fields when `to`
+/// is final. Returns whether anything changed.
+pub(crate) fn finish(
+    task: &mut pb::Task,
+    to: TaskState,
+    exit_code: Option<i64>,
+    finished_at: Option<SystemTime>,
+    message: String,
+) -> Result<bool> {
+    if is_finished(task.state()) {
+        return Ok(false);
+    }
+    check_transition(task.state(), to)?;
+    task.state = to as i32;
+    task.exit_code = exit_code.map(|c| c as i32);
+    task.finished_at = Some(timestamp(finished_at.unwrap_or_else(SystemTime::now)));
+    task.message = message;
+    task.healthy = None;
+    Ok(true)
+}
+
+/// The state a run that exited ends in, and the message that goes with it.
+pub(crate) fn exit_outcome(task: &pb::Task, code: Option<i64>) -> (TaskState, String) {
+    if task.desired_state() == DesiredState::Stopped {
+        return (TaskState::Completed, "stopped".into());
+    }
+    match code {
+        Some(0) => (TaskState::Completed, "exited with code 0".into()),
+        Some(code) => (TaskState::Failed, format!("exited with code {code}")),
+        None => (
+            TaskState::Failed,
+            "the container ended without an exit code".into(),
+        ),
+    }
+}

@@ -1,0 +1,232 @@
+//! The worker (data plane): runs the tasks the manager sends through a container runtime and
+//! reports what it sees.
+//!
+//! # Layout
+//!
+//! - `core`: the cloneable handle over the worker's tasks (memory + store + revision).
+//! - `service`: the thin WorkerService handlers.
+//! - `executor`: starts and stops tasks as requests arrive (event-driven).
+//! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
+//!   after a restart.
+//! - `health`: the health checks run next to each container.
+//! - `membership`: registration with a manager and heartbeats (`--manager`).
+//! - `stats`: the background sampler behind `GetStats`.
+//! - `store`: the worker's redb table.
+//! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
+
+mod core;
+mod executor;
+mod health;
+mod membership;
+mod monitor;
+mod runtime;
+mod service;
+mod stats;
+mod store;
+
+use std::{collections::BTreeMap, path::PathBuf};
+
+use tokio::{net::TcpListener, sync::mpsc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use self::{
+    core::Core,
+    runtime::{docker::DockerRuntime, exec::ExecRuntime, Runtime},
+    service::Service,
+    stats::Declared,
+    store::WorkerStore,
+};
+use crate::{error::Error, pb::worker_service_server::WorkerServiceServer};
+
+pub use self::runtime::docker::{LABEL_TASK_ID, LABEL_WORKER};
+
+/// Which runtime runs the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuntimeKind {
+    /// Containers through the Docker engine (the default).
+    #[default]
+    Docker,
+    /// Child processes on the host (no isolation; for hosts without Docker and benchmarks).
+    Exec,
+}
+
+impl std::str::FromStr for RuntimeKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "docker" => Ok(Self::Docker),
+            "exec" => Ok(Self::Exec),
+            other => Err(format!("{other:?} is not a runtime (docker or exec)")),
+        }
+    }
+}
+
+/// Everything a worker needs to run; the binary fills it from flags.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The worker's stable name (the node name; the `cube.worker` label of its containers).
+    pub name: String,
+    /// Where its store and the Exec runtime's files live.
+    pub data_dir: PathBuf,
+    /// Which runtime runs tasks.
+    pub runtime: RuntimeKind,
+    /// Labels matched by task constraints.
+    pub labels: BTreeMap<String, String>,
+    /// Declared cpu capacity in millicores (default: the machine's).
+    pub cpu_millis: Option<i64>,
+    /// Declared memory capacity in bytes (default: the machine's).
+    pub memory_bytes: Option<i64>,
+    /// Declared disk capacity in bytes (default: the data dir's disk).
+    pub disk_bytes: Option<i64>,
+    /// The manager to register with and heartbeat to.
+    pub manager: Option<String>,
+    /// The address the manager should use to reach this worker (default: the bound address).
+    pub advertise: Option<String>,
+}
+
+impl WorkerConfig {
+    /// A config with the Docker runtime, no labels and the machine's capacity.
+    pub fn new(name: impl Into<String>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            data_dir: data_dir.into(),
+            runtime: RuntimeKind::Docker,
+            labels: BTreeMap::new(),
+            cpu_millis: None,
+            memory_bytes: None,
+            disk_bytes: None,
+            manager: None,
+            advertise: None,
+        }
+    }
+}
+
+/// Whether the local Docker engine answers (the manager's `--dev` picks Docker or Exec by it).
+pub async fn docker_answers() -> bool {
+    runtime::docker::connect().await.is_ok()
+}
+
+/// Runs a worker on `listener` until `shutdown` is cancelled: opens the store, re-adopts the
+/// containers a previous run left, starts the executor, monitor and stats loops, and serves
+/// WorkerService with health and reflection. Containers keep running after it returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    match config.runtime {
+        RuntimeKind::Docker => {
+            let docker = runtime::docker::connect().await.map_err(|e| {
+                Error::Unavailable(format!(
+                    "the Docker engine does not answer at {}: {e}; start it or use --runtime exec",
+                    std::env::var("DOCKER_HOST")
+                        .unwrap_or_else(|_| runtime::docker::DEFAULT_SOCKET.into())
+                ))
+            })?;
+            let runtime = DockerRuntime::new(docker, config.name.clone());
+            serve_with(listener, config, runtime, true, shutdown).await
+        }
+        RuntimeKind::Exec => {
+            let runtime = ExecRuntime::new(config.data_dir.join("exec"));
+            serve_with(listener, config, runtime, false, shutdown).await
+        }
+    }
+}
+
+async fn serve_with<R: Runtime + Clone>(
+    listener: TcpListener,
+    config: WorkerConfig,
+    runtime: R,
+    require_image: bool,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let (store, tasks) = WorkerStore::open(&config.data_dir)?;
+    let loops = shutdown.child_token();
+    let tracker = TaskTracker::new();
+    tracing::info!(
+        worker = %config.name,
+        runtime = runtime.name(),
+        tasks = tasks.len(),
+        data_dir = %config.data_dir.display(),
+        "worker starting"
+    );
+    let (work_tx, work_rx) = mpsc::unbounded_channel();
+    let (look_tx, look_rx) = mpsc::unbounded_channel();
+    let core = Core::new(
+        config.name.clone(),
+        runtime.clone(),
+        store,
+        tasks,
+        work_tx,
+        look_tx.clone(),
+        (loops.clone(), tracker.clone()),
+    );
+
+    // Hints first, so no exit between adoption and the monitor's start is missed.
+    tracker.spawn({
+        let runtime = runtime.clone();
+        let cancel = loops.clone();
+        async move { runtime.watch(look_tx, cancel).await }
+    });
+    monitor::adopt(&core).await?;
+    tracker.spawn(executor::run(
+        core.clone(),
+        work_rx,
+        loops.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(monitor::run(core.clone(), look_rx, loops.clone()));
+    let declared = Declared {
+        cpu_millis: config.cpu_millis,
+        memory_bytes: config.memory_bytes,
+        disk_bytes: config.disk_bytes,
+    };
+    let (stats, sampler) =
+        stats::start(config.data_dir.clone(), declared, runtime, loops.clone()).await;
+    tracker.spawn(sampler);
+
+    if let Some(manager) = config.manager.clone() {
+        let advertise = match &config.advertise {
+            Some(advertise) => advertise.clone(),
+            None => {
+                let mut local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Internal(format!("reading the bound address: {e}")))?;
+                if local.ip().is_unspecified() {
+                    local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                local.to_string()
+            }
+        };
+        let membership = membership::Membership {
+            manager,
+            advertise,
+            labels: config.labels.clone(),
+        };
+        tracker.spawn(membership::run(
+            core.clone(),
+            stats.clone(),
+            membership,
+            loops.clone(),
+        ));
+    }
+
+    let (router, health) = crate::grpc::standard_router();
+    health
+        .set_serving::<WorkerServiceServer<Service<R>>>()
+        .await;
+    let service = Service {
+        core,
+        stats,
+        labels: config.labels.clone(),
+        require_image,
+        shutdown: shutdown.clone(),
+    };
+    let router = router.add_service(WorkerServiceServer::new(service));
+    let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+    loops.cancel();
+    tracker.close();
+    tracker.wait().await;
+    tracing::info!(worker = %config.name, "worker stopped; its containers keep running");
+    served.map_err(|e| Error::Internal(format!("serving: {e}")))
+}

@@ -1,0 +1,500 @@
+//! The Docker runtime: tasks as containers through the Docker Engine API (bollard).
+//!
+//! Containers are named `cube-<task name>-<short id>` and labelled `cube.task-id` and
+//! `cube.worker`, so a restarted worker finds its own containers by label. Images are pulled
+//! only when absent; cpu and memory limits and port bindings come from the spec.
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::{Duration, SystemTime},
+};
+
+use bollard::{
+    errors::Error as DockerError,
+    models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, PortBinding},
+    query_parameters::{
+        CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
+        LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    },
+    Docker,
+};
+use futures::{stream::BoxStream, StreamExt, TryStreamExt};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
+use crate::{pb, task::protocol_of, TaskId};
+
+/// The label holding a container's task id.
+pub const LABEL_TASK_ID: &str = "cube.task-id";
+/// The label holding the name of the worker that created a container.
+pub const LABEL_WORKER: &str = "cube.worker";
+
+/// Where bollard's local defaults point, for messages.
+pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// How long to wait before subscribing to Docker's events again after the stream broke.
+const EVENTS_RETRY: Duration = Duration::from_secs(1);
+
+/// Connects to the local Docker engine and negotiates the API version (Engine 20.10 speaks
+/// API 1.41; without negotiation every call fails with "client version too new").
+pub async fn connect() -> Result<Docker, String> {
+    let docker = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| e.to_string())?;
+    docker.ping().await.map_err(|e| e.to_string())?;
+    Ok(docker)
+}
+
+/// Tasks as Docker containers.
+#[derive(Clone)]
+pub(crate) struct DockerRuntime {
+    docker: Docker,
+    worker: String,
+}
+
+impl DockerRuntime {
+    /// A runtime over a connected client, for the worker called `worker`.
+    pub fn new(docker: Docker, worker: String) -> Self {
+        Self { docker, worker }
+    }
+
+    fn label_filter(&self) -> HashMap<String, Vec<String>> {
+        HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_WORKER}={}", self.worker)],
+        )])
+    }
+
+    /// Makes sure the image is present: inspect locally, pull only when absent.
+    async fn ensure_image(&self, image: &str) -> RuntimeResult<()> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(|e| {
+                format!(
+                    "image {image} not found locally and could not be pulled: {}",
+                    short(&e)
+                )
+            })?;
+        Ok(())
+    }
+}
+
+/// The container name of a task: `cube-<task name>-<short id>`.
+pub(crate) fn container_name(id: TaskId, spec: &pb::TaskSpec) -> String {
+    format!("cube-{}-{}", spec.name, id.short())
+}
+
+fn is_not_found(error: &DockerError) -> bool {
+    matches!(
+        error,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn is_not_modified(error: &DockerError) -> bool {
+    matches!(
+        error,
+        DockerError::DockerResponseServerError {
+            status_code: 304,
+            ..
+        }
+    )
+}
+
+/// Docker's message without bollard's "Docker responded with status code" preamble.
+fn short(error: &DockerError) -> String {
+    match error {
+        DockerError::DockerResponseServerError { message, .. } => message.clone(),
+        DockerError::DockerStreamError { error } => error.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn parse_time(text: Option<&str>) -> Option<SystemTime> {
+    let text = text?;
+    let ts = prost_types::Timestamp::from_str(text).ok()?;
+    // Docker writes 0001-01-01T00:00:00Z for "never".
+    if ts.seconds <= 0 {
+        return None;
+    }
+    SystemTime::try_from(ts).ok()
+}
+
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn ping(&self) -> RuntimeResult<()> {
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the Docker engine does not answer: {}", short(&e)))
+    }
+
+    async fn start(&self, launch: &Launch) -> RuntimeResult<Started> {
+        let spec = &launch.spec;
+        let name = container_name(launch.id, spec);
+        // A container of that name is a leftover of an earlier run of this task.
+        self.remove(&name).await?;
+        self.ensure_image(&spec.image).await?;
+
+        let mut labels: HashMap<String, String> = spec
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert(LABEL_TASK_ID.into(), launch.id.to_string());
+        labels.insert(LABEL_WORKER.into(), self.worker.clone());
+        labels.insert("cube.attempt".into(), launch.attempt.to_string());
+
+        let mut exposed = Vec::new();
+        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+        for port in &spec.ports {
+            let key = format!(
+                "{}/{}",
+                port.container_port,
+                protocol_name(protocol_of(port))
+            );
+            exposed.push(key.clone());
+            bindings.insert(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: None,
+                    host_port: Some(if port.host_port == 0 {
+                        String::new()
+                    } else {
+                        port.host_port.to_string()
+                    }),
+                }]),
+            );
+        }
+        let resources = spec.resources.unwrap_or_default();
+        let host_config = HostConfig {
+            nano_cpus: (resources.cpu_millis > 0).then(|| resources.cpu_millis * 1_000_000),
+            memory: (resources.memory_bytes > 0).then_some(resources.memory_bytes),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            ..Default::default()
+        };
+        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.sort();
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
+            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
+            env: (!env.is_empty()).then_some(env),
+            labels: Some(labels),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| format!("creating container {name}: {}", short(&e)))?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let message = format!("starting container {name}: {}", short(&e));
+            let _ = self.remove(&created.id).await;
+            return Err(message);
+        }
+        let inspected = self
+            .docker
+            .inspect_container(&created.id, None)
+            .await
+            .map_err(|e| format!("inspecting container {name}: {}", short(&e)))?;
+        let bound = inspected
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.ports.clone())
+            .unwrap_or_default();
+        let ports = spec
+            .ports
+            .iter()
+            .map(|port| {
+                let key = format!(
+                    "{}/{}",
+                    port.container_port,
+                    protocol_name(protocol_of(port))
+                );
+                let host_port = bound
+                    .get(&key)
+                    .and_then(|b| b.as_ref())
+                    .and_then(|b| b.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))
+                    .unwrap_or(port.host_port);
+                pb::PortMapping {
+                    container_port: port.container_port,
+                    host_port,
+                    protocol: protocol_of(port) as i32,
+                }
+            })
+            .collect();
+        let started_at = inspected
+            .state
+            .as_ref()
+            .and_then(|s| parse_time(s.started_at.as_deref()))
+            .unwrap_or_else(SystemTime::now);
+        Ok(Started {
+            container_id: created.id,
+            ports,
+            started_at,
+        })
+    }
+
+    async fn stop(&self, container_id: &str, grace: Duration) -> RuntimeResult<Option<i64>> {
+        // Docker takes whole seconds; round up so a grace is never cut short.
+        let seconds = grace.as_millis().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let options = StopContainerOptions {
+            t: Some(seconds),
+            ..Default::default()
+        };
+        match self
+            .docker
+            .stop_container(container_id, Some(options))
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) if is_not_modified(&e) => {}
+            Err(e) => return Err(format!("stopping container: {}", short(&e))),
+        }
+        match self.inspect(container_id).await? {
+            Observed::Exited { code, .. } => Ok(code),
+            Observed::Running { .. } | Observed::Missing => Ok(None),
+        }
+    }
+
+    async fn remove(&self, container_id: &str) -> RuntimeResult<()> {
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match self
+            .docker
+            .remove_container(container_id, Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // "removal already in progress": someone else is removing it.
+            Err(DockerError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(format!("removing container: {}", short(&e))),
+        }
+    }
+
+    async fn inspect(&self, container_id: &str) -> RuntimeResult<Observed> {
+        let inspected = match self.docker.inspect_container(container_id, None).await {
+            Ok(inspected) => inspected,
+            Err(e) if is_not_found(&e) => return Ok(Observed::Missing),
+            Err(e) => return Err(format!("inspecting container: {}", short(&e))),
+        };
+        let state = inspected.state.unwrap_or_default();
+        let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
+        Ok(match status {
+            ContainerStateStatusEnum::RUNNING
+            | ContainerStateStatusEnum::PAUSED
+            | ContainerStateStatusEnum::RESTARTING
+            | ContainerStateStatusEnum::STOPPING => Observed::Running {
+                started_at: parse_time(state.started_at.as_deref()),
+            },
+            ContainerStateStatusEnum::CREATED => Observed::Exited {
+                code: None,
+                finished_at: None,
+            },
+            ContainerStateStatusEnum::EXITED
+            | ContainerStateStatusEnum::DEAD
+            | ContainerStateStatusEnum::REMOVING
+            | ContainerStateStatusEnum::EMPTY => Observed::Exited {
+                code: state.exit_code,
+                finished_at: parse_time(state.finished_at.as_deref()),
+            },
+        })
+    }
+
+    async fn list(&self) -> RuntimeResult<Vec<Found>> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(self.label_filter()),
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| format!("listing containers: {}", short(&e)))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| {
+                let task_id = c.labels.as_ref()?.get(LABEL_TASK_ID)?;
+                let task_id = TaskId::parse("label", task_id).ok()?;
+                Some(Found {
+                    task_id,
+                    container_id: c.id?,
+                    running: matches!(
+                        c.state,
+                        Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                            | Some(bollard::models::ContainerSummaryStateEnum::PAUSED)
+                            | Some(bollard::models::ContainerSummaryStateEnum::RESTARTING)
+                    ),
+                    created: c.created.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    async fn watch(&self, hints: UnboundedSender<TaskId>, cancel: CancellationToken) {
+        let mut filters = self.label_filter();
+        filters.insert("type".into(), vec!["container".into()]);
+        for event in ["start", "die", "destroy", "oom", "kill"] {
+            filters
+                .entry("event".into())
+                .or_default()
+                .push(event.into());
+        }
+        loop {
+            let options = EventsOptions {
+                filters: Some(filters.clone()),
+                ..Default::default()
+            };
+            let mut events = self.docker.events(Some(options));
+            loop {
+                let next = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    next = events.next() => next,
+                };
+                match next {
+                    Some(Ok(event)) => {
+                        let id = event
+                            .actor
+                            .and_then(|a| a.attributes)
+                            .and_then(|a| a.get(LABEL_TASK_ID).cloned())
+                            .and_then(|id| TaskId::parse("label", &id).ok());
+                        if let Some(id) = id {
+                            let _ = hints.send(id);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %short(&e), "docker event stream broke; subscribing again");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(EVENTS_RETRY) => {}
+            }
+        }
+    }
+
+    fn logs(
+        &self,
+        _task_id: TaskId,
+        container_id: &str,
+        request: LogRequest,
+    ) -> BoxStream<'static, RuntimeResult<LogChunk>> {
+        let options = LogsOptions {
+            follow: request.follow,
+            stdout: request.stdout,
+            stderr: request.stderr,
+            tail: if request.tail == 0 {
+                "all".into()
+            } else {
+                request.tail.to_string()
+            },
+            ..Default::default()
+        };
+        self.docker
+            .logs(container_id, Some(options))
+            .filter_map(|item| async move {
+                use bollard::container::LogOutput;
+                match item {
+                    Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                        Some(Ok((pb::LogStream::Stdout, message)))
+                    }
+                    Ok(LogOutput::StdErr { message }) => Some(Ok((pb::LogStream::Stderr, message))),
+                    Ok(LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(format!("reading logs: {}", short(&e)))),
+                }
+            })
+            .boxed()
+    }
+
+    async fn exec(&self, container_id: &str, command: &[String]) -> RuntimeResult<i64> {
+        use bollard::{exec::StartExecResults, models::ExecConfig};
+        let config = ExecConfig {
+            cmd: Some(command.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_exec(container_id, config)
+            .await
+            .map_err(|e| short(&e))?;
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| short(&e))?
+        {
+            while output.next().await.is_some() {}
+        }
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| short(&e))?;
+        Ok(inspected.exit_code.unwrap_or(-1))
+    }
+
+    async fn address(&self, container_id: &str, port: u32) -> RuntimeResult<SocketAddr> {
+        let inspected = self
+            .docker
+            .inspect_container(container_id, None)
+            .await
+            .map_err(|e| short(&e))?;
+        let ip = inspected
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|n| {
+                n.into_values()
+                    .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
+            })
+            .ok_or_else(|| "the container has no IP address".to_string())?;
+        let ip: IpAddr = ip.parse().map_err(|_| format!("bad container IP {ip}"))?;
+        Ok(SocketAddr::new(ip, port as u16))
+    }
+}
+
+fn protocol_name(protocol: pb::Protocol) -> &'static str {
+    match protocol {
+        pb::Protocol::Udp => "udp",
+        pb::Protocol::Tcp | pb::Protocol::Unspecified => "tcp",
+    }
+}

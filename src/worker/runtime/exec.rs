@@ -1,0 +1,507 @@
+//! The Exec runtime: a task's `command ++ args` as a child process (like Nomad's raw_exec), for
+//! hosts without Docker and for benchmarks of the control plane.
+//!
+//! # Surviving a worker restart
+//!
+//! Each run lives in `<data dir>/exec/<task id>/`: `stdout` and `stderr` (the task's output,
+//! appended across runs), `pid` (the process id and its kernel start time, so a reused pid is
+//! never mistaken for the task) and `exit` (the exit code). The process is started through a
+//! tiny `sh` shim in its own session (`setsid`): the shim runs the command, then writes its exit
+//! code to `exit`. So when the worker dies, its tasks go on running, and a task that exits
+//! while the worker is down still leaves its exit code behind; the restarted worker adopts the
+//! process by its pid file instead of starting a second copy. A task killed by a signal while
+//! the worker is down (the shim dies with it) leaves no code: it is reported as lost.
+//!
+//! Stop sends SIGTERM to the process group, waits the grace period, then SIGKILLs the group.
+
+use std::{
+    collections::{HashMap, HashSet},
+    io::{Read, Seek, SeekFrom},
+    net::SocketAddr,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+use futures::{stream::BoxStream, StreamExt};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
+use crate::{pb, TaskId};
+
+/// The shim: `sh -c SHIM cube-shim <exit file> <command> <args>...`. It runs the command and
+/// records its exit code atomically (write, then rename), even if the worker is gone by then.
+const SHIM: &str = r#"f=$1; shift; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c"#;
+
+/// How often a stop, or a following log reader, looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The most a log chunk carries.
+const CHUNK: usize = 64 * 1024;
+
+/// Tasks as child processes.
+#[derive(Clone)]
+pub(crate) struct ExecRuntime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    hints: OnceLock<UnboundedSender<TaskId>>,
+    /// Container ids (`pid:<pid>`) this runtime knows, with their task.
+    known: Mutex<HashMap<String, TaskId>>,
+    /// Pids of children this process waits on (their exit code is written when they are reaped).
+    waiting: Mutex<HashSet<i32>>,
+}
+
+impl ExecRuntime {
+    /// A runtime keeping its runs under `dir` (`<data dir>/exec`).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dir,
+                hints: OnceLock::new(),
+                known: Mutex::new(HashMap::new()),
+                waiting: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    fn task_dir(&self, id: TaskId) -> PathBuf {
+        self.inner.dir.join(id.to_string())
+    }
+
+    fn task_of(&self, container_id: &str) -> Option<TaskId> {
+        self.inner.known.lock().unwrap().get(container_id).copied()
+    }
+}
+
+fn pid_of(container_id: &str) -> Option<i32> {
+    container_id.strip_prefix("pid:")?.parse().ok()
+}
+
+/// A process's start time in clock ticks since boot and whether it is a zombie, from
+/// `/proc/<pid>/stat`.
+fn proc_stat(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After "pid (comm) ", field 3 (state) is index 0 and field 22 (starttime) index 19.
+    let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
+    Some((fields.get(19)?.parse().ok()?, zombie))
+}
+
+/// Whether the process recorded in a run's pid file is alive (and is still that process).
+fn alive(dir: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(dir.join("pid")).ok()?;
+    let mut parts = text.split_whitespace();
+    let pid: i32 = parts.next()?.parse().ok()?;
+    let start: u64 = parts.next()?.parse().ok()?;
+    Some(matches!(proc_stat(pid), Some((s, false)) if s == start))
+}
+
+fn read_exit(dir: &Path) -> Option<(i64, Option<SystemTime>)> {
+    let path = dir.join("exit");
+    let code = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+    let at = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+    Some((code, at))
+}
+
+fn write_exit(dir: &Path, code: i64) {
+    let tmp = dir.join("exit.tmp");
+    if std::fs::write(&tmp, format!("{code}\n")).is_ok() {
+        let _ = std::fs::rename(tmp, dir.join("exit"));
+    }
+}
+
+fn signal_group(pid: i32, signal: libc::c_int) {
+    // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names the process
+    // group the shim leads (it called setsid), so the command's children get the signal too.
+    unsafe {
+        libc::kill(-pid, signal);
+    }
+}
+
+/// Finds `program` the way a shell would, so a missing command is reported at start.
+fn resolve(program: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.exists().then_some(path);
+    }
+    let path = env
+        .get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+impl Runtime for ExecRuntime {
+    fn name(&self) -> &'static str {
+        "exec"
+    }
+
+    async fn ping(&self) -> RuntimeResult<()> {
+        Ok(())
+    }
+
+    async fn start(&self, launch: &Launch) -> RuntimeResult<Started> {
+        let spec = &launch.spec;
+        let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
+        let Some(program) = argv.first() else {
+            return Err("the Exec runtime needs a command".into());
+        };
+        let env: HashMap<String, String> = spec.env.clone().into_iter().collect();
+        if resolve(program, &env).is_none() {
+            return Err(format!("command {program:?} not found"));
+        }
+        let dir = self.task_dir(launch.id);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        for stale in ["exit", "exit.tmp", "pid"] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+                .map_err(|e| format!("opening the task's {name} file: {e}"))
+        };
+        let mut command = std::process::Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(SHIM)
+            .arg("cube-shim")
+            .arg(dir.join("exit"))
+            .args(&argv)
+            .envs(&env)
+            .stdin(std::process::Stdio::null())
+            .stdout(open("stdout")?)
+            .stderr(open("stderr")?);
+        // SAFETY: setsid(2) is async-signal-safe, as pre_exec requires. The task gets its own
+        // session and process group, so it outlives the worker and can be signalled as a group.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(command)
+            .spawn()
+            .map_err(|e| format!("starting {program:?}: {e}"))?;
+        let pid = child.id().ok_or("the process exited at once")? as i32;
+        let start = proc_stat(pid).map(|(s, _)| s).unwrap_or(0);
+        std::fs::write(dir.join("pid"), format!("{pid} {start}\n"))
+            .map_err(|e| format!("writing the pid file: {e}"))?;
+        let container_id = format!("pid:{pid}");
+        self.inner
+            .known
+            .lock()
+            .unwrap()
+            .insert(container_id.clone(), launch.id);
+        self.inner.waiting.lock().unwrap().insert(pid);
+        let inner = self.inner.clone();
+        let id = launch.id;
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            if read_exit(&dir).is_none() {
+                use std::os::unix::process::ExitStatusExt;
+                let code = match status {
+                    Ok(s) => s
+                        .code()
+                        .map(i64::from)
+                        .or_else(|| s.signal().map(|sig| 128 + i64::from(sig))),
+                    Err(_) => None,
+                };
+                write_exit(&dir, code.unwrap_or(-1));
+            }
+            inner.waiting.lock().unwrap().remove(&pid);
+            if let Some(hints) = inner.hints.get() {
+                let _ = hints.send(id);
+            }
+        });
+        Ok(Started {
+            container_id,
+            ports: spec.ports.clone(),
+            started_at: SystemTime::now(),
+        })
+    }
+
+    async fn stop(&self, container_id: &str, grace: Duration) -> RuntimeResult<Option<i64>> {
+        let Some(pid) = pid_of(container_id) else {
+            return Ok(None);
+        };
+        let Some(id) = self.task_of(container_id) else {
+            return Ok(None);
+        };
+        let dir = self.task_dir(id);
+        let running = |dir: &Path| {
+            alive(dir).unwrap_or(false) || self.inner.waiting.lock().unwrap().contains(&pid)
+        };
+        if alive(&dir).unwrap_or(false) {
+            signal_group(pid, libc::SIGTERM);
+            let deadline = tokio::time::Instant::now() + grace;
+            while running(&dir) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+            }
+            if alive(&dir).unwrap_or(false) {
+                signal_group(pid, libc::SIGKILL);
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while running(&dir) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(POLL).await;
+            }
+        }
+        Ok(read_exit(&dir).map(|(code, _)| code))
+    }
+
+    async fn remove(&self, container_id: &str) -> RuntimeResult<()> {
+        if let Some(pid) = pid_of(container_id) {
+            if let Some(id) = self.task_of(container_id) {
+                if alive(&self.task_dir(id)).unwrap_or(false) {
+                    signal_group(pid, libc::SIGKILL);
+                }
+                // Keep the output files (logs); forget the run.
+                let _ = std::fs::remove_file(self.task_dir(id).join("pid"));
+            }
+        }
+        self.inner.known.lock().unwrap().remove(container_id);
+        Ok(())
+    }
+
+    async fn inspect(&self, container_id: &str) -> RuntimeResult<Observed> {
+        let (Some(pid), Some(id)) = (pid_of(container_id), self.task_of(container_id)) else {
+            return Ok(Observed::Missing);
+        };
+        let dir = self.task_dir(id);
+        let recorded = std::fs::read_to_string(dir.join("pid")).ok();
+        if recorded
+            .as_deref()
+            .and_then(|t| t.split_whitespace().next())
+            != Some(&pid.to_string())
+        {
+            return Ok(Observed::Missing);
+        }
+        let started_at = std::fs::metadata(dir.join("pid"))
+            .and_then(|m| m.modified())
+            .ok();
+        if alive(&dir).unwrap_or(false) || self.inner.waiting.lock().unwrap().contains(&pid) {
+            return Ok(Observed::Running { started_at });
+        }
+        Ok(match read_exit(&dir) {
+            Some((code, finished_at)) => Observed::Exited {
+                code: Some(code),
+                finished_at,
+            },
+            None => Observed::Missing,
+        })
+    }
+
+    async fn list(&self) -> RuntimeResult<Vec<Found>> {
+        let entries = match std::fs::read_dir(&self.inner.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(format!("reading {}: {e}", self.inner.dir.display())),
+        };
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(task_id) = TaskId::parse("dir", &entry.file_name().to_string_lossy()) else {
+                continue;
+            };
+            let dir = entry.path();
+            let Ok(text) = std::fs::read_to_string(dir.join("pid")) else {
+                continue;
+            };
+            let Some(pid) = text
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let container_id = format!("pid:{pid}");
+            self.inner
+                .known
+                .lock()
+                .unwrap()
+                .insert(container_id.clone(), task_id);
+            let created = std::fs::metadata(dir.join("pid"))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            found.push(Found {
+                task_id,
+                running: alive(&dir).unwrap_or(false)
+                    || self.inner.waiting.lock().unwrap().contains(&pid),
+                container_id,
+                created,
+            });
+        }
+        Ok(found)
+    }
+
+    async fn watch(&self, hints: UnboundedSender<TaskId>, cancel: CancellationToken) {
+        let _ = self.inner.hints.set(hints);
+        cancel.cancelled().await;
+    }
+
+    fn logs(
+        &self,
+        task_id: TaskId,
+        _container_id: &str,
+        request: LogRequest,
+    ) -> BoxStream<'static, RuntimeResult<LogChunk>> {
+        let dir = self.task_dir(task_id);
+        let mut streams = Vec::new();
+        if request.stdout {
+            streams.push(follow_file(
+                dir.clone(),
+                "stdout",
+                pb::LogStream::Stdout,
+                request,
+            ));
+        }
+        if request.stderr {
+            streams.push(follow_file(dir, "stderr", pb::LogStream::Stderr, request));
+        }
+        futures::stream::select_all(streams).boxed()
+    }
+
+    async fn exec(&self, _container_id: &str, command: &[String]) -> RuntimeResult<i64> {
+        let Some((program, args)) = command.split_first() else {
+            return Err("empty command".into());
+        };
+        let status = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status()
+            .await
+            .map_err(|e| format!("running {program:?}: {e}"))?;
+        Ok(status.code().map_or(-1, i64::from))
+    }
+
+    async fn address(&self, _container_id: &str, port: u32) -> RuntimeResult<SocketAddr> {
+        Ok(SocketAddr::from(([127, 0, 0, 1], port as u16)))
+    }
+}
+
+/// The byte offset where the last `lines` lines of `file` begin.
+fn tail_offset(file: &mut std::fs::File, lines: u32) -> std::io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    let mut pos = len;
+    let mut seen = 0u32;
+    let mut buf = vec![0u8; 8192];
+    // A final newline ends the last line; it does not start another.
+    let mut skip_last = true;
+    while pos > 0 {
+        let n = (pos as usize).min(buf.len());
+        pos -= n as u64;
+        file.seek(SeekFrom::Start(pos))?;
+        file.read_exact(&mut buf[..n])?;
+        for i in (0..n).rev() {
+            if buf[i] == b'\n' {
+                if skip_last && pos + i as u64 == len - 1 {
+                    skip_last = false;
+                    continue;
+                }
+                seen += 1;
+                if seen == lines {
+                    return Ok(pos + i as u64 + 1);
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Streams a run's output file: from the tail offset to its end, then (with follow) what is
+/// appended, reading only new bytes, until the process is gone and the file is drained.
+fn follow_file(
+    dir: PathBuf,
+    name: &'static str,
+    stream: pb::LogStream,
+    request: LogRequest,
+) -> BoxStream<'static, RuntimeResult<LogChunk>> {
+    struct State {
+        file: Option<std::fs::File>,
+        dir: PathBuf,
+        done: bool,
+    }
+    let init = State {
+        file: None,
+        dir,
+        done: false,
+    };
+    futures::stream::unfold(init, move |mut state| async move {
+        if state.done {
+            return None;
+        }
+        if state.file.is_none() {
+            let mut file = match std::fs::File::open(state.dir.join(name)) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return None;
+                }
+                Err(e) => {
+                    state.done = true;
+                    return Some((Err(format!("reading the task's {name}: {e}")), state));
+                }
+            };
+            let start = if request.tail > 0 {
+                tail_offset(&mut file, request.tail)
+            } else {
+                Ok(0)
+            };
+            if let Err(e) = start.and_then(|s| file.seek(SeekFrom::Start(s))) {
+                state.done = true;
+                return Some((Err(format!("reading the task's {name}: {e}")), state));
+            }
+            state.file = Some(file);
+        }
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            // Whether the process was running before this read: if it was not, an empty read
+            // means the output is complete.
+            let was_running = request.follow && alive(&state.dir).unwrap_or(false);
+            let file = state.file.as_mut().expect("opened above");
+            match file.read(&mut buf) {
+                Ok(0) if was_running => tokio::time::sleep(POLL).await,
+                Ok(0) => return None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    return Some((Ok((stream, Bytes::from(buf))), state));
+                }
+                Err(e) => {
+                    state.done = true;
+                    return Some((Err(format!("reading the task's {name}: {e}")), state));
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_offset_finds_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        assert_eq!(tail_offset(&mut file, 1).unwrap(), 8);
+        assert_eq!(tail_offset(&mut file, 2).unwrap(), 4);
+        assert_eq!(tail_offset(&mut file, 5).unwrap(), 0);
+    }
+}

@@ -1,0 +1,133 @@
+//! The WorkerService rpc handlers: thin. Each validates, converts, calls the core, converts
+//! back; errors become statuses through the crate's one mapping.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::{
+    core::Core,
+    runtime::{LogRequest, Runtime},
+    stats::Stats,
+};
+use crate::{
+    error::Error,
+    pb::{self, worker_service_server::WorkerService},
+    task::validate_spec,
+    TaskId,
+};
+
+/// The WorkerService over a worker core.
+pub(crate) struct Service<R> {
+    pub core: Core<R>,
+    pub stats: Stats,
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Whether specs must name an image (the Docker runtime).
+    pub require_image: bool,
+    /// Cancelled at shutdown: open log streams end then, so they do not hold the server up.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+type LogStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WorkerServiceStreamLogsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<R: Runtime> WorkerService for Service<R> {
+    async fn start_task(
+        &self,
+        request: Request<pb::StartTaskRequest>,
+    ) -> Result<Response<pb::StartTaskResponse>, Status> {
+        let request = request.into_inner();
+        let id = TaskId::parse("task_id", &request.task_id)?;
+        let spec = request
+            .spec
+            .ok_or_else(|| Error::invalid("spec", "is required"))?;
+        let spec = validate_spec(spec, self.require_image)?;
+        let task = self.core.start(id, spec, request.attempt).await?;
+        Ok(Response::new(pb::StartTaskResponse { task: Some(task) }))
+    }
+
+    async fn stop_task(
+        &self,
+        request: Request<pb::WorkerServiceStopTaskRequest>,
+    ) -> Result<Response<pb::WorkerServiceStopTaskResponse>, Status> {
+        let request = request.into_inner();
+        let id = TaskId::parse("task_id", &request.task_id)?;
+        let task = self.core.stop(id, &request.reason).await?;
+        Ok(Response::new(pb::WorkerServiceStopTaskResponse {
+            task: Some(task),
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::WorkerServiceListTasksRequest>,
+    ) -> Result<Response<pb::WorkerServiceListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let listing = self.core.list(request.since_revision, &request.instance_id);
+        Ok(Response::new(pb::WorkerServiceListTasksResponse {
+            tasks: listing.tasks,
+            revision: listing.revision,
+            instance_id: self.core.instance_id().to_string(),
+            complete: listing.complete,
+            node: self.core.name().to_string(),
+        }))
+    }
+
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
+        Ok(Response::new(pb::GetStatsResponse {
+            node: self.core.name().to_string(),
+            stats: Some(current_stats(&self.core, &self.stats)),
+            labels: self.labels.clone().into_iter().collect(),
+            instance_id: self.core.instance_id().to_string(),
+        }))
+    }
+
+    type StreamLogsStream = LogStream;
+
+    async fn stream_logs(
+        &self,
+        request: Request<pb::WorkerServiceStreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let request = request.into_inner();
+        let id = TaskId::parse("task_id", &request.task_id)?;
+        let task = self.core.get(id).ok_or_else(|| Error::task_not_found(id))?;
+        if task.container_id.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} has not started yet: no logs"
+            ))
+            .into());
+        }
+        let both = !request.stdout && !request.stderr;
+        let logs = self.core.runtime().logs(
+            id,
+            &task.container_id,
+            LogRequest {
+                follow: request.follow,
+                tail: request.tail,
+                stdout: both || request.stdout,
+                stderr: both || request.stderr,
+            },
+        );
+        let stream = logs.map(|item| match item {
+            Ok((stream, data)) => Ok(pb::WorkerServiceStreamLogsResponse {
+                data: data.to_vec(),
+                stream: stream as i32,
+            }),
+            Err(message) => Err(Status::from(Error::Runtime(message))),
+        });
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(stream.take_until(ends))))
+    }
+}
+
+/// The latest stats sample with the current task count.
+pub(crate) fn current_stats<R: Runtime>(core: &Core<R>, stats: &Stats) -> pb::NodeStats {
+    let mut sample = stats.latest();
+    sample.task_count = core.unfinished_count() as u32;
+    sample
+}

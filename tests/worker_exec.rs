@@ -1,0 +1,189 @@
+//! A real `cube-worker --runtime exec`: the same flows as on Docker with child processes, logs
+//! followed from the output files, and a worker restart that re-adopts its processes.
+
+mod common;
+mod worker_support;
+
+use std::time::Duration;
+
+use common::{temp_dir, unique, Proc};
+use cube::pb::{self, TaskState};
+use tonic::Code;
+use worker_support::{new_id, Worker};
+
+fn exec_spec(name: &str, command: &[&str]) -> pb::TaskSpec {
+    pb::TaskSpec {
+        name: name.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        stop_grace_period: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+fn pid_of(task: &pb::Task) -> i32 {
+    task.container_id
+        .strip_prefix("pid:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not an exec container id: {}", task.container_id))
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+}
+
+fn start_worker(name: &str, data: &str) -> Proc {
+    Proc::start(
+        "cube-worker",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--runtime",
+            "exec",
+            "--name",
+            name,
+            "--data-dir",
+            data,
+        ],
+    )
+}
+
+#[test]
+fn exec_worker_runs_stops_reports_and_readopts() {
+    let name = unique("x");
+    let dir = temp_dir();
+    let data = dir.path().to_str().unwrap().to_string();
+    let proc = start_worker(&name, &data);
+    let mut w = Worker::connect(&proc.addr);
+
+    let sleeper = new_id();
+    w.start(&sleeper, exec_spec("sleeper", &["sleep", "300"]), 0)
+        .unwrap();
+    let exits3 = new_id();
+    w.start(&exits3, exec_spec("three", &["sh", "-c", "exit 3"]), 0)
+        .unwrap();
+    let exits0 = new_id();
+    w.start(&exits0, exec_spec("zero", &["sh", "-c", "exit 0"]), 0)
+        .unwrap();
+    let missing = new_id();
+    w.start(&missing, exec_spec("nope", &["/no/such/program"]), 0)
+        .unwrap();
+    let killed = new_id();
+    w.start(&killed, exec_spec("killed", &["sleep", "300"]), 0)
+        .unwrap();
+    // Exits while the worker is down (below), after a few seconds.
+    let later = new_id();
+    w.start(
+        &later,
+        exec_spec("later", &["sh", "-c", "sleep 2; exit 7"]),
+        0,
+    )
+    .unwrap();
+    let ticker = new_id();
+    w.start(
+        &ticker,
+        exec_spec(
+            "ticker",
+            &[
+                "sh",
+                "-c",
+                "for i in 1 2 3; do echo tick $i; echo warn $i >&2; sleep 0.6; done",
+            ],
+        ),
+        0,
+    )
+    .unwrap();
+
+    let running = w.wait_state(&sleeper, TaskState::Running, Duration::from_secs(5));
+    let sleeper_pid = pid_of(&running);
+    assert!(alive(sleeper_pid));
+    let three = w.wait_state(&exits3, TaskState::Failed, Duration::from_secs(5));
+    assert_eq!(three.exit_code, Some(3));
+    let zero = w.wait_state(&exits0, TaskState::Completed, Duration::from_secs(5));
+    assert_eq!(zero.exit_code, Some(0));
+    let nope = w.wait_state(&missing, TaskState::Failed, Duration::from_secs(5));
+    assert!(nope.message.contains("not found"), "{}", nope.message);
+
+    // A process killed behind the worker's back is noticed.
+    let k = w.wait_state(&killed, TaskState::Running, Duration::from_secs(5));
+    common::run_ok("kill", &["-s", "KILL", "--", &format!("-{}", pid_of(&k))]);
+    let k = w.wait_state(&killed, TaskState::Failed, Duration::from_secs(5));
+    assert_eq!(k.exit_code, Some(137));
+
+    // Followed logs arrive as written and end with the process.
+    let followed = w
+        .logs(
+            pb::WorkerServiceStreamLogsRequest {
+                task_id: ticker.clone(),
+                follow: true,
+                ..Default::default()
+            },
+            Duration::from_secs(15),
+        )
+        .unwrap();
+    let out: String = followed
+        .iter()
+        .filter(|(s, _, _)| *s == pb::LogStream::Stdout)
+        .map(|(_, d, _)| d.as_str())
+        .collect();
+    assert_eq!(out, "tick 1\ntick 2\ntick 3\n");
+    assert!(followed
+        .iter()
+        .any(|(s, d, _)| *s == pb::LogStream::Stderr && d.contains("warn 3")));
+    let spread = followed.last().unwrap().2.duration_since(followed[0].2);
+    assert!(spread >= Duration::from_millis(500), "{spread:?}");
+    let tail = w
+        .logs(
+            pb::WorkerServiceStreamLogsRequest {
+                task_id: ticker.clone(),
+                tail: 1,
+                stdout: true,
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    let tail: String = tail.iter().map(|(_, d, _)| d.as_str()).collect();
+    assert_eq!(tail, "tick 3\n");
+
+    // Stats count the unfinished tasks: the sleeper and `later`.
+    assert_eq!(w.stats().stats.unwrap().task_count, 2);
+
+    // SIGKILL the worker; `later` exits while it is down; start it again on the same dir.
+    let later_pid = pid_of(&w.wait_state(&later, TaskState::Running, Duration::from_secs(5)));
+    proc.kill9();
+    common::wait_for(Duration::from_secs(10), "`later` to exit", || {
+        (!alive(later_pid)).then_some(())
+    });
+    assert!(alive(sleeper_pid), "tasks outlive their worker");
+    let proc = start_worker(&name, &data);
+    let mut w = Worker::connect(&proc.addr);
+    let adopted = w.task(&sleeper).unwrap();
+    assert_eq!(adopted.state(), TaskState::Running);
+    assert_eq!(pid_of(&adopted), sleeper_pid, "adopted, not started again");
+    let l = w.task(&later).unwrap();
+    assert_eq!(l.state(), TaskState::Failed);
+    assert_eq!(l.exit_code, Some(7));
+    assert!(
+        l.message.contains("while the worker was down"),
+        "{}",
+        l.message
+    );
+
+    // Duplicate start and stop semantics.
+    let err = w
+        .start(&sleeper, exec_spec("sleeper", &["sleep", "300"]), 0)
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    w.stop(&sleeper).unwrap();
+    let stopped = w.wait_state(&sleeper, TaskState::Completed, Duration::from_secs(10));
+    assert_eq!(stopped.desired_state(), pb::DesiredState::Stopped);
+    assert!(!alive(sleeper_pid));
+    assert_eq!(w.stop(&sleeper).unwrap().state(), TaskState::Completed);
+
+    assert!(proc.terminate(), "a clean exit on SIGTERM");
+}
