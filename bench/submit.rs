@@ -90,7 +90,8 @@ async fn restart_time() -> (Duration, Duration) {
                     state: pb::TaskState::Completed as i32,
                     desired_state: pb::DesiredState::Running as i32,
                     node: "w1".into(),
-                    container_id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+                    container_id:
+                        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
                     created_at: Some(cube::proto::now()),
                     started_at: Some(cube::proto::now()),
                     finished_at: Some(cube::proto::now()),

@@ -190,9 +190,12 @@ async fn round_robin_run_stop_and_fail() {
     })
     .await
     .unwrap();
-    until(&mut c, Duration::from_secs(15), "the stopped task COMPLETED", |tasks| {
-        tasks[&victim.id].state() == pb::TaskState::Completed
-    })
+    until(
+        &mut c,
+        Duration::from_secs(15),
+        "the stopped task COMPLETED",
+        |tasks| tasks[&victim.id].state() == pb::TaskState::Completed,
+    )
     .await;
     common::wait_for(Duration::from_secs(10), "its container removed", || {
         (containers_of(&victim.node).len() == 2).then_some(())
@@ -207,9 +210,12 @@ async fn round_robin_run_stop_and_fail() {
     assert_eq!(node.task_count, 2, "allocation goes down when a task stops");
 
     let failing = submit(&mut c, spec("fails", &["sh", "-c", "exit 3"])).await;
-    let tasks = until(&mut c, Duration::from_secs(15), "the failing task FAILED", |tasks| {
-        tasks[&failing].state() == pb::TaskState::Failed
-    })
+    let tasks = until(
+        &mut c,
+        Duration::from_secs(15),
+        "the failing task FAILED",
+        |tasks| tasks[&failing].state() == pb::TaskState::Failed,
+    )
     .await;
     assert_eq!(tasks[&failing].exit_code, Some(3));
     let events = c
@@ -220,7 +226,10 @@ async fn round_robin_run_stop_and_fail() {
         .unwrap()
         .into_inner()
         .events;
-    assert!(events.len() >= 3, "submitted, scheduled, ..., failed: {events:?}");
+    assert!(
+        events.len() >= 3,
+        "submitted, scheduled, ..., failed: {events:?}"
+    );
 }
 
 /// Issue 4: 20 tasks RUNNING on two workers; SIGKILL the manager and start it on the same data
@@ -278,8 +287,15 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
         .sum();
     assert_eq!(total, 20, "exactly 20 containers");
     for id in &ids {
-        assert_eq!(after[id].state(), pb::TaskState::Running, "{id} still RUNNING");
+        assert_eq!(
+            after[id].state(),
+            pb::TaskState::Running,
+            "{id} still RUNNING"
+        );
         assert_eq!(after[id].node, before[id].node);
-        assert_eq!(after[id].container_id, before[id].container_id, "not started twice");
+        assert_eq!(
+            after[id].container_id, before[id].container_id,
+            "not started twice"
+        );
     }
 }
