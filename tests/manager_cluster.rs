@@ -79,10 +79,30 @@ impl Cluster {
         self.manager.as_ref().unwrap()
     }
 
+    /// A client, once every worker is READY (round-robin only rotates over nodes that
+    /// answer, so a test that counts per node waits for all of them).
     async fn client(&self) -> ManagerServiceClient<Channel> {
-        ManagerServiceClient::connect(self.manager().url())
+        let mut c = ManagerServiceClient::connect(self.manager().url())
             .await
-            .unwrap()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let nodes = c
+                .list_nodes(pb::ListNodesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .nodes;
+            let ready = nodes
+                .iter()
+                .filter(|n| n.state() == pb::NodeState::Ready)
+                .count();
+            if ready == self.workers.len() {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "workers not READY: {nodes:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn restart_manager(&mut self) {
@@ -264,20 +284,6 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
         assert_eq!(after[id].node, before[id].node, "{id} on the same node");
     }
     // Let the reconciler make a few full passes, then count containers.
-    let nodes_up = Instant::now() + Duration::from_secs(10);
-    loop {
-        let nodes = c
-            .list_nodes(pb::ListNodesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .nodes;
-        if nodes.iter().all(|n| n.state() == pb::NodeState::Ready) {
-            break;
-        }
-        assert!(Instant::now() < nodes_up, "nodes not READY: {nodes:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = all_tasks(&mut c).await;
     let total: usize = cluster
@@ -297,5 +303,81 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
             after[id].container_id, before[id].container_id,
             "not started twice"
         );
+    }
+}
+
+/// `cube-manager --dev` runs a task end to end on its embedded worker, with nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_a_task_end_to_end() {
+    if !common::need_docker("dev_mode_runs_a_task_end_to_end") {
+        return;
+    }
+    let dir = temp_dir();
+    let manager = Proc::start(
+        "cube-manager",
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let mut c = ManagerServiceClient::connect(manager.url()).await.unwrap();
+    let id = submit(
+        &mut c,
+        spec("dev", &["sh", "-c", "echo hello from dev; exit 0"]),
+    )
+    .await;
+    let _cleanup = TaskContainers(id.clone());
+    let tasks = until(
+        &mut c,
+        Duration::from_secs(20),
+        "the dev task COMPLETED",
+        |tasks| tasks[&id].state() == pb::TaskState::Completed,
+    )
+    .await;
+    assert_eq!(tasks[&id].exit_code, Some(0));
+    assert!(!tasks[&id].node.is_empty());
+    // Its output comes through the manager from the embedded worker.
+    let mut logs = c
+        .stream_logs(pb::StreamLogsRequest {
+            task_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = logs.message().await.unwrap() {
+        text.extend(chunk.data);
+    }
+    assert!(
+        String::from_utf8_lossy(&text).contains("hello from dev"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(manager.terminate(), "clean shutdown");
+}
+
+/// Removes the containers of one task when dropped (the dev worker's name is the host's).
+struct TaskContainers(String);
+
+impl Drop for TaskContainers {
+    fn drop(&mut self) {
+        let ids = common::run_ok(
+            "docker",
+            &[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=cube.task-id={}", self.0),
+            ],
+        );
+        for id in ids.lines() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .output();
+        }
     }
 }
