@@ -8,14 +8,19 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{server::Router, Channel, Endpoint, Server};
 use tonic_health::server::HealthReporter;
 
-use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::{metrics::RpcMetricsLayer, proto::FILE_DESCRIPTOR_SET};
+
+/// The router every Cube server builds on: the rpc metrics layer around all services.
+pub type CubeRouter =
+    Router<tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>>;
 
 /// How long a client waits for a TCP connection to a Cube server before it gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A server builder with `grpc.health.v1.Health` and server reflection (both `v1` and the
-/// `v1alpha` that grpcurl 1.8 speaks) already added, and the reporter to mark services SERVING.
-pub fn standard_router() -> (Router, HealthReporter) {
+/// `v1alpha` that grpcurl 1.8 speaks) already added, every rpc timed into the metrics, and the
+/// reporter to mark services SERVING.
+pub fn standard_router() -> (CubeRouter, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -28,6 +33,7 @@ pub fn standard_router() -> (Router, HealthReporter) {
         .build_v1alpha()
         .expect("Cube's descriptor set is valid");
     let router = Server::builder()
+        .layer(RpcMetricsLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -36,7 +42,7 @@ pub fn standard_router() -> (Router, HealthReporter) {
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
 pub async fn serve(
-    router: Router,
+    router: CubeRouter,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {

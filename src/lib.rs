@@ -15,6 +15,7 @@
 pub mod error;
 pub mod grpc;
 pub mod manager;
+pub mod metrics;
 pub mod proto;
 pub mod scheduler;
 pub mod store;

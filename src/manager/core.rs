@@ -630,7 +630,7 @@ impl Core {
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
-            let decision = self.shared.scheduler.place(&demand, &views, true);
+            let decision = self.shared.scheduler.place_fast(&demand, &views, true);
             match decision.node {
                 Some(node) => {
                     if let Some(view) = views.iter_mut().find(|v| v.name == node) {

@@ -33,8 +33,8 @@ mod service;
 /// RUNNING within about a second, slow enough to cost nothing on an idle cluster.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The default scheduling strategy.
-pub const DEFAULT_SCHEDULER: &str = "roundrobin";
+/// The default scheduling strategy (the scheduler module's default: spread).
+pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
 
 /// How a manager runs.
 #[derive(Debug, Clone)]

@@ -72,7 +72,7 @@ pub fn ensure_test_image() {
         // A unique tag first, then an atomic re-tag, so parallel test binaries never see a
         // half-imported image.
         let temp_tag = format!("cube-test/busybox:build-{}", std::process::id());
-        let tar = Command::new("tar")
+        let mut tar = Command::new("tar")
             .args(["-C"])
             .arg(&rootfs)
             .args(["-c", "."])
@@ -81,10 +81,14 @@ pub fn ensure_test_image() {
             .unwrap();
         let status = Command::new("docker")
             .args(["import", "--change", "ENV PATH=/bin", "-", &temp_tag])
-            .stdin(tar.stdout.unwrap())
+            .stdin(tar.stdout.take().unwrap())
             .stdout(Stdio::null())
             .status()
             .unwrap();
+        assert!(
+            tar.wait().is_ok_and(|s| s.success()),
+            "tar of the test rootfs failed"
+        );
         assert!(status.success(), "docker import of the test image failed");
         run_ok("docker", &["tag", &temp_tag, TEST_IMAGE]);
         let _ = Command::new("docker").args(["rmi", &temp_tag]).output();

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmark (2): N busybox `sleep` containers started three ways on the same engine, in one run:
+#   (a) `docker run -d`, P at a time (the parallelism Cube's dispatcher uses per worker);
+#   (b) `docker service create --replicas N` on a single-node swarm of the same engine;
+#   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time.
+# Each is timed from the first request until all N containers run: for (a) when the last
+# `docker run -d` returns, for (b) when `docker service ps` shows N running, for (c) when the
+# manager reports N tasks RUNNING (what a user of Cube sees).
+#
+# Usage: bench/containers.sh [N] [P]      (defaults: 50 8)
+# Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-50}
+P=${2:-8}
+IMAGE=cube-test/busybox:latest
+LABEL=cube.bench=containers
+
+now() { date +%s.%N; }
+elapsed() { echo "$2 - $1" | bc -l | xargs printf '%.2f'; }
+cleanup() {
+  docker service rm cube-bench >/dev/null 2>&1 || true
+  docker swarm leave --force >/dev/null 2>&1 || true
+  ids=$(docker ps -aq --filter "label=$LABEL"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  ids=$(docker ps -aq --filter "label=cube.worker=bench-worker"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  [ -z "${MANAGER_PID:-}" ] || kill "$MANAGER_PID" 2>/dev/null || true
+  [ -z "${DATA:-}" ] || rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
+bench/build-image.sh
+cargo build --release --quiet --bin cube-manager --bin cubectl
+BIN=target/release
+
+echo "== (a) docker run -d, $N containers, $P at a time"
+start=$(now)
+seq "$N" | xargs -P "$P" -I{} docker run -d --label "$LABEL" "$IMAGE" sleep 300 >/dev/null
+raw=$(elapsed "$start" "$(now)")
+running=$(docker ps -q --filter "label=$LABEL" | wc -l)
+[ "$running" -eq "$N" ] || { echo "only $running of $N raw containers run"; exit 1; }
+docker rm -f $(docker ps -aq --filter "label=$LABEL") >/dev/null
+echo "   $raw s"
+
+echo "== (b) docker service create --replicas $N (single-node swarm)"
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+start=$(now)
+docker service create --detach --quiet --no-resolve-image --name cube-bench \
+  --replicas "$N" --container-label "$LABEL" "$IMAGE" sleep 300 >/dev/null
+while [ "$(docker service ps cube-bench --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')" -lt "$N" ]; do
+  sleep 0.05
+done
+swarm=$(elapsed "$start" "$(now)")
+docker service rm cube-bench >/dev/null
+docker swarm leave --force >/dev/null
+# Swarm removes its containers asynchronously; wait so (c) starts on a quiet engine.
+while [ -n "$(docker ps -aq --filter "label=$LABEL")" ]; do sleep 0.2; done
+echo "   $swarm s"
+
+echo "== (c) Cube, one worker, $N tasks submitted $P at a time"
+DATA=$(mktemp -d)
+"$BIN/cube-manager" --dev --dev-worker-name bench-worker --listen 127.0.0.1:0 \
+  --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
+MANAGER_PID=$!
+for _ in $(seq 100); do grep -q '^listening on' "$DATA/out" 2>/dev/null && break; sleep 0.1; done
+ADDR=http://$(sed -n 's/^listening on //p' "$DATA/out")
+export CUBE_MANAGER=$ADDR
+# Wait for the embedded worker to be READY before the clock starts.
+for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
+start=$(now)
+seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
+  sleep 0.05
+done
+cube=$(elapsed "$start" "$(now)")
+echo "   $cube s"
+
+cores=$(nproc); mem=$(free -g | awk '/^Mem:/{print $2}')
+table=$(cat <<EOF
+## Containers end to end
+
+$N busybox \`sleep\` containers on one engine ($(docker version --format '{{.Server.Version}}')), $cores cores, ${mem} GiB; $(date -u +%Y-%m-%d).
+Command: \`bench/containers.sh $N $P\`.
+
+| how | all $N running after | ratio |
+|---|---|---|
+| (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 |
+| (b) \`docker service create --replicas $N\` | ${swarm} s | $(echo "$swarm / $raw" | bc -l | xargs printf '%.2f') |
+| (c) Cube, one worker | ${cube} s | $(echo "$cube / $raw" | bc -l | xargs printf '%.2f') |
+
+Cube/raw = $(echo "$cube / $raw" | bc -l | xargs printf '%.2f'), Cube/Swarm = $(echo "$cube / $swarm" | bc -l | xargs printf '%.2f').
+EOF
+)
+echo
+echo "$table"
+bench/record.sh "Containers end to end" "$table"

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""A Cube client in Python, generated from proto/cube.proto.
+
+It submits a task, waits for it to run through WatchTasks, reads its logs, stops it, and waits
+until it has completed. Generate the stubs first (from the repository root):
+
+    python3 -m grpc_tools.protoc -Iproto --python_out=examples/python \
+        --grpc_python_out=examples/python proto/cube.proto
+
+then run:
+
+    python3 examples/python/cube_client.py --manager 127.0.0.1:5555 --image cube-test/busybox:latest
+"""
+
+import argparse
+import sys
+import time
+import uuid
+
+import grpc
+
+import cube_pb2
+import cube_pb2_grpc
+
+# Every call carries a deadline; a user waiting on a task waits at most this long per step.
+DEADLINE_SECONDS = 60
+
+
+def wait_for_state(stub, task_id, wanted):
+    """Follows WatchTasks for one task until it reaches one of `wanted` (a set of states)."""
+    request = cube_pb2.WatchTasksRequest(task_ids=[task_id])
+    for message in stub.WatchTasks(request, timeout=DEADLINE_SECONDS):
+        if message.synced or not message.HasField("task"):
+            continue
+        task = message.task
+        state = cube_pb2.TaskState.Name(task.state)
+        print(f"  {task_id[:8]} is {state} {('on ' + task.node) if task.node else ''}".rstrip())
+        if task.state in wanted:
+            return task
+        if task.state == cube_pb2.TASK_STATE_FAILED:
+            raise SystemExit(f"task failed: {task.message}")
+    raise SystemExit("the watch ended before the task got there")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--manager", default="127.0.0.1:5555", help="manager host:port")
+    parser.add_argument("--image", default="cube-test/busybox:latest")
+    args = parser.parse_args()
+
+    with grpc.insecure_channel(args.manager) as channel:
+        stub = cube_pb2_grpc.ManagerServiceStub(channel)
+
+        spec = cube_pb2.TaskSpec(
+            name="python-example",
+            image=args.image,
+            args=["sh", "-c", "echo hello from cube; sleep 300"],
+        )
+        submitted = stub.SubmitTask(
+            cube_pb2.SubmitTaskRequest(spec=spec, request_id=str(uuid.uuid4())),
+            timeout=DEADLINE_SECONDS,
+        )
+        task_id = submitted.task.id
+        print(f"submitted {task_id}")
+
+        wait_for_state(stub, task_id, {cube_pb2.TASK_STATE_RUNNING})
+
+        # The first line may need a moment to reach the runtime's log.
+        logs = b""
+        deadline = time.time() + 10
+        while b"hello from cube" not in logs and time.time() < deadline:
+            logs = b"".join(
+                chunk.data
+                for chunk in stub.StreamLogs(
+                    cube_pb2.StreamLogsRequest(task_id=task_id), timeout=DEADLINE_SECONDS
+                )
+            )
+            if b"hello from cube" not in logs:
+                time.sleep(0.2)
+        print(f"logs: {logs.decode(errors='replace').strip()}")
+        if b"hello from cube" not in logs:
+            raise SystemExit("the task's output never showed up in its logs")
+
+        stub.StopTask(cube_pb2.StopTaskRequest(task_id=task_id), timeout=DEADLINE_SECONDS)
+        print(f"stop requested for {task_id}")
+        wait_for_state(stub, task_id, {cube_pb2.TASK_STATE_COMPLETED})
+        print("done")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except grpc.RpcError as error:
+        print(f"error: {error.code().name}: {error.details()}", file=sys.stderr)
+        sys.exit(1)
