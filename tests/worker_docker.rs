@@ -330,3 +330,68 @@ fn docker_down_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn failing_http_health_check_fails_the_task() {
+    if !need_docker("failing_http_health_check_fails_the_task") {
+        return;
+    }
+    let name = unique("w");
+    let _guard = ContainerGuard(vec![name.clone()]);
+    let dir = temp_dir();
+    let proc = Proc::start(
+        "cube-worker",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            &name,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let mut w = Worker::connect(&proc.addr);
+    let id = new_id();
+    let mut web = spec("web", &["httpd", "-f", "-p", "8080", "-h", "/www"]);
+    let second = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    web.health_check = Some(pb::HealthCheck {
+        probe: Some(pb::health_check::Probe::Http(pb::HttpProbe {
+            port: 8080,
+            path: "/health".into(),
+        })),
+        interval: second(1),
+        timeout: second(1),
+        retries: 2,
+        start_period: None,
+    });
+    w.start(&id, web, 0).unwrap();
+    let running = w.wait_state(&id, TaskState::Running, Duration::from_secs(5));
+    common::wait_for(Duration::from_secs(5), "the task to be healthy", || {
+        w.task(&id).filter(|t| t.healthy == Some(true))
+    });
+    common::run_ok(
+        "docker",
+        &["exec", &running.container_id, "rm", "/www/health"],
+    );
+    let removed = std::time::Instant::now();
+    // interval x retries, plus 2 s.
+    let failed = w.wait_state(&id, TaskState::Failed, Duration::from_secs(4));
+    assert!(
+        failed
+            .message
+            .starts_with("health check failed: http GET :8080/health returned 404"),
+        "{}",
+        failed.message
+    );
+    assert_eq!(failed.healthy, Some(false));
+    eprintln!(
+        "unhealthy noticed {:?} after the file went",
+        removed.elapsed()
+    );
+    common::wait_for(Duration::from_secs(5), "the container to stop", || {
+        common::running_containers_of(&name)
+            .is_empty()
+            .then_some(())
+    });
+    assert!(proc.terminate());
+}

@@ -98,6 +98,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     config.scheduler = args.scheduler;
     config.update_interval = args.update_interval;
+    if args.dev {
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        let mut worker = cube::worker::WorkerConfig::new(name, data_dir.join("dev-worker"));
+        worker.runtime = if cube::worker::docker_answers().await {
+            cube::worker::RuntimeKind::Docker
+        } else {
+            tracing::warn!(
+                "the Docker engine does not answer: the dev worker uses the Exec runtime \
+                 (tasks run as plain processes on this host, their images ignored)"
+            );
+            cube::worker::RuntimeKind::Exec
+        };
+        config.dev_worker = Some(worker);
+    }
     let shutdown = cube::grpc::shutdown_on_signals();
     // Open the store before binding, so a locked or corrupt data dir fails at once.
     let manager = cube::manager::Manager::open(config)?;

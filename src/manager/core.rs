@@ -56,6 +56,9 @@ struct Entry {
     dispatched_at: Option<Instant>,
     /// Whether a StartTask call for it is under way.
     in_flight: bool,
+    /// The capacity generation at which it last fitted nowhere: no need to try again until
+    /// nodes or capacity change.
+    unfit_at: Option<u64>,
 }
 
 /// A StartTask call to make.
@@ -104,6 +107,10 @@ struct State {
     /// Pending tasks by seq: the dispatcher's queue.
     pending: BTreeSet<u64>,
     nodes: Nodes,
+    /// Bumped whenever a placement could newly succeed (a node answers again, capacity is
+    /// freed, labels change), so a pass retries unfit tasks only then: its cost grows with
+    /// what changed, not with the length of the queue.
+    capacity_gen: u64,
     /// Stop calls owed to workers.
     stops: BTreeSet<StopJob>,
     /// Stop calls under way.
@@ -163,6 +170,7 @@ impl State {
             if let Some(node) = self.nodes.by_name.get_mut(&before_node) {
                 node.release(id, entry.task.spec.as_ref());
             }
+            self.capacity_gen += 1;
             changes.wake_dispatcher = true;
         }
         if after_holds && (!before_holds || before_node != entry.task.node) {
@@ -270,6 +278,7 @@ impl Core {
             requests: HashMap::new(),
             pending: BTreeSet::new(),
             nodes,
+            capacity_gen: 0,
             stops: BTreeSet::new(),
             stops_in_flight: HashSet::new(),
             channels: HashMap::new(),
@@ -311,6 +320,7 @@ impl Core {
                     dispatch_failures: 0,
                     dispatched_at: None,
                     in_flight: false,
+                    unfit_at: None,
                 },
             );
         }
@@ -425,6 +435,7 @@ impl Core {
                         dispatch_failures: 0,
                         dispatched_at: None,
                         in_flight: false,
+                        unfit_at: None,
                     },
                 );
                 let mut changes = Changes::default();
@@ -614,9 +625,12 @@ impl Core {
                 next_due = Some(next_due.map_or(due, |n| n.min(due)));
                 continue;
             }
+            if entry.unfit_at == Some(state.capacity_gen) {
+                continue;
+            }
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
-            let decision = self.shared.scheduler.place(&demand, &views, true);
+            let decision = self.shared.scheduler.place_fast(&demand, &views, true);
             match decision.node {
                 Some(node) => {
                     if let Some(view) = views.iter_mut().find(|v| v.name == node) {
@@ -634,6 +648,7 @@ impl Core {
                     let entry = state.tasks.get_mut(&id).expect("just updated");
                     entry.dispatched_at = Some(now_instant);
                     entry.in_flight = true;
+                    entry.unfit_at = None;
                     jobs.push(Dispatch {
                         id,
                         node,
@@ -643,6 +658,9 @@ impl Core {
                     });
                 }
                 None => {
+                    let capacity_gen = state.capacity_gen;
+                    let entry = state.tasks.get_mut(&id).expect("listed as pending");
+                    entry.unfit_at = Some(capacity_gen);
                     if entry.task.message != decision.summary {
                         let summary = decision.summary;
                         state.update(&self.shared, &mut messages, id, None, |task| {
@@ -727,17 +745,24 @@ impl Core {
         let node = state.nodes.by_name.get_mut(&key).expect("just ensured");
         let labels: BTreeMap<String, String> = stats.labels.into_iter().collect();
         let was_alive = node.alive;
-        let old_capacity = node.view(Duration::MAX).capacity;
+        let before = node.view(self.shared.stale_after);
         let record_changed = !was_alive || node.labels != labels;
         node.answered(stats.stats, labels, stats.instance_id);
-        if !was_alive || node.view(Duration::MAX).capacity != old_capacity {
-            changes.wake_dispatcher = true;
-        }
+        let after = node.view(self.shared.stale_after);
+        let placeable_changed = !was_alive
+            || !before.stats_fresh
+            || before.capacity != after.capacity
+            || before.runtime_ready != after.runtime_ready
+            || before.labels != after.labels;
         if !was_alive {
             tracing::info!(node = %key, address, "worker answers");
         }
         if record_changed || !changes.ops.is_empty() {
             changes.ops.push(Op::node(&node.record()));
+        }
+        if placeable_changed {
+            state.capacity_gen += 1;
+            changes.wake_dispatcher = true;
         }
         self.finish_later(changes);
         key

@@ -33,8 +33,8 @@ mod service;
 /// RUNNING within about a second, slow enough to cost nothing on an idle cluster.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The default scheduling strategy.
-pub const DEFAULT_SCHEDULER: &str = "roundrobin";
+/// The default scheduling strategy (the scheduler module's default: spread).
+pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
 
 /// How a manager runs.
 #[derive(Debug, Clone)]
@@ -47,6 +47,9 @@ pub struct ManagerConfig {
     pub scheduler: String,
     /// How often each worker is polled.
     pub update_interval: Duration,
+    /// `--dev`: a worker to run inside this process, on its own `127.0.0.1:0` listener, polled
+    /// like a static worker.
+    pub dev_worker: Option<crate::worker::WorkerConfig>,
 }
 
 impl ManagerConfig {
@@ -57,6 +60,7 @@ impl ManagerConfig {
             workers: Vec::new(),
             scheduler: DEFAULT_SCHEDULER.into(),
             update_interval: DEFAULT_UPDATE_INTERVAL,
+            dev_worker: None,
         }
     }
 }
@@ -102,9 +106,26 @@ impl Manager {
     /// Serves ManagerService on `listener` and runs the loops until `shutdown`; then waits for
     /// them to end.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-        let Manager { core, config } = self;
+        let Manager { core, mut config } = self;
         let tracker = TaskTracker::new();
         let loops = shutdown.child_token();
+        if let Some(worker) = config.dev_worker.take() {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| Error::Unavailable(format!("cannot bind the dev worker: {e}")))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| Error::Internal(format!("the dev worker's address: {e}")))?
+                .to_string();
+            tracing::info!(%address, name = %worker.name, runtime = ?worker.runtime, "embedded dev worker");
+            config.workers.push(address);
+            let stop = loops.clone();
+            tracker.spawn(async move {
+                if let Err(e) = crate::worker::serve(listener, worker, stop).await {
+                    tracing::error!(error = %e, "the embedded dev worker failed");
+                }
+            });
+        }
         tracker.spawn(dispatcher::run_dispatcher(
             core.clone(),
             tracker.clone(),
@@ -130,6 +151,7 @@ impl Manager {
             .await;
         let router = router.add_service(ManagerServiceServer::new(service::Api {
             core: core.clone(),
+            shutdown: shutdown.clone(),
         }));
         let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
         loops.cancel();

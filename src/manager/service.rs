@@ -27,6 +27,9 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 #[derive(Clone)]
 pub(crate) struct Api {
     pub core: Core,
+    /// Ends open streams (watches, logs) when the server shuts down, so shutdown does not wait
+    /// for clients that never hang up.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 fn page_size(field: &'static str, size: i32) -> Result<usize> {
@@ -199,7 +202,10 @@ impl ManagerService for Api {
                 }
             }
         });
-        Ok(Response::new(Box::pin(initial.chain(live))))
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(
+            initial.chain(live).take_until(ends),
+        )))
     }
 
     async fn list_nodes(
@@ -310,7 +316,8 @@ impl ManagerService for Api {
                 stream: c.stream,
             })
         });
-        Ok(Response::new(Box::pin(stream)))
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
 
     async fn register_worker(

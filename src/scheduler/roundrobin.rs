@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{decide, Decision, Demand, NodeView, Scheduler};
+use super::{decide, decide_fast, first_failure, Decision, Demand, NodeView, Scheduler};
 
 /// Round-robin over the eligible nodes.
 #[derive(Debug, Default)]
@@ -24,22 +24,49 @@ impl Scheduler for RoundRobin {
 
     fn place(&self, demand: &Demand, nodes: &[NodeView], commit: bool) -> Decision {
         let mut decision = decide(self, demand, nodes);
-        if nodes.is_empty() || decision.node.is_none() {
+        if decision.node.is_none() {
             return decision;
         }
-        let turn = self.turn.load(Ordering::Relaxed);
-        let n = nodes.len();
-        let pick = (0..n)
-            .map(|k| (turn + k) % n)
-            .find(|&i| decision.verdicts[i].score.is_some())
+        let pick = self
+            .take_turn(
+                nodes.len(),
+                |i| decision.verdicts[i].score.is_some(),
+                commit,
+            )
             .expect("decide found an eligible node");
+        decision.node = Some(nodes[pick].name.clone());
+        decision.summary = Self::summary(&nodes[pick]);
+        decision
+    }
+
+    fn place_fast(&self, demand: &Demand, nodes: &[NodeView], commit: bool) -> Decision {
+        let eligible = |i: usize| first_failure(demand, &nodes[i]).is_none();
+        match self.take_turn(nodes.len(), eligible, commit) {
+            Some(pick) => Decision {
+                node: Some(nodes[pick].name.clone()),
+                verdicts: Vec::new(),
+                summary: Self::summary(&nodes[pick]),
+            },
+            // No node fits: the generic pass counts why.
+            None => decide_fast(self, demand, nodes),
+        }
+    }
+}
+
+impl RoundRobin {
+    /// The first eligible node from this turn on, wrapping around; moves the turn past it when
+    /// `commit`.
+    fn take_turn(&self, n: usize, eligible: impl Fn(usize) -> bool, commit: bool) -> Option<usize> {
+        let turn = self.turn.load(Ordering::Relaxed);
+        let pick = (0..n).map(|k| (turn + k) % n).find(|&i| eligible(i))?;
         if commit {
             self.turn.store(pick + 1, Ordering::Relaxed);
         }
-        let name = nodes[pick].name.clone();
-        decision.summary = format!("placed on {name} (round-robin turn)");
-        decision.node = Some(name);
-        decision
+        Some(pick)
+    }
+
+    fn summary(node: &NodeView) -> String {
+        format!("placed on {} (round-robin turn)", node.name)
     }
 }
 

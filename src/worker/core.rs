@@ -12,6 +12,7 @@ use std::{
 };
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{runtime::Runtime, store::WorkerStore};
 use crate::{
@@ -46,6 +47,10 @@ struct Inner<R> {
     work: UnboundedSender<TaskId>,
     /// The monitor's queue: ids of tasks whose container should be looked at now.
     look: UnboundedSender<TaskId>,
+    /// Cancels the per-task loops (health checks) at shutdown.
+    loops: CancellationToken,
+    /// Tracks them, so shutdown waits for them.
+    tracker: TaskTracker,
 }
 
 #[derive(Default)]
@@ -83,6 +88,7 @@ impl<R: Runtime> Core<R> {
         tasks: Vec<pb::Task>,
         work: UnboundedSender<TaskId>,
         look: UnboundedSender<TaskId>,
+        loops: (CancellationToken, TaskTracker),
     ) -> Self {
         let mut state = State::default();
         for task in tasks {
@@ -105,6 +111,8 @@ impl<R: Runtime> Core<R> {
                 state: Mutex::new(state),
                 work,
                 look,
+                loops: loops.0,
+                tracker: loops.1,
             }),
         }
     }
@@ -160,6 +168,20 @@ impl<R: Runtime> Core<R> {
     /// Asks the monitor to look at a task's container now.
     pub fn look(&self, id: TaskId) {
         let _ = self.inner.look.send(id);
+    }
+
+    /// Starts the health check of a task's current run, if its spec has one.
+    pub fn watch_health(&self, id: TaskId, task: &pb::Task) {
+        let Some(check) = task.spec.as_ref().and_then(|s| s.health_check.clone()) else {
+            return;
+        };
+        self.inner.tracker.spawn(super::health::run(
+            self.clone(),
+            id,
+            task.container_id.clone(),
+            check,
+            self.inner.loops.clone(),
+        ));
     }
 
     /// Applies `change` to a task under the lock; when it returns true, the task gets the next

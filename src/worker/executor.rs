@@ -117,6 +117,7 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
         (Ok(started), Ok(now)) if now.container_id == started.container_id => {
             tracing::info!(task_id = %id, container_id = %started.container_id, attempt, "task running");
             core.look(id);
+            core.watch_health(id, &now);
             if now.desired_state() == DesiredState::Stopped {
                 core.wake(id);
             }

@@ -8,12 +8,16 @@
 //! - `executor`: starts and stops tasks as requests arrive (event-driven).
 //! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
 //!   after a restart.
+//! - `health`: the health checks run next to each container.
+//! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
 mod core;
 mod executor;
+mod health;
+mod membership;
 mod monitor;
 mod runtime;
 mod service;
@@ -74,9 +78,9 @@ pub struct WorkerConfig {
     pub memory_bytes: Option<i64>,
     /// Declared disk capacity in bytes (default: the data dir's disk).
     pub disk_bytes: Option<i64>,
-    /// The manager to register with (not used yet: registration is a later step).
+    /// The manager to register with and heartbeat to.
     pub manager: Option<String>,
-    /// The address the manager should use to reach this worker (with `manager`).
+    /// The address the manager should use to reach this worker (default: the bound address).
     pub advertise: Option<String>,
 }
 
@@ -137,6 +141,8 @@ async fn serve_with<R: Runtime + Clone>(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let (store, tasks) = WorkerStore::open(&config.data_dir)?;
+    let loops = shutdown.child_token();
+    let tracker = TaskTracker::new();
     tracing::info!(
         worker = %config.name,
         runtime = runtime.name(),
@@ -153,10 +159,9 @@ async fn serve_with<R: Runtime + Clone>(
         tasks,
         work_tx,
         look_tx.clone(),
+        (loops.clone(), tracker.clone()),
     );
 
-    let loops = shutdown.child_token();
-    let tracker = TaskTracker::new();
     // Hints first, so no exit between adoption and the monitor's start is missed.
     tracker.spawn({
         let runtime = runtime.clone();
@@ -180,6 +185,32 @@ async fn serve_with<R: Runtime + Clone>(
         stats::start(config.data_dir.clone(), declared, runtime, loops.clone()).await;
     tracker.spawn(sampler);
 
+    if let Some(manager) = config.manager.clone() {
+        let advertise = match &config.advertise {
+            Some(advertise) => advertise.clone(),
+            None => {
+                let mut local = listener
+                    .local_addr()
+                    .map_err(|e| Error::Internal(format!("reading the bound address: {e}")))?;
+                if local.ip().is_unspecified() {
+                    local.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                local.to_string()
+            }
+        };
+        let membership = membership::Membership {
+            manager,
+            advertise,
+            labels: config.labels.clone(),
+        };
+        tracker.spawn(membership::run(
+            core.clone(),
+            stats.clone(),
+            membership,
+            loops.clone(),
+        ));
+    }
+
     let (router, health) = crate::grpc::standard_router();
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
@@ -189,6 +220,7 @@ async fn serve_with<R: Runtime + Clone>(
         stats,
         labels: config.labels.clone(),
         require_image,
+        shutdown: shutdown.clone(),
     };
     let router = router.add_service(WorkerServiceServer::new(service));
     let served = crate::grpc::serve(router, listener, shutdown.clone()).await;

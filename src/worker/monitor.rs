@@ -227,6 +227,7 @@ pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
                     .await?;
                 if write.state() == TaskState::Running {
                     adopted += 1;
+                    core.watch_health(id, &write);
                 }
             }
             None if task.state() == TaskState::Scheduled => {

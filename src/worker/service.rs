@@ -25,6 +25,8 @@ pub(crate) struct Service<R> {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Whether specs must name an image (the Docker runtime).
     pub require_image: bool,
+    /// Cancelled at shutdown: open log streams end then, so they do not hold the server up.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 type LogStream =
@@ -118,7 +120,8 @@ impl<R: Runtime> WorkerService for Service<R> {
             }),
             Err(message) => Err(Status::from(Error::Runtime(message))),
         });
-        Ok(Response::new(Box::pin(stream)))
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
 }
 

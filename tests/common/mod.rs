@@ -85,7 +85,10 @@ pub fn ensure_test_image() {
             .stdout(Stdio::null())
             .status()
             .unwrap();
-        assert!(tar.wait().is_ok_and(|s| s.success()), "tar of the test rootfs failed");
+        assert!(
+            tar.wait().is_ok_and(|s| s.success()),
+            "tar of the test rootfs failed"
+        );
         assert!(status.success(), "docker import of the test image failed");
         run_ok("docker", &["tag", &temp_tag, TEST_IMAGE]);
         let _ = Command::new("docker").args(["rmi", &temp_tag]).output();
