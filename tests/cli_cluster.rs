@@ -305,11 +305,9 @@ fn dev_manager_runs_a_task_end_to_end() {
     if !common::need_docker("dev_manager_runs_a_task_end_to_end") {
         return;
     }
-    let name = common::unique("cli-dev");
-    let _guard = ContainerGuard(vec![name.clone()]);
     let dir = common::temp_dir();
     let data = dir.path().join("dev");
-    let manager = Proc::start_with_env(
+    let manager = Proc::start(
         "cube-manager",
         &[
             "--dev",
@@ -318,7 +316,6 @@ fn dev_manager_runs_a_task_end_to_end() {
             "--data-dir",
             data.to_str().unwrap(),
         ],
-        &[("CUBE_DEV_WORKER_NAME", name.as_str())],
     );
     let url = manager.url();
     let id = run(
@@ -339,9 +336,16 @@ fn dev_manager_runs_a_task_end_to_end() {
             "echo hello from cube; sleep 300",
         ],
     );
+    // The dev worker is named after the host, which other tests' dev managers share: clean
+    // up by the task's label instead.
+    let _guard = TaskContainers(id.clone());
     let t = task(&url, &id);
     assert_eq!(t["state"], "TASK_STATE_RUNNING", "{t}");
-    assert_eq!(common::running_containers_of(&name).len(), 1);
+    assert_eq!(
+        containers_of_task(&id, false).len(),
+        1,
+        "one running container"
+    );
     let (_, nodes, _) = cubectl(&url, &["nodes"]);
     assert!(nodes.contains(" READY "), "{nodes}");
     common::wait_for(Duration::from_secs(10), "the task's output", || {
@@ -354,8 +358,37 @@ fn dev_manager_runs_a_task_end_to_end() {
         (task(&url, &id)["state"] == "TASK_STATE_COMPLETED").then_some(())
     });
     common::wait_for(Duration::from_secs(10), "the container removed", || {
-        common::containers_of(&name).is_empty().then_some(())
+        containers_of_task(&id, true).is_empty().then_some(())
     });
+}
+
+/// The containers labelled with a task's id (with `all`, stopped ones too).
+fn containers_of_task(id: &str, all: bool) -> Vec<String> {
+    let filter = format!("label=cube.task-id={id}");
+    let args = if all {
+        vec!["ps", "-aq", "--filter", &filter]
+    } else {
+        vec!["ps", "-q", "--filter", &filter]
+    };
+    common::run_ok("docker", &args)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes a task's containers when dropped, so a failing test cleans up too.
+struct TaskContainers(String);
+
+impl Drop for TaskContainers {
+    fn drop(&mut self) {
+        let ids = containers_of_task(&self.0, true);
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f"])
+                .args(&ids)
+                .output();
+        }
+    }
 }
 
 /// `cubectl drain` moves a node's tasks elsewhere and `nodes` shows it DRAINING; `undrain`
