@@ -8,11 +8,17 @@
 //! - [`error`]: the crate's error type and its one mapping to `tonic::Status`.
 //! - [`store`]: the embedded on-disk store (redb).
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
+//! - [`manager`]: the control plane (`cube::manager::serve`).
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+//! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
+//! - [`cli`]: cubectl's verbs, one module each.
 //! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
 
+pub mod cli;
+pub mod client;
 pub mod error;
 pub mod grpc;
+pub mod manager;
 pub mod metrics;
 pub mod proto;
 pub mod scheduler;

@@ -1,1 +1,126 @@
-fn main() {}
+//! `cube-manager`: parse flags, install tracing, bind, and run `cube::manager::serve`.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, ValueEnum};
+
+/// Cube's control plane: accepts tasks and places them on workers.
+#[derive(Debug, Parser)]
+#[command(name = "cube-manager", version, about)]
+struct Args {
+    /// Address to serve ManagerService on.
+    #[arg(long, env = "CUBE_LISTEN", default_value = "127.0.0.1:5555")]
+    listen: String,
+
+    /// Static workers to poll, as host:port (comma separated).
+    #[arg(long, env = "CUBE_WORKERS", value_delimiter = ',')]
+    workers: Vec<String>,
+
+    /// Where the manager keeps its store [default: $XDG_DATA_HOME/cube/manager, or
+    /// $XDG_DATA_HOME/cube/dev with --dev].
+    #[arg(long, env = "CUBE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Scheduling strategy.
+    #[arg(long, env = "CUBE_SCHEDULER", default_value = cube::manager::DEFAULT_SCHEDULER)]
+    scheduler: String,
+
+    /// How often each worker is polled (e.g. 500ms, 1s, 2m).
+    #[arg(long, env = "CUBE_UPDATE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    update_interval: Duration,
+
+    /// Also run a worker in this process (Docker when the engine answers, else Exec).
+    #[arg(long, env = "CUBE_DEV")]
+    dev: bool,
+
+    /// Log format on stderr.
+    #[arg(long, env = "CUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h (e.g. 500ms, 1s)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{unit:?} is not a unit: use ms, s, m or h")),
+    }
+}
+
+fn default_data_dir(leaf: &str) -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("cube").join(leaf)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    cube::grpc::init_tracing(matches!(args.log_format, LogFormat::Json));
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cube-manager: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| default_data_dir(if args.dev { "dev" } else { "manager" }));
+    let mut config = cube::manager::ManagerConfig::new(&data_dir);
+    config.workers = args
+        .workers
+        .iter()
+        .filter(|w| !w.is_empty())
+        .cloned()
+        .collect();
+    config.scheduler = args.scheduler;
+    config.update_interval = args.update_interval;
+    if args.dev {
+        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        let mut worker = cube::worker::WorkerConfig::new(name, data_dir.join("dev-worker"));
+        worker.runtime = if cube::worker::docker_answers().await {
+            cube::worker::RuntimeKind::Docker
+        } else {
+            tracing::warn!(
+                "the Docker engine does not answer: the dev worker uses the Exec runtime \
+                 (tasks run as plain processes on this host, their images ignored)"
+            );
+            cube::worker::RuntimeKind::Exec
+        };
+        config.dev_worker = Some(worker);
+    }
+    let shutdown = cube::grpc::shutdown_on_signals();
+    // Open the store before binding, so a locked or corrupt data dir fails at once.
+    let manager = cube::manager::Manager::open(config)?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    cube::grpc::announce(address);
+    tracing::info!(%address, "manager serving");
+    manager.serve(listener, shutdown).await?;
+    Ok(())
+}

@@ -10,6 +10,8 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::error::{Error, Result};
 
+pub mod manager;
+
 /// The schema this build writes. A file with a higher number was written by a newer Cube.
 pub const SCHEMA_VERSION: u64 = 1;
 

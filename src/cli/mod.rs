@@ -1,0 +1,347 @@
+//! cubectl: the command tree (clap derive), one module per verb, and the one place errors
+//! become `error:` and `hint:` lines and exit codes.
+//!
+//! Each verb module turns its arguments into [`Client`](crate::client::Client) calls and
+//! renders the answers with [`output`]. The binary only parses, calls [`run`] and exits.
+
+use std::{io::Write, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tonic::Code;
+
+use crate::{
+    client::{Client, ClientError, DEFAULT_MANAGER},
+    proto::pb,
+};
+
+pub mod completion;
+pub mod drain;
+pub mod events;
+pub mod explain;
+pub mod logs;
+pub mod nodes;
+pub mod output;
+pub mod run;
+pub mod status;
+pub mod stop;
+pub mod watch;
+
+/// cubectl, the command line of Cube: run tasks on a Cube cluster and see what they do.
+#[derive(Debug, Parser)]
+#[command(name = "cubectl", version, propagate_version = true)]
+pub struct Cli {
+    /// Options every verb shares.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every verb shares.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The manager's URL.
+    #[arg(long, global = true, env = "CUBE_MANAGER", default_value = DEFAULT_MANAGER,
+          display_order = 900)]
+    pub manager: String,
+    /// Deadline of each call to the manager, e.g. 10s, 500ms.
+    #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
+          value_parser = output::parse_duration, display_order = 901)]
+    pub timeout: Duration,
+}
+
+/// How read verbs print their answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// The response message in the proto3 JSON mapping (as grpcurl prints it), for scripts.
+    Json,
+}
+
+/// The `-o/--output` option of read verbs.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// cubectl's verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Submit a task (or the tasks of a file) and print its id.
+    Run(Box<run::RunArgs>),
+    /// Ask a task to stop.
+    Stop(stop::StopArgs),
+    /// List tasks, or show one task in detail with its events.
+    Status(status::StatusArgs),
+    /// Follow task changes live (the same as `status --watch`).
+    Watch(watch::WatchArgs),
+    /// List the nodes with their state and resources.
+    Nodes(nodes::NodesArgs),
+    /// Show the event log, of all tasks or of one.
+    Events(events::EventsArgs),
+    /// Print a task's output.
+    Logs(logs::LogsArgs),
+    /// Show why a task is on its node, or why it is pending.
+    Explain(explain::ExplainArgs),
+    /// Take no new tasks on a node and move its tasks elsewhere.
+    Drain(drain::DrainArgs),
+    /// Make a drained node eligible again.
+    Undrain(drain::DrainArgs),
+    /// Print a shell completion script.
+    Completion(completion::CompletionArgs),
+}
+
+/// A failed command: what went wrong, and what the user can do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The cause, printed after `error: `.
+    pub message: String,
+    /// What to try, printed after `hint: `.
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    /// A failure with a hint.
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// Replaces the hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Prints `error: ...` and `hint: ...` on stderr.
+    pub fn print(&self) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "error: {}", self.message);
+        if let Some(hint) = &self.hint {
+            let _ = writeln!(err, "hint: {hint}");
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(error: ClientError) -> Self {
+        let hint = match &error {
+            ClientError::BadUrl { .. } => {
+                "--manager (or CUBE_MANAGER) takes a URL like http://127.0.0.1:5555"
+            }
+            ClientError::Unreachable { .. } => {
+                "is cube-manager running? (cube-manager --dev starts one)"
+            }
+            ClientError::Timeout { .. } => {
+                "the manager may be overloaded or stuck; --timeout allows more time"
+            }
+            ClientError::Rpc(status) => match status.code() {
+                Code::NotFound => "cubectl status lists tasks",
+                Code::InvalidArgument => {
+                    "fix the field named above; `cubectl run --help` lists the flags"
+                }
+                Code::AlreadyExists => "pick another name",
+                Code::FailedPrecondition => "cubectl status ID shows the task's state",
+                Code::Unavailable => {
+                    "the manager is starting, stopping or cannot reach a worker; try again"
+                }
+                Code::DeadlineExceeded => {
+                    "the manager did not finish in time; --timeout allows more"
+                }
+                Code::Unimplemented => "this manager is older than cubectl; upgrade cube-manager",
+                Code::Unauthenticated | Code::PermissionDenied => "check your credentials",
+                Code::ResourceExhausted => "the manager is overloaded; try again shortly",
+                Code::Ok
+                | Code::Cancelled
+                | Code::Unknown
+                | Code::Aborted
+                | Code::OutOfRange
+                | Code::Internal
+                | Code::DataLoss => "the manager's log says more",
+            },
+        };
+        Failure::new(error.to_string(), hint)
+    }
+}
+
+/// A failure of a call that named a task: unknown or malformed ids point at the task list.
+pub fn task_failure(error: ClientError) -> Failure {
+    let code = error.code();
+    let failure = Failure::from(error);
+    match code {
+        Code::NotFound | Code::InvalidArgument => failure
+            .with_hint("cubectl status lists tasks (ids are the full UUIDs cubectl run printed)"),
+        _ => failure,
+    }
+}
+
+/// What a verb returns.
+pub type Outcome = Result<(), Failure>;
+
+/// Runs a parsed command line; returns the process exit code after printing any failure.
+pub async fn main(cli: Cli) -> ExitCode {
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Outcome {
+    let Cli { global, command } = cli;
+    if let Command::Completion(args) = &command {
+        return completion::run(args);
+    }
+    let client = Client::new(&global.manager, global.timeout)?;
+    match command {
+        Command::Run(args) => run::run(&client, *args).await,
+        Command::Stop(args) => stop::run(&client, args).await,
+        Command::Status(args) => status::run(&client, args).await,
+        Command::Watch(args) => watch::run(&client, args).await,
+        Command::Nodes(args) => nodes::run(&client, args).await,
+        Command::Events(args) => events::run(&client, args).await,
+        Command::Logs(args) => logs::run(&client, args).await,
+        Command::Explain(args) => explain::run(&client, args).await,
+        Command::Drain(args) => drain::drain(&client, args).await,
+        Command::Undrain(args) => drain::undrain(&client, args).await,
+        Command::Completion(_) => unreachable!("handled above, without a client"),
+    }
+}
+
+/// A task state as users type it in filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "lower")]
+pub enum StateArg {
+    /// Waiting for a node.
+    Pending,
+    /// Placed, being started.
+    Scheduled,
+    /// Running.
+    Running,
+    /// Finished well, or stopped.
+    Completed,
+    /// Failed.
+    Failed,
+}
+
+impl From<StateArg> for pb::TaskState {
+    fn from(state: StateArg) -> Self {
+        match state {
+            StateArg::Pending => pb::TaskState::Pending,
+            StateArg::Scheduled => pb::TaskState::Scheduled,
+            StateArg::Running => pb::TaskState::Running,
+            StateArg::Completed => pb::TaskState::Completed,
+            StateArg::Failed => pb::TaskState::Failed,
+        }
+    }
+}
+
+/// The filter a `--state` option stands for (UNSPECIFIED: any state).
+pub fn state_filter(state: Option<StateArg>) -> pb::TaskState {
+    state.map_or(pb::TaskState::Unspecified, Into::into)
+}
+
+/// Writes to stdout, ignoring a closed pipe (`cubectl status | head`).
+pub(crate) fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Writes to stderr, for progress that must not mix with scriptable stdout.
+pub(crate) fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cubectl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn manager_defaults_and_flag() {
+        // The env var may be set by whoever runs the tests; the flag always wins.
+        let cli = parse(&["--manager", "http://10.0.0.1:7000", "nodes"]).unwrap();
+        assert_eq!(cli.global.manager, "http://10.0.0.1:7000");
+        assert_eq!(cli.global.timeout, Duration::from_secs(10));
+        let cli = parse(&["nodes", "--manager", "h:1"]).unwrap();
+        assert_eq!(
+            cli.global.manager, "h:1",
+            "--manager is accepted after the verb"
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2() {
+        for args in [
+            &["frobnicate"][..],
+            &["status", "--state", "sleeping"],
+            &["run"],
+            &["nodes", "-o", "yaml"],
+            &["logs"],
+            &["run", "--image", "x", "--cpu", "lots"],
+        ] {
+            let err = parse(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn state_filter_parses_lowercase() {
+        let cli = parse(&["status", "--state", "running", "-o", "json"]).unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("not status")
+        };
+        assert_eq!(state_filter(args.state), pb::TaskState::Running);
+        assert_eq!(args.output.format, Format::Json);
+    }
+
+    #[test]
+    fn failures_carry_hints_by_code() {
+        let unreachable = Failure::from(ClientError::Unreachable {
+            url: "http://127.0.0.1:5555".into(),
+            cause: "tcp connect error".into(),
+        });
+        assert_eq!(
+            unreachable.message,
+            "manager unreachable at http://127.0.0.1:5555: tcp connect error"
+        );
+        assert_eq!(
+            unreachable.hint.as_deref(),
+            Some("is cube-manager running? (cube-manager --dev starts one)")
+        );
+        let not_found = Failure::from(ClientError::Rpc(tonic::Status::not_found(
+            "task \"x\" not found",
+        )));
+        assert_eq!(not_found.message, "task \"x\" not found");
+        assert_eq!(
+            not_found.hint.as_deref(),
+            Some("cubectl status lists tasks")
+        );
+        let invalid = Failure::from(ClientError::Rpc(tonic::Status::invalid_argument(
+            "spec.image: is required",
+        )));
+        assert_eq!(invalid.message, "spec.image: is required");
+    }
+}

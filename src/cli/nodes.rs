@@ -1,0 +1,139 @@
+//! `cubectl nodes`: every node with its state, allocated/capacity resources and last contact.
+
+use std::time::SystemTime;
+
+use clap::Args;
+
+use crate::{
+    client::Client,
+    proto::pb,
+    task::{format_bytes, format_cpu},
+};
+
+use super::{
+    output::{self, age, node_state, Table},
+    Outcome, OutputArg,
+};
+
+/// Arguments of `cubectl nodes`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  cubectl nodes\n  cubectl nodes -o json")]
+pub struct NodesArgs {
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// Runs `cubectl nodes`.
+pub async fn run(client: &Client, args: NodesArgs) -> Outcome {
+    let response = client.list_nodes().await?;
+    output::print(args.output.format, &response, |r| {
+        render(r, SystemTime::now())
+    })
+}
+
+/// The nodes table: NAME, ADDRESS, STATE, CPU, MEMORY, DISK (allocated/capacity), TASKS,
+/// LAST SEEN, and MESSAGE when some node has one.
+pub fn render(response: &pb::ListNodesResponse, now: SystemTime) -> String {
+    let with_message = response.nodes.iter().any(|n| !n.message.is_empty());
+    let mut header = vec![
+        "NAME",
+        "ADDRESS",
+        "STATE",
+        "CPU",
+        "MEMORY",
+        "DISK",
+        "TASKS",
+        "LAST SEEN",
+    ];
+    if with_message {
+        header.push("MESSAGE");
+    }
+    let mut table = Table::new(&header);
+    for node in &response.nodes {
+        let capacity = node
+            .capacity
+            .or_else(|| node.stats.as_ref().and_then(|s| s.capacity))
+            .unwrap_or_default();
+        let allocated = node.allocated.unwrap_or_default();
+        let mut row = vec![
+            node.name.clone(),
+            node.address.clone(),
+            node_state(node.state),
+            format!(
+                "{}/{}",
+                format_cpu(allocated.cpu_millis),
+                format_cpu(capacity.cpu_millis)
+            ),
+            format!(
+                "{}/{}",
+                format_bytes(allocated.memory_bytes),
+                format_bytes(capacity.memory_bytes)
+            ),
+            format!(
+                "{}/{}",
+                format_bytes(allocated.disk_bytes),
+                format_bytes(capacity.disk_bytes)
+            ),
+            node.task_count.to_string(),
+            match node.last_seen.as_ref() {
+                Some(_) => format!("{} ago", age(node.last_seen.as_ref(), now)),
+                None => "never".to_string(),
+            },
+        ];
+        if with_message {
+            row.push(node.message.clone());
+        }
+        table.row(row);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn nodes_show_allocated_over_capacity() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let response = pb::ListNodesResponse {
+            nodes: vec![
+                pb::Node {
+                    name: "w1".into(),
+                    address: "127.0.0.1:5556".into(),
+                    state: pb::NodeState::Ready.into(),
+                    last_seen: Some(prost_types::Timestamp {
+                        seconds: 97,
+                        nanos: 0,
+                    }),
+                    task_count: 2,
+                    capacity: Some(pb::Resources {
+                        cpu_millis: 2000,
+                        memory_bytes: 1 << 30,
+                        disk_bytes: 10 << 30,
+                    }),
+                    allocated: Some(pb::Resources {
+                        cpu_millis: 1000,
+                        memory_bytes: 512 << 20,
+                        disk_bytes: 0,
+                    }),
+                    ..Default::default()
+                },
+                pb::Node {
+                    name: "w2".into(),
+                    address: "127.0.0.1:5557".into(),
+                    state: pb::NodeState::Down.into(),
+                    message: "no answer for 3s".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        assert_eq!(
+            render(&response, now),
+            "NAME   ADDRESS          STATE   CPU   MEMORY      DISK     TASKS   LAST SEEN   MESSAGE\n\
+             w1     127.0.0.1:5556   READY   1/2   512Mi/1Gi   0/10Gi   2       3s ago\n\
+             w2     127.0.0.1:5557   DOWN    0/0   0/0         0/0      0       never       no answer for 3s\n"
+        );
+    }
+}

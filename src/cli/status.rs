@@ -1,0 +1,300 @@
+//! `cubectl status`: the tasks as a table, one task in detail with its events, or (with
+//! `--watch`) every change as it happens.
+
+use std::time::SystemTime;
+
+use clap::Args;
+
+use crate::{client::Client, proto::pb, task::restart_policy};
+
+use super::{
+    output::{
+        self, age, format_proto_duration, format_time, pairs, ports, shell_words, short_id,
+        task_state, Table,
+    },
+    run::resources_text,
+    state_filter, Outcome, OutputArg, StateArg,
+};
+
+/// Arguments of `cubectl status`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    cubectl status\n  \
+    cubectl status --state running --node worker-1\n  \
+    cubectl status ID\n  \
+    cubectl status --watch\n  \
+    cubectl status -o json")]
+pub struct StatusArgs {
+    /// Show this task in detail, with its events.
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+    /// Only tasks in this state.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub state: Option<StateArg>,
+    /// Only tasks on this node.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+    /// Keep printing a line for every change (Ctrl-C to stop).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// Runs `cubectl status`.
+pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
+    if args.watch {
+        let filter = super::watch::Filter {
+            ids: args.id.into_iter().collect(),
+            state: args.state,
+            node: args.node,
+        };
+        return super::watch::follow(client, filter, args.output.format).await;
+    }
+    if let Some(id) = &args.id {
+        let response = client.get_task(id).await.map_err(super::task_failure)?;
+        return output::print(args.output.format, &response, |r| {
+            detail(r, SystemTime::now())
+        });
+    }
+    let response = client
+        .list_all_tasks(state_filter(args.state), args.node.as_deref().unwrap_or(""))
+        .await?;
+    output::print(args.output.format, &response, |r| {
+        table(&r.tasks, SystemTime::now())
+    })
+}
+
+/// The columns of the tasks table.
+pub const COLUMNS: [&str; 8] = [
+    "ID", "NAME", "STATE", "NODE", "IMAGE", "AGE", "RESTARTS", "EXIT",
+];
+
+/// One task as a row of the tasks table.
+pub fn row(task: &pb::Task, now: SystemTime) -> Vec<String> {
+    let spec = task.spec.clone().unwrap_or_default();
+    vec![
+        short_id(&task.id).to_string(),
+        spec.name,
+        task_state(task.state),
+        task.node.clone(),
+        spec.image,
+        age(task.created_at.as_ref(), now),
+        task.restart_count.to_string(),
+        task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+    ]
+}
+
+/// The tasks table: ID (short), NAME, STATE, NODE, IMAGE, AGE, RESTARTS, EXIT.
+pub fn table(tasks: &[pb::Task], now: SystemTime) -> String {
+    let mut table = Table::new(&COLUMNS);
+    for task in tasks {
+        table.row(row(task, now));
+    }
+    table.render()
+}
+
+/// One task in detail: what was asked, what is observed, and its events.
+pub fn detail(response: &pb::GetTaskResponse, now: SystemTime) -> String {
+    let task = response.task.clone().unwrap_or_default();
+    let spec = task.spec.clone().unwrap_or_default();
+    let mut lines: Vec<(&str, String)> = vec![
+        ("ID", task.id.clone()),
+        ("Name", spec.name.clone()),
+        ("Image", spec.image.clone()),
+    ];
+    let desired = pb::DesiredState::try_from(task.desired_state)
+        .map(|d| output::enum_name(d.as_str_name(), "DESIRED_STATE_"))
+        .unwrap_or_default();
+    let mut state = task_state(task.state);
+    if !desired.is_empty() && desired != "UNSPECIFIED" {
+        state.push_str(&format!(" (desired: {desired})"));
+    }
+    lines.push(("State", state));
+    if let Some(healthy) = task.healthy {
+        lines.push(("Healthy", if healthy { "yes" } else { "no" }.to_string()));
+    }
+    lines.push(("Node", task.node.clone()));
+    lines.push(("Container", task.container_id.clone()));
+    lines.push(("Ports", ports(&task.ports)));
+    lines.push(("Restarts", task.restart_count.to_string()));
+    if let Some(code) = task.exit_code {
+        lines.push(("Exit code", code.to_string()));
+    }
+    let when = |t: Option<&prost_types::Timestamp>| match t {
+        Some(_) => format!("{} ({} ago)", format_time(t), age(t, now)),
+        None => String::new(),
+    };
+    lines.push(("Created", when(task.created_at.as_ref())));
+    lines.push(("Started", when(task.started_at.as_ref())));
+    lines.push(("Finished", when(task.finished_at.as_ref())));
+    lines.push(("Message", task.message.clone()));
+    lines.push(("Command", shell_words(&spec.command)));
+    lines.push(("Args", shell_words(&spec.args)));
+    lines.push(("Env", pairs(&spec.env)));
+    lines.push(("Resources", resources_text(spec.resources.as_ref())));
+    lines.push(("Labels", pairs(&spec.labels)));
+    lines.push(("Constraints", pairs(&spec.constraints)));
+    let mut restart = output::enum_name(restart_policy(&spec).as_str_name(), "RESTART_POLICY_")
+        .to_lowercase()
+        .replace('_', "-");
+    if let Some(max) = spec.restart.as_ref().and_then(|r| r.max_restarts) {
+        restart.push_str(&format!(" (at most {max})"));
+    }
+    lines.push(("Restart", restart));
+    lines.push(("Health check", health_text(spec.health_check.as_ref())));
+    lines.push((
+        "Stop grace",
+        spec.stop_grace_period
+            .as_ref()
+            .map(format_proto_duration)
+            .unwrap_or_default(),
+    ));
+    // The widest key, its colon and two spaces.
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 3;
+    let mut out = String::new();
+    for (key, value) in lines.into_iter().filter(|(_, v)| !v.is_empty()) {
+        out.push_str(&format!("{:width$}{value}\n", format!("{key}:")));
+    }
+    out.push_str("\nEvents:\n");
+    if response.events.is_empty() {
+        out.push_str("  (none)\n");
+    } else {
+        for line in super::events::render(&response.events).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
+}
+
+/// A health check as people read it: `http :8080/health every 10s, timeout 5s, 3 retries`.
+fn health_text(check: Option<&pb::HealthCheck>) -> String {
+    use pb::health_check::Probe;
+    let Some(check) = check else {
+        return String::new();
+    };
+    let mut text = match &check.probe {
+        Some(Probe::Http(http)) => format!("http :{}{}", http.port, http.path),
+        Some(Probe::Tcp(tcp)) => format!("tcp :{}", tcp.port),
+        Some(Probe::Exec(exec)) => format!("exec {}", shell_words(&exec.command)),
+        None => "none".to_string(),
+    };
+    if let Some(interval) = &check.interval {
+        text.push_str(&format!(" every {}", format_proto_duration(interval)));
+    }
+    if let Some(timeout) = &check.timeout {
+        text.push_str(&format!(", timeout {}", format_proto_duration(timeout)));
+    }
+    if check.retries != 0 {
+        text.push_str(&format!(", {} retries", check.retries));
+    }
+    if let Some(start) = &check.start_period {
+        text.push_str(&format!(", start period {}", format_proto_duration(start)));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds, nanos: 0 })
+    }
+
+    fn task(id: &str, name: &str, state: pb::TaskState) -> pb::Task {
+        pb::Task {
+            id: id.into(),
+            spec: Some(pb::TaskSpec {
+                name: name.into(),
+                image: "cube-test/busybox:latest".into(),
+                ..Default::default()
+            }),
+            state: state.into(),
+            desired_state: pb::DesiredState::Running.into(),
+            created_at: ts(40),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn table_lists_tasks() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut failed = task("99999999-aaaa", "sh", pb::TaskState::Failed);
+        failed.exit_code = Some(3);
+        failed.node = "w2".into();
+        failed.restart_count = 1;
+        let text = table(
+            &[
+                task("0123456789ab", "sleepy", pb::TaskState::Pending),
+                failed,
+            ],
+            now,
+        );
+        assert_eq!(
+            text,
+            "ID         NAME     STATE     NODE   IMAGE                      AGE   RESTARTS   EXIT\n\
+             01234567   sleepy   PENDING          cube-test/busybox:latest   60s   0\n\
+             99999999   sh       FAILED    w2     cube-test/busybox:latest   60s   1          3\n"
+        );
+    }
+
+    #[test]
+    fn detail_shows_spec_state_and_events() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let mut t = task("0123456789ab", "web", pb::TaskState::Failed);
+        t.exit_code = Some(3);
+        t.node = "w1".into();
+        t.message = "exited with code 3".into();
+        t.finished_at = ts(90);
+        if let Some(spec) = t.spec.as_mut() {
+            spec.args = vec!["sh".into(), "-c".into(), "exit 3".into()];
+            spec.restart = Some(pb::Restart {
+                policy: pb::RestartPolicy::Never.into(),
+                max_restarts: None,
+            });
+            spec.health_check = Some(pb::HealthCheck {
+                probe: Some(pb::health_check::Probe::Http(pb::HttpProbe {
+                    port: 80,
+                    path: "/health".into(),
+                })),
+                interval: Some(prost_types::Duration {
+                    seconds: 2,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            });
+        }
+        let text = detail(
+            &pb::GetTaskResponse {
+                task: Some(t),
+                events: vec![pb::TaskEvent {
+                    seq: 1,
+                    task_id: "0123456789ab".into(),
+                    r#type: pb::EventType::Submitted.into(),
+                    state: pb::TaskState::Pending.into(),
+                    ..Default::default()
+                }],
+            },
+            now,
+        );
+        for expected in [
+            "ID:            0123456789ab\n",
+            "State:         FAILED (desired: RUNNING)\n",
+            "Node:          w1\n",
+            "Exit code:     3\n",
+            "Finished:      1970-01-01T00:01:30.000Z (10s ago)\n",
+            "Message:       exited with code 3\n",
+            "Args:          sh -c 'exit 3'\n",
+            "Restart:       never\n",
+            "Health check:  http :80/health every 2s\n",
+            "\nEvents:\n  TIME   TASK       TYPE        STATE     NODE   MESSAGE\n",
+            "   01234567   SUBMITTED   PENDING\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("Container:"), "empty fields are left out");
+    }
+}

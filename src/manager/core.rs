@@ -1,0 +1,966 @@
+//! The manager's state: a cloneable handle over tasks, nodes, the pending queue and the store.
+//!
+//! Every change to a task goes through one function ([`State::update`]), which keeps the
+//! indexes (pending queue, node allocation, tasks to stop) in step, bumps the revision, queues
+//! the store write and tells watchers. The std `Mutex` is never held across an `.await`: a
+//! method changes memory and queues its writes under the lock (so the store sees changes in
+//! the order memory did), releases it, then awaits durability where an answer depends on it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{broadcast, Notify};
+use tonic::transport::Channel;
+
+use super::nodes::{NodeEntry, Nodes};
+use crate::{
+    error::{Error, Result},
+    proto::{now, pb},
+    scheduler::{Decision, Demand, Scheduler},
+    store::manager::{Loaded, ManagerStore, Op},
+    task::{check_transition, is_finished, state_name, TaskId},
+};
+
+use pb::{DesiredState, EventType, TaskState};
+
+/// How many task changes a watcher may fall behind before its stream ends.
+const WATCH_BUFFER: usize = 16_384;
+
+/// The longest `request_id` accepted (the proto's promise).
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// The first retry delay after a failed StartTask; doubles up to [`MAX_DISPATCH_BACKOFF`].
+const FIRST_DISPATCH_BACKOFF: Duration = Duration::from_millis(500);
+/// The longest wait between StartTask retries of one task: long enough not to hammer a sick
+/// worker, short enough that a recovered one gets its task soon.
+const MAX_DISPATCH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a connection to a worker may serve one call at most (streams of logs excepted:
+/// the timeout covers their start only). Each call sets its own, shorter deadline.
+const CHANNEL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A task in memory, with what the dispatcher needs besides the task itself.
+#[derive(Debug)]
+struct Entry {
+    /// Submission order: the store key, the listing order and the pending order.
+    seq: u64,
+    task: pb::Task,
+    /// No placement before this (backoff after a failed StartTask).
+    not_before: Option<Instant>,
+    /// Failed StartTask calls in a row.
+    dispatch_failures: u32,
+    /// When it was last sent to its node; a full sync older than this may not know it yet.
+    dispatched_at: Option<Instant>,
+    /// Whether a StartTask call for it is under way.
+    in_flight: bool,
+    /// The capacity generation at which it last fitted nowhere: no need to try again until
+    /// nodes or capacity change.
+    unfit_at: Option<u64>,
+}
+
+/// A StartTask call to make.
+#[derive(Debug, Clone)]
+pub(crate) struct Dispatch {
+    pub id: TaskId,
+    pub node: String,
+    pub address: String,
+    pub spec: pb::TaskSpec,
+    pub attempt: u32,
+}
+
+/// A StopTask call to make.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct StopJob {
+    pub id: TaskId,
+    pub node: String,
+    /// True for a copy that belongs elsewhere (or to nobody), false for the user's stop.
+    pub stale: bool,
+}
+
+/// Filters of ListTasks and WatchTasks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskFilter {
+    pub ids: HashSet<String>,
+    pub state: Option<TaskState>,
+    pub node: Option<String>,
+}
+
+impl TaskFilter {
+    pub fn matches(&self, task: &pb::Task) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&task.id))
+            && self.state.is_none_or(|s| task.state == s as i32)
+            && self.node.as_ref().is_none_or(|n| &task.node == n)
+    }
+}
+
+struct State {
+    tasks: HashMap<TaskId, Entry>,
+    /// seq -> id, oldest first.
+    order: BTreeMap<u64, TaskId>,
+    next_seq: u64,
+    next_event: u64,
+    revision: u64,
+    requests: HashMap<String, TaskId>,
+    /// Pending tasks by seq: the dispatcher's queue.
+    pending: BTreeSet<u64>,
+    nodes: Nodes,
+    /// Bumped whenever a placement could newly succeed (a node answers again, capacity is
+    /// freed, labels change), so a pass retries unfit tasks only then: its cost grows with
+    /// what changed, not with the length of the queue.
+    capacity_gen: u64,
+    /// Stop calls owed to workers.
+    stops: BTreeSet<StopJob>,
+    /// Stop calls under way.
+    stops_in_flight: HashSet<StopJob>,
+    channels: HashMap<String, Channel>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    store: ManagerStore,
+    scheduler: Box<dyn Scheduler>,
+    changes: broadcast::Sender<Arc<pb::Task>>,
+    /// Wakes the dispatcher: a task is pending, or nodes or capacity changed.
+    dispatch: Notify,
+    /// Wakes the stopper: a stop is owed.
+    stopper: Notify,
+    /// Stats older than this do not count for scheduling.
+    stale_after: Duration,
+}
+
+/// The manager's state handle; clones share it.
+#[derive(Clone)]
+pub(crate) struct Core {
+    shared: Arc<Shared>,
+}
+
+/// Collects the writes and wake-ups of one locked section.
+#[derive(Default)]
+struct Changes {
+    ops: Vec<Op>,
+    wake_dispatcher: bool,
+    wake_stopper: bool,
+}
+
+impl State {
+    /// The one way a task changes: applies `f`, keeps every index in step, queues the write
+    /// and the events, and tells watchers. `event` is recorded in addition to the automatic
+    /// STATE_CHANGED event of a state move.
+    fn update(
+        &mut self,
+        shared: &Shared,
+        changes: &mut Changes,
+        id: TaskId,
+        event: Option<(EventType, String)>,
+        f: impl FnOnce(&mut pb::Task),
+    ) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let before_state = entry.task.state();
+        let before_node = entry.task.node.clone();
+        let before_holds = holds(&entry.task);
+        f(&mut entry.task);
+        let after_state = entry.task.state();
+        let after_holds = holds(&entry.task);
+        if before_holds && (!after_holds || before_node != entry.task.node) {
+            if let Some(node) = self.nodes.by_name.get_mut(&before_node) {
+                node.release(id, entry.task.spec.as_ref());
+            }
+            self.capacity_gen += 1;
+            changes.wake_dispatcher = true;
+        }
+        if after_holds && (!before_holds || before_node != entry.task.node) {
+            if let Some(node) = self.nodes.by_name.get_mut(&entry.task.node) {
+                node.hold(id, entry.task.spec.as_ref());
+            }
+        }
+        if after_state == TaskState::Pending {
+            self.pending.insert(entry.seq);
+            changes.wake_dispatcher = true;
+        } else {
+            self.pending.remove(&entry.seq);
+        }
+        let job = StopJob {
+            id,
+            node: entry.task.node.clone(),
+            stale: false,
+        };
+        if entry.task.desired_state() == DesiredState::Stopped
+            && !is_finished(after_state)
+            && !entry.task.node.is_empty()
+        {
+            if self.stops.insert(job) {
+                changes.wake_stopper = true;
+            }
+        } else {
+            self.stops.remove(&job);
+        }
+        self.revision += 1;
+        entry.task.revision = self.revision;
+        let mut events = Vec::new();
+        if let Some((kind, message)) = event {
+            events.push((kind, message));
+        }
+        if after_state != before_state {
+            let message = if after_state == TaskState::Scheduled || entry.task.message.is_empty() {
+                format!(
+                    "{} -> {}{}",
+                    state_name(before_state),
+                    state_name(after_state),
+                    if entry.task.node.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" on {}", entry.task.node)
+                    }
+                )
+            } else {
+                format!(
+                    "{} -> {}: {}",
+                    state_name(before_state),
+                    state_name(after_state),
+                    entry.task.message
+                )
+            };
+            events.push((EventType::StateChanged, message));
+        }
+        changes.ops.push(Op::task(entry.seq, &entry.task));
+        for (kind, message) in events {
+            let event = pb::TaskEvent {
+                seq: self.next_event,
+                task_id: entry.task.id.clone(),
+                time: Some(now()),
+                r#type: kind as i32,
+                state: after_state as i32,
+                node: entry.task.node.clone(),
+                message,
+            };
+            self.next_event += 1;
+            changes.ops.push(Op::event(id, &event));
+        }
+        let _ = shared.changes.send(Arc::new(entry.task.clone()));
+    }
+}
+
+/// Whether a task counts against its node's capacity.
+fn holds(task: &pb::Task) -> bool {
+    !task.node.is_empty() && !is_finished(task.state())
+}
+
+impl Core {
+    /// Builds the state from what the store holds, and makes sure every static worker has a
+    /// node.
+    pub fn new(
+        store: ManagerStore,
+        loaded: Loaded,
+        scheduler: Box<dyn Scheduler>,
+        workers: &[String],
+        stale_after: Duration,
+    ) -> Core {
+        let mut nodes = Nodes::default();
+        for record in loaded.nodes {
+            nodes
+                .by_name
+                .insert(record.name.clone(), NodeEntry::from_record(record));
+        }
+        for address in workers {
+            nodes.key_for_address(address);
+        }
+        let mut state = State {
+            tasks: HashMap::with_capacity(loaded.tasks.len()),
+            order: BTreeMap::new(),
+            next_seq: loaded.tasks.last().map(|(s, _)| s + 1).unwrap_or(1),
+            next_event: loaded.next_event,
+            revision: 0,
+            requests: HashMap::new(),
+            pending: BTreeSet::new(),
+            nodes,
+            capacity_gen: 0,
+            stops: BTreeSet::new(),
+            stops_in_flight: HashSet::new(),
+            channels: HashMap::new(),
+        };
+        for (seq, task) in loaded.tasks {
+            let Ok(id) = TaskId::parse("task_id", &task.id) else {
+                tracing::warn!(seq, "a stored task has no valid id; skipped");
+                continue;
+            };
+            state.revision = state.revision.max(task.revision);
+            if !task.request_id.is_empty() {
+                state.requests.insert(task.request_id.clone(), id);
+            }
+            if task.state() == TaskState::Pending {
+                state.pending.insert(seq);
+            }
+            if holds(&task) {
+                let node = state
+                    .nodes
+                    .by_name
+                    .entry(task.node.clone())
+                    .or_insert_with(|| NodeEntry::new(&task.node, ""));
+                node.hold(id, task.spec.as_ref());
+                if task.desired_state() == DesiredState::Stopped {
+                    state.stops.insert(StopJob {
+                        id,
+                        node: task.node.clone(),
+                        stale: false,
+                    });
+                }
+            }
+            state.order.insert(seq, id);
+            state.tasks.insert(
+                id,
+                Entry {
+                    seq,
+                    task,
+                    not_before: None,
+                    dispatch_failures: 0,
+                    dispatched_at: None,
+                    in_flight: false,
+                    unfit_at: None,
+                },
+            );
+        }
+        let (changes, _) = broadcast::channel(WATCH_BUFFER);
+        Core {
+            shared: Arc::new(Shared {
+                state: Mutex::new(state),
+                store,
+                scheduler,
+                changes,
+                dispatch: Notify::new(),
+                stopper: Notify::new(),
+                stale_after,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still the best we have.
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues the section's writes (under the caller's lock, so in order) and wakes loops.
+    fn finish(&self, changes: Changes) -> crate::store::manager::Durable {
+        if changes.wake_dispatcher {
+            self.shared.dispatch.notify_one();
+        }
+        if changes.wake_stopper {
+            self.shared.stopper.notify_one();
+        }
+        self.shared.store.write(changes.ops)
+    }
+
+    fn finish_later(&self, changes: Changes) {
+        if changes.wake_dispatcher {
+            self.shared.dispatch.notify_one();
+        }
+        if changes.wake_stopper {
+            self.shared.stopper.notify_one();
+        }
+        self.shared.store.write_later(changes.ops);
+    }
+
+    /// The dispatcher's wake-up.
+    pub fn dispatch_notify(&self) -> &Notify {
+        &self.shared.dispatch
+    }
+
+    /// The stopper's wake-up.
+    pub fn stopper_notify(&self) -> &Notify {
+        &self.shared.stopper
+    }
+
+    /// The scheduling strategy's name.
+    pub fn strategy(&self) -> &'static str {
+        self.shared.scheduler.name()
+    }
+
+    /// A (cached) channel to a worker.
+    pub fn channel(&self, address: &str) -> Result<Channel> {
+        let mut state = self.lock();
+        if let Some(channel) = state.channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let channel = crate::grpc::channel(address, CHANNEL_TIMEOUT)?;
+        state.channels.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    // --- the API ------------------------------------------------------------------------
+
+    /// Accepts a validated spec; answers once it is durable. With a known `request_id`, the
+    /// task that id created (and `false`).
+    pub async fn submit(&self, spec: pb::TaskSpec, request_id: String) -> Result<(pb::Task, bool)> {
+        let (task, created, durable) = {
+            let mut state = self.lock();
+            if let Some(existing) = state
+                .requests
+                .get(&request_id)
+                .filter(|_| !request_id.is_empty())
+            {
+                let task = state.tasks[existing].task.clone();
+                // Wait for everything queued so far: the first submission may not be durable yet.
+                (task, false, self.shared.store.write(Vec::new()))
+            } else {
+                let id = TaskId::new();
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                let task = pb::Task {
+                    id: id.to_string(),
+                    spec: Some(spec),
+                    state: TaskState::Pending as i32,
+                    desired_state: DesiredState::Running as i32,
+                    created_at: Some(now()),
+                    message: "waiting to be placed".into(),
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                };
+                if !request_id.is_empty() {
+                    state.requests.insert(request_id, id);
+                }
+                state.order.insert(seq, id);
+                state.tasks.insert(
+                    id,
+                    Entry {
+                        seq,
+                        task,
+                        not_before: None,
+                        dispatch_failures: 0,
+                        dispatched_at: None,
+                        in_flight: false,
+                        unfit_at: None,
+                    },
+                );
+                let mut changes = Changes::default();
+                state.update(
+                    &self.shared,
+                    &mut changes,
+                    id,
+                    Some((EventType::Submitted, "accepted".into())),
+                    |_| {},
+                );
+                let task = state.tasks[&id].task.clone();
+                (task, true, self.finish(changes))
+            }
+        };
+        durable.wait().await?;
+        Ok((task, created))
+    }
+
+    /// Records the wish that a task stop; the stopper calls its worker. A finished task is
+    /// answered as it is. A PENDING task is never placed: it becomes FAILED ("stopped before
+    /// it was placed"), the one legal move out of PENDING that is not a placement; its
+    /// desired state STOPPED keeps any restart policy from starting it.
+    pub async fn stop(&self, id: TaskId) -> Result<pb::Task> {
+        let (task, durable) = {
+            let mut state = self.lock();
+            let entry = state
+                .tasks
+                .get(&id)
+                .ok_or_else(|| Error::task_not_found(id))?;
+            if is_finished(entry.task.state())
+                || entry.task.desired_state() == DesiredState::Stopped
+            {
+                (entry.task.clone(), self.shared.store.write(Vec::new()))
+            } else {
+                let pending = entry.task.state() == TaskState::Pending;
+                let mut changes = Changes::default();
+                state.update(
+                    &self.shared,
+                    &mut changes,
+                    id,
+                    Some((EventType::StopRequested, "stop requested".into())),
+                    |task| {
+                        task.desired_state = DesiredState::Stopped as i32;
+                        if pending {
+                            task.state = TaskState::Failed as i32;
+                            task.message = "stopped before it was placed".into();
+                            task.finished_at = Some(now());
+                        }
+                    },
+                );
+                (state.tasks[&id].task.clone(), self.finish(changes))
+            }
+        };
+        durable.wait().await?;
+        Ok(task)
+    }
+
+    /// One task.
+    pub fn task(&self, id: TaskId) -> Result<pb::Task> {
+        self.lock()
+            .tasks
+            .get(&id)
+            .map(|e| e.task.clone())
+            .ok_or_else(|| Error::task_not_found(id))
+    }
+
+    /// A task's events, oldest first.
+    pub fn task_events(&self, id: TaskId, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.shared.store.task_events(id, after, limit)
+    }
+
+    /// Events of all tasks, oldest first.
+    pub fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.shared.store.events(after, limit)
+    }
+
+    /// Tasks matching `filter` with submission sequence above `after`, oldest first, at most
+    /// `limit`; and the sequence to continue from when there may be more.
+    pub fn list(
+        &self,
+        filter: &TaskFilter,
+        after: u64,
+        limit: usize,
+    ) -> (Vec<pb::Task>, Option<u64>) {
+        let state = self.lock();
+        let mut out = Vec::new();
+        let mut last = None;
+        for (seq, id) in state.order.range(after.saturating_add(1)..) {
+            let task = &state.tasks[id].task;
+            if filter.matches(task) {
+                if out.len() == limit {
+                    return (out, last);
+                }
+                out.push(task.clone());
+                last = Some(*seq);
+            }
+        }
+        (out, None)
+    }
+
+    /// Subscribes to changes, then takes the snapshot, so nothing falls between the two.
+    pub fn watch(
+        &self,
+        filter: &TaskFilter,
+    ) -> (Vec<pb::Task>, broadcast::Receiver<Arc<pb::Task>>) {
+        let state = self.lock();
+        let rx = self.shared.changes.subscribe();
+        let tasks = state
+            .order
+            .values()
+            .map(|id| &state.tasks[id].task)
+            .filter(|t| filter.matches(t))
+            .cloned()
+            .collect();
+        (tasks, rx)
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Vec<pb::Node> {
+        self.lock()
+            .nodes
+            .by_name
+            .values()
+            .map(NodeEntry::to_pb)
+            .collect()
+    }
+
+    /// What the scheduler would decide for a task now, without moving any strategy state.
+    pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
+        let state = self.lock();
+        let task = state
+            .tasks
+            .get(&id)
+            .ok_or_else(|| Error::task_not_found(id))?
+            .task
+            .clone();
+        let views = state.nodes.views(self.shared.stale_after);
+        let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
+        let decision = self.shared.scheduler.place(&demand, &views, false);
+        Ok((task, decision))
+    }
+
+    /// The address of the node a task is (or was last) placed on.
+    pub fn node_address_of(&self, id: TaskId) -> Result<(pb::Task, Option<String>)> {
+        let state = self.lock();
+        let task = state
+            .tasks
+            .get(&id)
+            .ok_or_else(|| Error::task_not_found(id))?
+            .task
+            .clone();
+        let address = state
+            .nodes
+            .by_name
+            .get(&task.node)
+            .map(|n| n.address.clone())
+            .filter(|a| !a.is_empty());
+        Ok((task, address))
+    }
+
+    // --- the dispatcher -----------------------------------------------------------------
+
+    /// Places every pending task that fits, oldest first, and marks it SCHEDULED. Returns the
+    /// calls to make (once the returned writes are durable) and when a backed-off task is due.
+    pub fn place_pending(
+        &self,
+    ) -> (
+        Vec<Dispatch>,
+        crate::store::manager::Durable,
+        Option<Instant>,
+    ) {
+        let mut state = self.lock();
+        let mut placed = Changes::default();
+        let mut messages = Changes::default();
+        let mut jobs = Vec::new();
+        let mut next_due: Option<Instant> = None;
+        if state.pending.is_empty() {
+            return (jobs, self.shared.store.write(Vec::new()), None);
+        }
+        let now_instant = Instant::now();
+        let mut views = state.nodes.views(self.shared.stale_after);
+        let seqs: Vec<u64> = state.pending.iter().copied().collect();
+        for seq in seqs {
+            let id = state.order[&seq];
+            let entry = &state.tasks[&id];
+            if let Some(due) = entry.not_before.filter(|d| *d > now_instant) {
+                next_due = Some(next_due.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            if entry.unfit_at == Some(state.capacity_gen) {
+                continue;
+            }
+            let spec = entry.task.spec.clone().unwrap_or_default();
+            let demand = Demand::of(&spec);
+            let decision = self.shared.scheduler.place_fast(&demand, &views, true);
+            match decision.node {
+                Some(node) => {
+                    if let Some(view) = views.iter_mut().find(|v| v.name == node) {
+                        view.allocated = view.allocated + demand.resources;
+                        view.used_ports.extend(demand.host_ports.iter().copied());
+                        view.task_count += 1;
+                    }
+                    let address = state.nodes.by_name[&node].address.clone();
+                    let summary = decision.summary;
+                    state.update(&self.shared, &mut placed, id, None, |task| {
+                        task.state = TaskState::Scheduled as i32;
+                        task.node = node.clone();
+                        task.message = summary;
+                    });
+                    let entry = state.tasks.get_mut(&id).expect("just updated");
+                    entry.dispatched_at = Some(now_instant);
+                    entry.in_flight = true;
+                    entry.unfit_at = None;
+                    jobs.push(Dispatch {
+                        id,
+                        node,
+                        address,
+                        spec,
+                        attempt: entry.task.restart_count,
+                    });
+                }
+                None => {
+                    let capacity_gen = state.capacity_gen;
+                    let entry = state.tasks.get_mut(&id).expect("listed as pending");
+                    entry.unfit_at = Some(capacity_gen);
+                    if entry.task.message != decision.summary {
+                        let summary = decision.summary;
+                        state.update(&self.shared, &mut messages, id, None, |task| {
+                            task.message = summary;
+                        });
+                    }
+                }
+            }
+        }
+        messages.wake_dispatcher = false;
+        placed.wake_dispatcher = false;
+        self.finish_later(messages);
+        (jobs, self.finish(placed), next_due)
+    }
+
+    /// A StartTask call succeeded (or the worker had the task already).
+    pub fn dispatch_ok(&self, id: TaskId) {
+        if let Some(entry) = self.lock().tasks.get_mut(&id) {
+            entry.in_flight = false;
+            entry.dispatch_failures = 0;
+            entry.not_before = None;
+        }
+    }
+
+    /// A StartTask call failed: the task goes back to PENDING with a backoff, unless it moved on
+    /// meanwhile (stopped, or the worker reported it after all).
+    pub fn dispatch_failed(&self, job: &Dispatch, error: &str) {
+        let mut state = self.lock();
+        let Some(entry) = state.tasks.get_mut(&job.id) else {
+            return;
+        };
+        entry.in_flight = false;
+        if entry.task.state() != TaskState::Scheduled || entry.task.node != job.node {
+            return;
+        }
+        entry.dispatch_failures += 1;
+        let backoff = FIRST_DISPATCH_BACKOFF
+            .saturating_mul(1 << entry.dispatch_failures.min(16).saturating_sub(1))
+            .min(MAX_DISPATCH_BACKOFF);
+        entry.not_before = Some(Instant::now() + backoff);
+        let stopped = entry.task.desired_state() == DesiredState::Stopped;
+        let message = format!("sending to {} failed: {error}", job.node);
+        let mut changes = Changes::default();
+        state.update(
+            &self.shared,
+            &mut changes,
+            job.id,
+            Some((EventType::DispatchFailed, message.clone())),
+            |task| {
+                task.node.clear();
+                task.message = message;
+                if stopped {
+                    task.state = TaskState::Failed as i32;
+                    task.message = "stopped before it was started".into();
+                } else {
+                    task.state = TaskState::Pending as i32;
+                }
+            },
+        );
+        self.finish_later(changes);
+    }
+
+    // --- the reconciler -----------------------------------------------------------------
+
+    /// The key of the node at a static address (created, DOWN, if new).
+    pub fn node_for_address(&self, address: &str) -> String {
+        self.lock().nodes.key_for_address(address)
+    }
+
+    /// The worker at `address` answered GetStats: it is alive, known by its reported name.
+    /// Returns the node's key.
+    pub fn worker_answered(&self, address: &str, stats: pb::GetStatsResponse) -> String {
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        let mut key = state.nodes.key_for_address(address);
+        if !stats.node.is_empty() && stats.node != key {
+            if let Some(removed) = state.nodes.rename(&key, &stats.node) {
+                changes.ops.push(Op::DeleteNode { name: removed });
+            }
+            key = stats.node.clone();
+        }
+        let node = state.nodes.by_name.get_mut(&key).expect("just ensured");
+        let labels: BTreeMap<String, String> = stats.labels.into_iter().collect();
+        let was_alive = node.alive;
+        let before = node.view(self.shared.stale_after);
+        let record_changed = !was_alive || node.labels != labels;
+        node.answered(stats.stats, labels, stats.instance_id);
+        let after = node.view(self.shared.stale_after);
+        let placeable_changed = !was_alive
+            || !before.stats_fresh
+            || before.capacity != after.capacity
+            || before.runtime_ready != after.runtime_ready
+            || before.labels != after.labels;
+        if !was_alive {
+            tracing::info!(node = %key, address, "worker answers");
+        }
+        if record_changed || !changes.ops.is_empty() {
+            changes.ops.push(Op::node(&node.record()));
+        }
+        if placeable_changed {
+            state.capacity_gen += 1;
+            changes.wake_dispatcher = true;
+        }
+        self.finish_later(changes);
+        key
+    }
+
+    /// The worker at `address` did not answer: its node is DOWN.
+    pub fn worker_failed(&self, address: &str, error: &str) {
+        let mut state = self.lock();
+        let key = state.nodes.key_for_address(address);
+        let node = state.nodes.by_name.get_mut(&key).expect("just ensured");
+        if node.alive {
+            tracing::warn!(node = %key, address, error, "worker stopped answering");
+        }
+        node.alive = false;
+        node.message = format!("not answering: {error}");
+    }
+
+    /// Copies what a worker reports into the manager's tasks. With `complete`, tasks placed on
+    /// the node that the worker does not know (and that were not sent after `asked_at`) are
+    /// placed again. Copies that belong elsewhere are queued to be stopped.
+    pub fn observed(&self, node: &str, reported: Vec<pb::Task>, complete: bool, asked_at: Instant) {
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        let mut known = HashSet::new();
+        for seen in reported {
+            let Ok(id) = TaskId::parse("task_id", &seen.id) else {
+                continue;
+            };
+            known.insert(id);
+            let Some(entry) = state.tasks.get(&id) else {
+                tracing::debug!(task_id = %id, node, "worker reports a task this manager does not know");
+                continue;
+            };
+            let seen_state = seen.state();
+            let task = &entry.task;
+            let elsewhere = task.node != node;
+            let unwanted = is_finished(task.state())
+                && task.desired_state() == DesiredState::Stopped
+                && !is_finished(seen_state);
+            if elsewhere || unwanted {
+                if !is_finished(seen_state) {
+                    let job = StopJob {
+                        id,
+                        node: node.to_string(),
+                        stale: true,
+                    };
+                    if state.stops.insert(job) {
+                        tracing::info!(task_id = %id, node, "stopping a copy that belongs elsewhere");
+                        changes.wake_stopper = true;
+                    }
+                }
+                continue;
+            }
+            if seen.restart_count < task.restart_count {
+                continue; // a report of an earlier run
+            }
+            if let Err(e) = check_transition(task.state(), seen_state) {
+                tracing::debug!(task_id = %id, node, error = %e, "observed move not applied");
+                continue;
+            }
+            let differs = task.state != seen.state
+                || task.container_id != seen.container_id
+                || task.ports != seen.ports
+                || task.exit_code != seen.exit_code
+                || task.started_at != seen.started_at
+                || task.finished_at != seen.finished_at
+                || task.message != seen.message
+                || task.healthy != seen.healthy;
+            if !differs {
+                continue;
+            }
+            state.update(&self.shared, &mut changes, id, None, |task| {
+                task.state = seen.state;
+                task.container_id = seen.container_id;
+                task.ports = seen.ports;
+                task.exit_code = seen.exit_code;
+                task.started_at = seen.started_at;
+                task.finished_at = seen.finished_at;
+                task.message = seen.message;
+                task.healthy = seen.healthy;
+            });
+        }
+        if complete {
+            let missing: Vec<TaskId> = state
+                .nodes
+                .by_name
+                .get(node)
+                .map(|n| {
+                    n.tasks
+                        .iter()
+                        .filter(|id| !known.contains(id))
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for id in missing {
+                let entry = &state.tasks[&id];
+                let sent_since = entry.dispatched_at.is_some_and(|at| at >= asked_at);
+                if entry.in_flight || sent_since {
+                    continue;
+                }
+                let stopped = entry.task.desired_state() == DesiredState::Stopped;
+                let message = format!("{node} does not know the task");
+                state.update(
+                    &self.shared,
+                    &mut changes,
+                    id,
+                    Some((EventType::NodeLost, format!("{message}; placing it again"))),
+                    |task| {
+                        if stopped {
+                            task.state = TaskState::Completed as i32;
+                            task.message = "stopped".into();
+                            task.finished_at = Some(now());
+                        } else {
+                            task.state = TaskState::Pending as i32;
+                            task.node.clear();
+                            task.message = message;
+                        }
+                    },
+                );
+            }
+        }
+        self.finish_later(changes);
+    }
+
+    // --- the stopper --------------------------------------------------------------------
+
+    /// Stop calls owed and not under way, with the address of their node.
+    pub fn stop_jobs(&self) -> Vec<(StopJob, String, Duration)> {
+        let mut state = self.lock();
+        let jobs: Vec<StopJob> = state
+            .stops
+            .iter()
+            .filter(|j| !state.stops_in_flight.contains(*j))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for job in jobs {
+            let Some(address) = state
+                .nodes
+                .by_name
+                .get(&job.node)
+                .filter(|n| n.alive && !n.address.is_empty())
+                .map(|n| n.address.clone())
+            else {
+                continue; // retried once the node answers
+            };
+            let grace = state
+                .tasks
+                .get(&job.id)
+                .and_then(|e| e.task.spec.as_ref())
+                .and_then(|s| s.stop_grace_period)
+                .and_then(|d| Duration::try_from(d).ok())
+                .unwrap_or(crate::task::DEFAULT_STOP_GRACE);
+            state.stops_in_flight.insert(job.clone());
+            out.push((job, address, grace));
+        }
+        out
+    }
+
+    /// A stop call ended. On success the worker's answer is applied at once; a worker that does
+    /// not know the task has nothing to stop.
+    pub fn stop_done(&self, job: &StopJob, outcome: std::result::Result<Option<pb::Task>, String>) {
+        let reported = {
+            let mut state = self.lock();
+            state.stops_in_flight.remove(job);
+            match &outcome {
+                Err(_) => return,
+                Ok(_) => {
+                    state.stops.remove(job);
+                }
+            }
+            if job.stale {
+                return;
+            }
+            let Some(entry) = state.tasks.get(&job.id) else {
+                return;
+            };
+            match outcome {
+                Ok(Some(task)) if task.id == entry.task.id => task,
+                _ => {
+                    // Not known there: it never started, so it is stopped.
+                    if entry.task.node != job.node || is_finished(entry.task.state()) {
+                        return;
+                    }
+                    pb::Task {
+                        id: entry.task.id.clone(),
+                        state: TaskState::Completed as i32,
+                        restart_count: entry.task.restart_count,
+                        finished_at: Some(now()),
+                        message: "stopped".into(),
+                        ..entry.task.clone()
+                    }
+                }
+            }
+        };
+        if is_finished(reported.state()) {
+            self.observed(&job.node, vec![reported], false, Instant::now());
+        }
+    }
+}

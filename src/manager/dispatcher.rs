@@ -1,0 +1,159 @@
+//! SendWork and its mirror: the loops that call workers' StartTask and StopTask.
+//!
+//! Both are event-driven (a `Notify` from the core) with a timer as a backstop, and make their
+//! calls concurrently across workers, at most [`PER_WORKER`] at a time to one worker. Neither
+//! drops work: a failed StartTask puts the task back in the queue with a backoff (the core
+//! decides), a failed StopTask stays owed and is tried again.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tonic::Code;
+
+use super::core::{Core, Dispatch, StopJob};
+use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
+
+/// Calls in flight to one worker at most: enough to overlap a few container starts, few enough
+/// not to swamp one Docker engine.
+const PER_WORKER: usize = 8;
+
+/// How long a StartTask may take: the worker only persists the task before it answers.
+const START_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The backstop: loops look again this often even when nothing woke them (a backoff ended, a
+/// node came back).
+const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// A StopTask may take the task's grace period plus this, for the kill and the removal.
+const STOP_EXTRA: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Default)]
+struct Limits(Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>);
+
+impl Limits {
+    fn of(&self, address: &str) -> Arc<Semaphore> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(address.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_WORKER)))
+            .clone()
+    }
+}
+
+/// Places pending tasks and sends them to their workers until `shutdown`.
+pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
+    let limits = Limits::default();
+    loop {
+        let (jobs, durable, next_due) = core.place_pending();
+        if !jobs.is_empty() {
+            match durable.wait().await {
+                Ok(()) => {
+                    for job in jobs {
+                        let core = core.clone();
+                        let limit = limits.of(&job.address);
+                        tracker.spawn(async move {
+                            let _permit = limit.acquire_owned().await;
+                            send(&core, &job).await;
+                        });
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "placements could not be stored; retrying");
+                    for job in &jobs {
+                        core.dispatch_failed(job, "the placement could not be stored");
+                    }
+                }
+            }
+        }
+        let wait = next_due
+            .map(|due| due.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or(BACKSTOP)
+            .min(BACKSTOP);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.dispatch_notify().notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn send(core: &Core, job: &Dispatch) {
+    let outcome = async {
+        let channel = core.channel(&job.address).map_err(|e| e.to_string())?;
+        let mut client = WorkerServiceClient::new(channel);
+        let mut request = tonic::Request::new(pb::StartTaskRequest {
+            task_id: job.id.to_string(),
+            spec: Some(job.spec.clone()),
+            attempt: job.attempt,
+        });
+        request.set_timeout(START_DEADLINE);
+        match tokio::time::timeout(START_DEADLINE, client.start_task(request)).await {
+            Err(_) => Err(format!("no answer within {START_DEADLINE:?}")),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) if status.code() == Code::AlreadyExists => Ok(()),
+            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+        }
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            tracing::info!(task_id = %job.id, node = %job.node, attempt = job.attempt, "task sent");
+            core.dispatch_ok(job.id);
+        }
+        Err(error) => {
+            tracing::warn!(task_id = %job.id, node = %job.node, %error, "StartTask failed");
+            core.dispatch_failed(job, &error);
+        }
+    }
+}
+
+/// Calls StopTask for every stop owed (the user's stops and stale copies) until `shutdown`.
+pub(crate) async fn run_stopper(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
+    let limits = Limits::default();
+    loop {
+        for (job, address, grace) in core.stop_jobs() {
+            let core = core.clone();
+            let limit = limits.of(&address);
+            tracker.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let outcome = stop(&core, &job, &address, grace + STOP_EXTRA).await;
+                if let Err(error) = &outcome {
+                    tracing::warn!(task_id = %job.id, node = %job.node, %error, "StopTask failed; will retry");
+                } else {
+                    tracing::info!(task_id = %job.id, node = %job.node, stale = job.stale, "task stopped");
+                }
+                core.stop_done(&job, outcome);
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.stopper_notify().notified() => {}
+            _ = tokio::time::sleep(BACKSTOP) => {}
+        }
+    }
+}
+
+async fn stop(
+    core: &Core,
+    job: &StopJob,
+    address: &str,
+    deadline: Duration,
+) -> Result<Option<pb::Task>, String> {
+    let channel = core.channel(address).map_err(|e| e.to_string())?;
+    let mut client = WorkerServiceClient::new(channel);
+    let mut request = tonic::Request::new(pb::WorkerServiceStopTaskRequest {
+        task_id: job.id.to_string(),
+        reason: if job.stale {
+            "placed elsewhere".into()
+        } else {
+            "stopped by user".into()
+        },
+    });
+    request.set_timeout(deadline);
+    match tokio::time::timeout(deadline, client.stop_task(request)).await {
+        Err(_) => Err(format!("no answer within {deadline:?}")),
+        Ok(Ok(response)) => Ok(response.into_inner().task),
+        Ok(Err(status)) if status.code() == Code::NotFound => Ok(None),
+        Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+    }
+}

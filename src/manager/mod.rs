@@ -1,0 +1,171 @@
+//! The manager (control plane): accepts tasks, places them on workers, and keeps track of them.
+//!
+//! - [`core`]: the state handle (tasks, nodes, pending queue) over the durable store.
+//! - [`service`]: the thin ManagerService handlers.
+//! - [`dispatcher`]: SendWork (StartTask) and the stopper (StopTask), event-driven.
+//! - [`reconciler`]: UpdateTasks, one poll loop per worker (ListTasks + GetStats).
+//! - [`nodes`]: the node tracker (liveness, stats, allocation).
+//!
+//! Nodes: a static `--workers` entry is known by its address until the worker answers with its
+//! name, then by that name (stored, so it keeps it across restarts). Membership by
+//! RegisterWorker/Heartbeat, DrainNode and restart policies (issue 6) fit the same core: a
+//! heartbeat is another way to call `worker_answered`, and a lost node moves its tasks with
+//! the same `update` the reconciler uses; those rpcs answer UNIMPLEMENTED for now.
+
+use std::{path::PathBuf, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    error::{Error, Result},
+    proto::pb::manager_service_server::ManagerServiceServer,
+    store::manager::ManagerStore,
+};
+
+mod core;
+mod dispatcher;
+mod nodes;
+mod reconciler;
+mod service;
+
+/// The default poll period of each worker: quick enough that a started container shows as
+/// RUNNING within about a second, slow enough to cost nothing on an idle cluster.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The default scheduling strategy (the scheduler module's default: spread).
+pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
+
+/// How a manager runs.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Where its store lives (one redb file).
+    pub data_dir: PathBuf,
+    /// The static workers (`host:port`), polled every `update_interval`.
+    pub workers: Vec<String>,
+    /// The scheduling strategy, by name (see `scheduler::by_name`).
+    pub scheduler: String,
+    /// How often each worker is polled.
+    pub update_interval: Duration,
+    /// `--dev`: a worker to run inside this process, on its own `127.0.0.1:0` listener, polled
+    /// like a static worker.
+    pub dev_worker: Option<crate::worker::WorkerConfig>,
+}
+
+impl ManagerConfig {
+    /// A config with the defaults and this data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            workers: Vec::new(),
+            scheduler: DEFAULT_SCHEDULER.into(),
+            update_interval: DEFAULT_UPDATE_INTERVAL,
+            dev_worker: None,
+        }
+    }
+}
+
+/// A manager whose store is open and whose state is loaded, not yet serving.
+pub struct Manager {
+    core: core::Core,
+    config: ManagerConfig,
+}
+
+impl Manager {
+    /// Opens the store and reloads everything. Fails at once on a locked, corrupt or newer
+    /// store, or an unknown scheduler.
+    pub fn open(config: ManagerConfig) -> Result<Manager> {
+        let scheduler = crate::scheduler::by_name(&config.scheduler).ok_or_else(|| {
+            Error::invalid(
+                "scheduler",
+                format!(
+                    "{:?} is not a strategy (choose from {})",
+                    config.scheduler,
+                    crate::scheduler::STRATEGIES.join(", ")
+                ),
+            )
+        })?;
+        if config.update_interval.is_zero() {
+            return Err(Error::invalid("update_interval", "must be more than zero"));
+        }
+        let started = std::time::Instant::now();
+        let (store, loaded) = ManagerStore::open(&config.data_dir)?;
+        let tasks = loaded.tasks.len();
+        // Stats count as fresh for a few missed polls, and never less than 5 s.
+        let stale_after = (config.update_interval * 3).max(Duration::from_secs(5));
+        let core = core::Core::new(store, loaded, scheduler, &config.workers, stale_after);
+        tracing::info!(
+            tasks,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            data_dir = %config.data_dir.display(),
+            "store loaded"
+        );
+        Ok(Manager { core, config })
+    }
+
+    /// Serves ManagerService on `listener` and runs the loops until `shutdown`; then waits for
+    /// them to end.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
+        let Manager { core, mut config } = self;
+        let tracker = TaskTracker::new();
+        let loops = shutdown.child_token();
+        if let Some(worker) = config.dev_worker.take() {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| Error::Unavailable(format!("cannot bind the dev worker: {e}")))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| Error::Internal(format!("the dev worker's address: {e}")))?
+                .to_string();
+            tracing::info!(%address, name = %worker.name, runtime = ?worker.runtime, "embedded dev worker");
+            config.workers.push(address);
+            let stop = loops.clone();
+            tracker.spawn(async move {
+                if let Err(e) = crate::worker::serve(listener, worker, stop).await {
+                    tracing::error!(error = %e, "the embedded dev worker failed");
+                }
+            });
+        }
+        tracker.spawn(dispatcher::run_dispatcher(
+            core.clone(),
+            tracker.clone(),
+            loops.clone(),
+        ));
+        tracker.spawn(dispatcher::run_stopper(
+            core.clone(),
+            tracker.clone(),
+            loops.clone(),
+        ));
+        for address in &config.workers {
+            core.node_for_address(address);
+            tracker.spawn(reconciler::run_worker_poll(
+                core.clone(),
+                address.clone(),
+                config.update_interval,
+                loops.clone(),
+            ));
+        }
+        let (router, health) = crate::grpc::standard_router();
+        health
+            .set_serving::<ManagerServiceServer<service::Api>>()
+            .await;
+        let router = router.add_service(ManagerServiceServer::new(service::Api {
+            core: core.clone(),
+            shutdown: shutdown.clone(),
+        }));
+        let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+        loops.cancel();
+        tracker.close();
+        tracker.wait().await;
+        served.map_err(|e| Error::Internal(format!("serving failed: {e}")))
+    }
+}
+
+/// Runs a manager on `listener` until `shutdown`: opens the store, reloads, serves.
+pub async fn serve(
+    listener: TcpListener,
+    config: ManagerConfig,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    Manager::open(config)?.serve(listener, shutdown).await
+}

@@ -1,0 +1,352 @@
+//! The ManagerService rpc handlers: validate, convert, call the core, convert back.
+
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
+use crate::{
+    error::{Error, Result},
+    proto::pb::{
+        self, manager_service_server::ManagerService, worker_service_client::WorkerServiceClient,
+    },
+    task::{validate_spec, TaskId},
+};
+
+/// The page size when a request sets none.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page a request may ask for: bounds one answer's size and the time it holds the
+/// state lock.
+const MAX_PAGE: usize = 1000;
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The rpc handlers over the core.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub core: Core,
+    /// Ends open streams (watches, logs) when the server shuts down, so shutdown does not wait
+    /// for clients that never hang up.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+fn page_size(field: &'static str, size: i32) -> Result<usize> {
+    match size {
+        n if n < 0 => Err(Error::invalid(field, format!("{n} is negative"))),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+/// Page tokens are the last key of the previous page in hex: opaque to clients, checked here.
+fn page_token(field: &'static str, token: &str) -> Result<u64> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    (token.len() == 16)
+        .then(|| u64::from_str_radix(token, 16).ok())
+        .flatten()
+        .ok_or_else(|| Error::invalid(field, "is not a token this server gave out"))
+}
+
+fn next_token(last: Option<u64>) -> String {
+    last.map(|seq| format!("{seq:016x}")).unwrap_or_default()
+}
+
+fn state_filter(field: &'static str, value: i32) -> Result<Option<pb::TaskState>> {
+    match pb::TaskState::try_from(value) {
+        Ok(pb::TaskState::Unspecified) => Ok(None),
+        Ok(state) => Ok(Some(state)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a task state"),
+        )),
+    }
+}
+
+fn node_filter(node: String) -> Option<String> {
+    (!node.is_empty()).then_some(node)
+}
+
+#[tonic::async_trait]
+impl ManagerService for Api {
+    async fn submit_task(
+        &self,
+        request: Request<pb::SubmitTaskRequest>,
+    ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
+        let request = request.into_inner();
+        let spec = request
+            .spec
+            .ok_or_else(|| Error::invalid("spec", "is required"))?;
+        // The manager does not know which runtime will run the task; a worker on Docker
+        // rejects a spec without an image when it is sent.
+        let spec = validate_spec(spec, false)?;
+        if request.request_id.chars().count() > MAX_REQUEST_ID {
+            return Err(Error::invalid(
+                "request_id",
+                format!("is longer than {MAX_REQUEST_ID} characters"),
+            )
+            .into());
+        }
+        let (task, created) = self.core.submit(spec, request.request_id).await?;
+        tracing::info!(task_id = %task.id, created, "task submitted");
+        Ok(Response::new(pb::SubmitTaskResponse {
+            task: Some(task),
+            created,
+        }))
+    }
+
+    async fn stop_task(
+        &self,
+        request: Request<pb::StopTaskRequest>,
+    ) -> Result<Response<pb::StopTaskResponse>, Status> {
+        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let task = self.core.stop(id).await?;
+        tracing::info!(task_id = %id, "stop requested");
+        Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::GetTaskResponse>, Status> {
+        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let task = self.core.task(id)?;
+        let events = self.core.task_events(id, 0, usize::MAX)?;
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(task),
+            events,
+        }))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size("page_size", request.page_size)?;
+        let after = page_token("page_token", &request.page_token)?;
+        let filter = TaskFilter {
+            ids: Default::default(),
+            state: state_filter("state", request.state)?,
+            node: node_filter(request.node),
+        };
+        let (tasks, last) = self.core.list(&filter, after, limit);
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks,
+            next_page_token: next_token(last),
+        }))
+    }
+
+    type WatchTasksStream = BoxStream<pb::WatchTasksResponse>;
+
+    async fn watch_tasks(
+        &self,
+        request: Request<pb::WatchTasksRequest>,
+    ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        let request = request.into_inner();
+        let mut ids = std::collections::HashSet::new();
+        for (i, id) in request.task_ids.iter().enumerate() {
+            TaskId::parse("task_ids", id).map_err(|_| {
+                Error::invalid(format!("task_ids[{i}]"), format!("{id:?} is not a task id"))
+            })?;
+            ids.insert(id.clone());
+        }
+        let filter = TaskFilter {
+            ids,
+            state: state_filter("state", request.state)?,
+            node: node_filter(request.node),
+        };
+        let (snapshot, changes) = self.core.watch(&filter);
+        let initial = futures::stream::iter(snapshot.into_iter().map(|task| {
+            Ok(pb::WatchTasksResponse {
+                task: Some(task),
+                initial: true,
+                synced: false,
+            })
+        }))
+        .chain(futures::stream::once(async {
+            Ok(pb::WatchTasksResponse {
+                task: None,
+                initial: false,
+                synced: true,
+            })
+        }));
+        // After a lag the stream ends with UNAVAILABLE: the client watches again and gets a
+        // fresh snapshot, rather than a silent gap.
+        let live = futures::stream::unfold(Some(changes), move |rx| {
+            let filter = filter.clone();
+            async move {
+                let mut rx = rx?;
+                loop {
+                    match rx.recv().await {
+                        Ok(task) if filter.matches(&task) => {
+                            let message = pb::WatchTasksResponse {
+                                task: Some((*task).clone()),
+                                initial: false,
+                                synced: false,
+                            };
+                            return Some((Ok(message), Some(rx)));
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(n)) => {
+                            let status = Status::from(Error::Unavailable(format!(
+                                "this watch fell {n} changes behind; watch again"
+                            )));
+                            return Some((Err(status), None));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            }
+        });
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(
+            initial.chain(live).take_until(ends),
+        )))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: self.core.nodes(),
+        }))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size("page_size", request.page_size)?;
+        let after = page_token("page_token", &request.page_token)?;
+        // One more than asked tells whether there is a next page.
+        let mut events = if request.task_id.is_empty() {
+            self.core.events(after, limit + 1)?
+        } else {
+            let id = TaskId::parse("task_id", &request.task_id)?;
+            self.core.task(id)?;
+            self.core.task_events(id, after, limit + 1)?
+        };
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let last = more.then(|| events.last().map(|e| e.seq)).flatten();
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            next_page_token: next_token(last),
+        }))
+    }
+
+    async fn explain_task(
+        &self,
+        request: Request<pb::ExplainTaskRequest>,
+    ) -> Result<Response<pb::ExplainTaskResponse>, Status> {
+        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let (task, decision) = self.core.explain(id)?;
+        let nodes = decision
+            .verdicts
+            .iter()
+            .map(|v| pb::NodeExplanation {
+                node: v.node.clone(),
+                eligible: v.eligible(),
+                score: v.score,
+                filters: v
+                    .filters
+                    .iter()
+                    .map(|f| pb::FilterResult {
+                        filter: f.filter.to_string(),
+                        passed: f.passed,
+                        reason: f.reason.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ExplainTaskResponse {
+            task: Some(task),
+            strategy: self.core.strategy().to_string(),
+            nodes,
+            picked_node: decision.node.unwrap_or_default(),
+            summary: decision.summary,
+        }))
+    }
+
+    type StreamLogsStream = BoxStream<pb::StreamLogsResponse>;
+
+    async fn stream_logs(
+        &self,
+        request: Request<pb::StreamLogsRequest>,
+    ) -> Result<Response<Self::StreamLogsStream>, Status> {
+        let request = request.into_inner();
+        let id = TaskId::parse("task_id", &request.task_id)?;
+        let (task, address) = self.core.node_address_of(id)?;
+        let Some(address) = address else {
+            return Err(Error::FailedPrecondition(format!(
+                "task {id} has not been placed on a node yet, so it has no logs"
+            ))
+            .into());
+        };
+        let mut client = WorkerServiceClient::new(self.core.channel(&address)?);
+        let upstream = client
+            .stream_logs(pb::WorkerServiceStreamLogsRequest {
+                task_id: request.task_id,
+                follow: request.follow,
+                tail: request.tail,
+                stdout: request.stdout,
+                stderr: request.stderr,
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound
+                | tonic::Code::InvalidArgument
+                | tonic::Code::FailedPrecondition => status,
+                _ => Status::from(Error::Unavailable(format!(
+                    "node {} did not serve the logs: {}",
+                    task.node,
+                    status.message()
+                ))),
+            })?
+            .into_inner();
+        let stream = upstream.map(|chunk| {
+            chunk.map(|c| pb::StreamLogsResponse {
+                data: c.data,
+                stream: c.stream,
+            })
+        });
+        let ends = self.shutdown.clone().cancelled_owned();
+        Ok(Response::new(Box::pin(stream.take_until(ends))))
+    }
+
+    async fn register_worker(
+        &self,
+        _request: Request<pb::RegisterWorkerRequest>,
+    ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        Err(Status::unimplemented(
+            "worker registration comes with heartbeats (issue 6); use --workers",
+        ))
+    }
+
+    async fn heartbeat(
+        &self,
+        _request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        Err(Status::unimplemented("heartbeats come with issue 6"))
+    }
+
+    async fn drain_node(
+        &self,
+        _request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::DrainNodeResponse>, Status> {
+        Err(Status::unimplemented("draining comes with issue 6"))
+    }
+
+    async fn undrain_node(
+        &self,
+        _request: Request<pb::UndrainNodeRequest>,
+    ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
+        Err(Status::unimplemented("draining comes with issue 6"))
+    }
+}

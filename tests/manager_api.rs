@@ -1,0 +1,398 @@
+//! The manager's API on its own (no worker answers): bad input gets the right codes, paging and
+//! filters work, stop of a pending task, events, watch, explain, and grpcurl with JSON.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{temp_dir, Proc};
+use cube::pb::{self, manager_service_client::ManagerServiceClient};
+use tonic::{transport::Channel, Code};
+
+async fn client(manager: &Proc) -> ManagerServiceClient<Channel> {
+    ManagerServiceClient::connect(manager.url()).await.unwrap()
+}
+
+fn sleep_spec(name: &str) -> pb::TaskSpec {
+    pb::TaskSpec {
+        name: name.into(),
+        image: common::TEST_IMAGE.into(),
+        command: vec!["sleep".into(), "300".into()],
+        ..Default::default()
+    }
+}
+
+async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> pb::Task {
+    c.submit_task(pb::SubmitTaskRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .task
+    .unwrap()
+}
+
+/// Bad input gets INVALID_ARGUMENT naming the field, unknown ids NOT_FOUND, and an unreachable
+/// static worker is listed DOWN while the task waits PENDING saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_codes_and_an_unreachable_worker() {
+    let dir = temp_dir();
+    // Port 9 (discard) on localhost: nothing listens there.
+    let manager = Proc::start(
+        "cube-manager",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--workers",
+            "127.0.0.1:9",
+            "--update-interval",
+            "200ms",
+        ],
+    );
+    let mut c = client(&manager).await;
+
+    let err = c
+        .submit_task(pb::SubmitTaskRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("spec"), "{}", err.message());
+
+    let mut bad = sleep_spec("bad name!");
+    bad.image = "x".into();
+    let err = c
+        .submit_task(pb::SubmitTaskRequest {
+            spec: Some(bad),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("spec.name"), "{}", err.message());
+
+    let err = c
+        .submit_task(pb::SubmitTaskRequest {
+            spec: Some(sleep_spec("ok")),
+            request_id: "r".repeat(129),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("request_id"), "{}", err.message());
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let err = c
+        .get_task(pb::GetTaskRequest {
+            task_id: unknown.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .stop_task(pb::StopTaskRequest {
+            task_id: unknown.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .get_task(pb::GetTaskRequest {
+            task_id: "not-an-id".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("task_id"), "{}", err.message());
+
+    let err = c
+        .list_tasks(pb::ListTasksRequest {
+            page_size: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_size"), "{}", err.message());
+    let err = c
+        .list_tasks(pb::ListTasksRequest {
+            page_token: "bogus".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"), "{}", err.message());
+    let err = c
+        .list_events(pb::ListEventsRequest {
+            page_size: -5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("page_size"), "{}", err.message());
+
+    // The unreachable worker is DOWN, and the task waits with a reason.
+    let task = submit(&mut c, sleep_spec("waits")).await;
+    assert_eq!(task.state(), pb::TaskState::Pending);
+    let id = task.id.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let nodes = loop {
+        let nodes = c
+            .list_nodes(pb::ListNodesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .nodes;
+        if nodes.len() == 1 && nodes[0].state() == pb::NodeState::Down {
+            break nodes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node not DOWN: {nodes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(nodes[0].address, "127.0.0.1:9");
+    let waiting = loop {
+        let task = c
+            .get_task(pb::GetTaskRequest {
+                task_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .task
+            .unwrap();
+        if task.message.contains("down") {
+            break task;
+        }
+        assert!(std::time::Instant::now() < deadline, "no reason: {task:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(waiting.state(), pb::TaskState::Pending);
+    assert!(
+        waiting.message.starts_with("0/1 nodes fit"),
+        "{}",
+        waiting.message
+    );
+
+    let explained = c
+        .explain_task(pb::ExplainTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explained.picked_node, "");
+    assert_eq!(explained.nodes.len(), 1);
+    assert!(!explained.nodes[0].eligible);
+    assert_eq!(explained.nodes[0].filters[0].filter, "alive");
+    assert!(!explained.nodes[0].filters[0].passed);
+
+    let err = c
+        .stream_logs(pb::StreamLogsRequest {
+            task_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    // Stopping a pending task: it is never placed; a second stop changes nothing.
+    let stopped = c
+        .stop_task(pb::StopTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(stopped.state(), pb::TaskState::Failed);
+    assert_eq!(stopped.desired_state(), pb::DesiredState::Stopped);
+    let again = c
+        .stop_task(pb::StopTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!(again.revision, stopped.revision);
+    let got = c
+        .get_task(pb::GetTaskRequest {
+            task_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let kinds: Vec<pb::EventType> = got.events.iter().map(|e| e.r#type()).collect();
+    assert_eq!(
+        kinds,
+        [
+            pb::EventType::Submitted,
+            pb::EventType::StopRequested,
+            pb::EventType::StateChanged
+        ]
+    );
+    assert!(manager.terminate(), "clean shutdown");
+}
+
+/// ListTasks pages oldest first with an opaque token and filters by state; ListEvents pages;
+/// WatchTasks sends the snapshot, then `synced`, then changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paging_filters_and_watch() {
+    let dir = temp_dir();
+    let manager = Proc::start(
+        "cube-manager",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let mut c = client(&manager).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(submit(&mut c, sleep_spec(&format!("t{i}"))).await.id);
+    }
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = c
+            .list_tasks(pb::ListTasksRequest {
+                page_size: 2,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        pages += 1;
+        seen.extend(page.tasks.into_iter().map(|t| t.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ids, "oldest first, every task once");
+    assert_eq!(pages, 3);
+
+    let mut watch = c
+        .watch_tasks(pb::WatchTasksRequest {
+            task_ids: vec![ids[0].clone(), ids[1].clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for _ in 0..2 {
+        let m = watch.message().await.unwrap().unwrap();
+        assert!(m.initial && !m.synced);
+    }
+    let synced = watch.message().await.unwrap().unwrap();
+    assert!(synced.synced && synced.task.is_none());
+    c.stop_task(pb::StopTaskRequest {
+        task_id: ids[1].clone(),
+    })
+    .await
+    .unwrap();
+    let change = watch.message().await.unwrap().unwrap();
+    assert!(!change.initial);
+    assert_eq!(change.task.unwrap().id, ids[1]);
+
+    let failed = c
+        .list_tasks(pb::ListTasksRequest {
+            state: pb::TaskState::Failed as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, ids[1]);
+
+    let first = c
+        .list_events(pb::ListEventsRequest {
+            page_size: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.events.len(), 4);
+    let rest = c
+        .list_events(pb::ListEventsRequest {
+            page_size: 100,
+            page_token: first.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // 5 submissions + stop requested + state changed.
+    assert_eq!(rest.events.len(), 3);
+    assert!(rest.next_page_token.is_empty());
+    assert!(rest.events[0].seq > first.events[3].seq);
+    assert!(manager.terminate(), "clean shutdown");
+}
+
+/// grpcurl finds ManagerService by reflection, and SubmitTask and ListTasks work with JSON.
+#[test]
+fn grpcurl_lists_and_calls_the_manager() {
+    let Some(grpcurl) = common::grpcurl() else {
+        assert!(!common::docker_required(), "grpcurl is missing");
+        eprintln!("SKIPPED: grpcurl not installed");
+        return;
+    };
+    let dir = temp_dir();
+    let manager = Proc::start(
+        "cube-manager",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&grpcurl)
+            .arg("-plaintext")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "grpcurl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let list = run(&[&manager.addr, "list"]);
+    assert!(list.contains("cube.v1.ManagerService"), "{list}");
+    let submitted = run(&[
+        "-d",
+        r#"{"spec":{"name":"json","image":"cube-test/busybox:latest","command":["sleep","5"]},"requestId":"grpcurl-1"}"#,
+        &manager.addr,
+        "cube.v1.ManagerService/SubmitTask",
+    ]);
+    let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
+    let id = submitted["task"]["id"].as_str().unwrap().to_string();
+    assert_eq!(submitted["task"]["state"], "TASK_STATE_PENDING");
+    let listed = run(&[
+        "-d",
+        r#"{"pageSize":10}"#,
+        &manager.addr,
+        "cube.v1.ManagerService/ListTasks",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["tasks"][0]["id"], id.as_str());
+}

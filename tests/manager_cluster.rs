@@ -1,0 +1,383 @@
+//! A real cluster: cube-manager and two cube-worker processes on ephemeral ports, real Docker
+//! containers. Round-robin placement, stop, a failing command, and a manager SIGKILLed and
+//! restarted with 20 running tasks.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use common::{containers_of, temp_dir, ContainerGuard, Proc};
+use cube::pb::{self, manager_service_client::ManagerServiceClient};
+use tonic::transport::Channel;
+
+struct Cluster {
+    manager: Option<Proc>,
+    workers: Vec<(String, Proc)>,
+    manager_dir: tempfile::TempDir,
+    _worker_dirs: Vec<tempfile::TempDir>,
+    _guard: ContainerGuard,
+}
+
+fn start_manager(dir: &std::path::Path, workers: &[&str]) -> Proc {
+    Proc::start(
+        "cube-manager",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--workers",
+            &workers.join(","),
+            "--scheduler",
+            "roundrobin",
+            "--update-interval",
+            "500ms",
+        ],
+    )
+}
+
+impl Cluster {
+    fn start(n: usize) -> Cluster {
+        let names: Vec<String> = (0..n).map(|_| common::unique("w")).collect();
+        let guard = ContainerGuard(names.clone());
+        let mut workers = Vec::new();
+        let mut dirs = Vec::new();
+        for name in &names {
+            let dir = temp_dir();
+            let worker = Proc::start(
+                "cube-worker",
+                &[
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--name",
+                    name,
+                    "--data-dir",
+                    dir.path().to_str().unwrap(),
+                    "--runtime",
+                    "docker",
+                ],
+            );
+            workers.push((name.clone(), worker));
+            dirs.push(dir);
+        }
+        let manager_dir = temp_dir();
+        let addrs: Vec<&str> = workers.iter().map(|(_, w)| w.addr.as_str()).collect();
+        let manager = start_manager(manager_dir.path(), &addrs);
+        Cluster {
+            manager: Some(manager),
+            workers,
+            manager_dir,
+            _worker_dirs: dirs,
+            _guard: guard,
+        }
+    }
+
+    fn manager(&self) -> &Proc {
+        self.manager.as_ref().unwrap()
+    }
+
+    /// A client, once every worker is READY (round-robin only rotates over nodes that
+    /// answer, so a test that counts per node waits for all of them).
+    async fn client(&self) -> ManagerServiceClient<Channel> {
+        let mut c = ManagerServiceClient::connect(self.manager().url())
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let nodes = c
+                .list_nodes(pb::ListNodesRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .nodes;
+            let ready = nodes
+                .iter()
+                .filter(|n| n.state() == pb::NodeState::Ready)
+                .count();
+            if ready == self.workers.len() {
+                return c;
+            }
+            assert!(Instant::now() < deadline, "workers not READY: {nodes:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn restart_manager(&mut self) {
+        self.manager.take().unwrap().kill9();
+        let addrs: Vec<&str> = self.workers.iter().map(|(_, w)| w.addr.as_str()).collect();
+        self.manager = Some(start_manager(self.manager_dir.path(), &addrs));
+    }
+}
+
+fn spec(name: &str, command: &[&str]) -> pb::TaskSpec {
+    pb::TaskSpec {
+        name: name.into(),
+        image: common::TEST_IMAGE.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        stop_grace_period: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> String {
+    c.submit_task(pb::SubmitTaskRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .task
+    .unwrap()
+    .id
+}
+
+async fn all_tasks(c: &mut ManagerServiceClient<Channel>) -> HashMap<String, pb::Task> {
+    c.list_tasks(pb::ListTasksRequest {
+        page_size: 1000,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .tasks
+    .into_iter()
+    .map(|t| (t.id.clone(), t))
+    .collect()
+}
+
+/// Waits until `check` holds for the tasks, or panics after `timeout` showing them.
+async fn until(
+    c: &mut ManagerServiceClient<Channel>,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&HashMap<String, pb::Task>) -> bool,
+) -> HashMap<String, pb::Task> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let tasks = all_tasks(c).await;
+        if check(&tasks) {
+            return tasks;
+        }
+        if Instant::now() > deadline {
+            let states: Vec<String> = tasks
+                .values()
+                .map(|t| format!("{} {:?} {} {}", t.id, t.state(), t.node, t.message))
+                .collect();
+            panic!("timed out after {timeout:?} waiting for {what}: {states:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Issue 3: six tasks go round-robin onto two workers and run as real containers within 15 s,
+/// three each; a stop brings one to COMPLETED and removes its container; a command that exits
+/// non-zero is FAILED with its exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_run_stop_and_fail() {
+    if !common::need_docker("round_robin_run_stop_and_fail") {
+        return;
+    }
+    let cluster = Cluster::start(2);
+    let mut c = cluster.client().await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(submit(&mut c, spec(&format!("rr{i}"), &["sleep", "300"])).await);
+    }
+    let tasks = until(&mut c, Duration::from_secs(15), "six RUNNING", |tasks| {
+        ids.iter()
+            .all(|id| tasks[id].state() == pb::TaskState::Running)
+    })
+    .await;
+    eprintln!("six tasks RUNNING {:?} after submission", started.elapsed());
+    for (name, _) in &cluster.workers {
+        let on_node = tasks.values().filter(|t| &t.node == name).count();
+        assert_eq!(on_node, 3, "three tasks on {name}");
+        assert_eq!(containers_of(name).len(), 3, "three containers of {name}");
+    }
+    assert!(tasks.values().all(|t| !t.container_id.is_empty()));
+
+    let victim = tasks[&ids[0]].clone();
+    c.stop_task(pb::StopTaskRequest {
+        task_id: victim.id.clone(),
+    })
+    .await
+    .unwrap();
+    until(
+        &mut c,
+        Duration::from_secs(15),
+        "the stopped task COMPLETED",
+        |tasks| tasks[&victim.id].state() == pb::TaskState::Completed,
+    )
+    .await;
+    common::wait_for(Duration::from_secs(10), "its container removed", || {
+        (containers_of(&victim.node).len() == 2).then_some(())
+    });
+    let nodes = c
+        .list_nodes(pb::ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    let node = nodes.iter().find(|n| n.name == victim.node).unwrap();
+    assert_eq!(node.task_count, 2, "allocation goes down when a task stops");
+
+    let failing = submit(&mut c, spec("fails", &["sh", "-c", "exit 3"])).await;
+    let tasks = until(
+        &mut c,
+        Duration::from_secs(15),
+        "the failing task FAILED",
+        |tasks| tasks[&failing].state() == pb::TaskState::Failed,
+    )
+    .await;
+    assert_eq!(tasks[&failing].exit_code, Some(3));
+    let events = c
+        .get_task(pb::GetTaskRequest {
+            task_id: failing.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert!(
+        events.len() >= 3,
+        "submitted, scheduled, ..., failed: {events:?}"
+    );
+}
+
+/// Issue 4: 20 tasks RUNNING on two workers; SIGKILL the manager and start it on the same data
+/// dir: the same 20 ids are RUNNING on the same nodes and Docker holds exactly 20 containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_sigkill_keeps_twenty_running_tasks() {
+    if !common::need_docker("manager_sigkill_keeps_twenty_running_tasks") {
+        return;
+    }
+    let mut cluster = Cluster::start(2);
+    let mut c = cluster.client().await;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(submit(&mut c, spec(&format!("keep{i}"), &["sleep", "300"])).await);
+    }
+    let before = until(&mut c, Duration::from_secs(30), "20 RUNNING", |tasks| {
+        ids.iter()
+            .all(|id| tasks[id].state() == pb::TaskState::Running)
+    })
+    .await;
+    eprintln!(
+        "20 tasks on two workers RUNNING {:?} after the first submission",
+        started.elapsed()
+    );
+
+    cluster.restart_manager();
+    let mut c = cluster.client().await;
+    let after = all_tasks(&mut c).await;
+    for id in &ids {
+        assert_eq!(after[id].state(), pb::TaskState::Running, "{id} reloaded");
+        assert_eq!(after[id].node, before[id].node, "{id} on the same node");
+    }
+    // Let the reconciler make a few full passes, then count containers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = all_tasks(&mut c).await;
+    let total: usize = cluster
+        .workers
+        .iter()
+        .map(|(name, _)| containers_of(name).len())
+        .sum();
+    assert_eq!(total, 20, "exactly 20 containers");
+    for id in &ids {
+        assert_eq!(
+            after[id].state(),
+            pb::TaskState::Running,
+            "{id} still RUNNING"
+        );
+        assert_eq!(after[id].node, before[id].node);
+        assert_eq!(
+            after[id].container_id, before[id].container_id,
+            "not started twice"
+        );
+    }
+}
+
+/// `cube-manager --dev` runs a task end to end on its embedded worker, with nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_runs_a_task_end_to_end() {
+    if !common::need_docker("dev_mode_runs_a_task_end_to_end") {
+        return;
+    }
+    let dir = temp_dir();
+    let manager = Proc::start(
+        "cube-manager",
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    let mut c = ManagerServiceClient::connect(manager.url()).await.unwrap();
+    let id = submit(
+        &mut c,
+        spec("dev", &["sh", "-c", "echo hello from dev; exit 0"]),
+    )
+    .await;
+    let _cleanup = TaskContainers(id.clone());
+    let tasks = until(
+        &mut c,
+        Duration::from_secs(20),
+        "the dev task COMPLETED",
+        |tasks| tasks[&id].state() == pb::TaskState::Completed,
+    )
+    .await;
+    assert_eq!(tasks[&id].exit_code, Some(0));
+    assert!(!tasks[&id].node.is_empty());
+    // Its output comes through the manager from the embedded worker.
+    let mut logs = c
+        .stream_logs(pb::StreamLogsRequest {
+            task_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut text = Vec::new();
+    while let Some(chunk) = logs.message().await.unwrap() {
+        text.extend(chunk.data);
+    }
+    assert!(
+        String::from_utf8_lossy(&text).contains("hello from dev"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+    assert!(manager.terminate(), "clean shutdown");
+}
+
+/// Removes the containers of one task when dropped (the dev worker's name is the host's).
+struct TaskContainers(String);
+
+impl Drop for TaskContainers {
+    fn drop(&mut self) {
+        let ids = common::run_ok(
+            "docker",
+            &[
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=cube.task-id={}", self.0),
+            ],
+        );
+        for id in ids.lines() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .output();
+        }
+    }
+}
