@@ -245,6 +245,13 @@ impl State {
     }
 }
 
+/// The wait before the next StartTask of a task that failed `failures` times in a row.
+fn dispatch_backoff(failures: u32) -> Duration {
+    FIRST_DISPATCH_BACKOFF
+        .saturating_mul(1 << (failures.clamp(1, 16) - 1))
+        .min(MAX_DISPATCH_BACKOFF)
+}
+
 /// Whether a task counts against its node's capacity.
 fn holds(task: &pb::Task) -> bool {
     !task.node.is_empty() && !is_finished(task.state())
@@ -697,10 +704,7 @@ impl Core {
             return;
         }
         entry.dispatch_failures += 1;
-        let backoff = FIRST_DISPATCH_BACKOFF
-            .saturating_mul(1 << entry.dispatch_failures.min(16).saturating_sub(1))
-            .min(MAX_DISPATCH_BACKOFF);
-        entry.not_before = Some(Instant::now() + backoff);
+        entry.not_before = Some(Instant::now() + dispatch_backoff(entry.dispatch_failures));
         let stopped = entry.task.desired_state() == DesiredState::Stopped;
         let message = format!("sending to {} failed: {error}", job.node);
         let mut changes = Changes::default();
@@ -962,5 +966,45 @@ impl Core {
         if is_finished(reported.state()) {
             self.observed(&job.node, vec![reported], false, Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_backoff_doubles_up_to_its_cap() {
+        assert_eq!(dispatch_backoff(1), Duration::from_millis(500));
+        assert_eq!(dispatch_backoff(2), Duration::from_secs(1));
+        assert_eq!(dispatch_backoff(4), Duration::from_secs(4));
+        assert_eq!(dispatch_backoff(7), MAX_DISPATCH_BACKOFF);
+        assert_eq!(dispatch_backoff(1000), MAX_DISPATCH_BACKOFF);
+    }
+
+    #[test]
+    fn filters_match_ids_state_and_node() {
+        let task = pb::Task {
+            id: "a".into(),
+            state: TaskState::Running as i32,
+            node: "w1".into(),
+            ..Default::default()
+        };
+        assert!(TaskFilter::default().matches(&task));
+        let by_state = TaskFilter {
+            state: Some(TaskState::Pending),
+            ..Default::default()
+        };
+        assert!(!by_state.matches(&task));
+        let by_node = TaskFilter {
+            node: Some("w2".into()),
+            ..Default::default()
+        };
+        assert!(!by_node.matches(&task));
+        let by_id = TaskFilter {
+            ids: ["a".to_string()].into(),
+            ..Default::default()
+        };
+        assert!(by_id.matches(&task));
     }
 }
