@@ -74,7 +74,19 @@ async fn submissions_per_second(clients: usize) -> f64 {
     rate
 }
 
-async fn restart_time() -> (Duration, Duration) {
+/// This process's resident memory in bytes (Linux).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// (restart time, resident memory the loaded manager holds per task).
+async fn restart_time() -> (Duration, f64) {
     let dir = tempfile::tempdir().unwrap();
     {
         let (store, _) = ManagerStore::open(dir.path()).unwrap();
@@ -131,21 +143,22 @@ async fn restart_time() -> (Duration, Duration) {
             Err(e) => panic!("{e}"),
         }
     };
-    let with_retries = started.elapsed();
     drop(manager);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_before = rss_bytes();
     let started = Instant::now();
     let manager = Manager::open(config).unwrap();
     let open = started.elapsed();
+    let per_task = rss_bytes().saturating_sub(rss_before) as f64 / RESTART_TASKS as f64;
     drop(manager);
-    (open, with_retries)
+    (open, per_task)
 }
 
 #[tokio::main]
 async fn main() {
     let one = submissions_per_second(1).await;
     let sixteen = submissions_per_second(16).await;
-    let (restart, _) = restart_time().await;
+    let (restart, per_task) = restart_time().await;
     println!("| measurement | result |");
     println!("|---|---|");
     println!("| SubmitTask/s, 1 client ({SUBMISSIONS} tasks) | {one:.0} |");
@@ -154,4 +167,5 @@ async fn main() {
         "| restart (open + reload) with {RESTART_TASKS} tasks | {:.0} ms |",
         restart.as_secs_f64() * 1000.0
     );
+    println!("| manager resident memory per loaded task | {per_task:.0} bytes |");
 }

@@ -85,7 +85,7 @@ async fn acknowledged_submissions_survive_sigkill() {
     for round in 0..3 {
         let manager = start(dir.path());
         let prefix = format!("round{round}");
-        let kill_after = Duration::from_millis(rand::rng().random_range(20..250));
+        let kill_after = Duration::from_millis(rand::rng().random_range(50..400));
         let url = manager.url();
         let submitting = tokio::spawn({
             let prefix = prefix.clone();

@@ -124,3 +124,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     manager.serve(listener, shutdown).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_a_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5").unwrap_err().contains("unit"));
+        assert!(parse_duration("1d").unwrap_err().contains("not a unit"));
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn every_flag_reads_an_env_var() {
+        use clap::CommandFactory;
+        for arg in Args::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            assert!(arg.get_env().is_some(), "--{} has no env", arg.get_id());
+        }
+    }
+}

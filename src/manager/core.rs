@@ -111,6 +111,11 @@ struct State {
     /// freed, labels change), so a pass retries unfit tasks only then: its cost grows with
     /// what changed, not with the length of the queue.
     capacity_gen: u64,
+    /// The capacity generation of the last dispatcher pass: while it is current, a pass only
+    /// looks at `to_try`.
+    passed_gen: Option<u64>,
+    /// Pending tasks not tried since they became pending (new, sent back, or backing off).
+    to_try: BTreeSet<u64>,
     /// Stop calls owed to workers.
     stops: BTreeSet<StopJob>,
     /// Stop calls under way.
@@ -180,6 +185,9 @@ impl State {
         }
         if after_state == TaskState::Pending {
             self.pending.insert(entry.seq);
+            if before_state != TaskState::Pending {
+                self.to_try.insert(entry.seq);
+            }
             changes.wake_dispatcher = true;
         } else {
             self.pending.remove(&entry.seq);
@@ -245,6 +253,13 @@ impl State {
     }
 }
 
+/// The wait before the next StartTask of a task that failed `failures` times in a row.
+fn dispatch_backoff(failures: u32) -> Duration {
+    FIRST_DISPATCH_BACKOFF
+        .saturating_mul(1 << (failures.clamp(1, 16) - 1))
+        .min(MAX_DISPATCH_BACKOFF)
+}
+
 /// Whether a task counts against its node's capacity.
 fn holds(task: &pb::Task) -> bool {
     !task.node.is_empty() && !is_finished(task.state())
@@ -279,6 +294,8 @@ impl Core {
             pending: BTreeSet::new(),
             nodes,
             capacity_gen: 0,
+            passed_gen: None,
+            to_try: BTreeSet::new(),
             stops: BTreeSet::new(),
             stops_in_flight: HashSet::new(),
             channels: HashMap::new(),
@@ -426,6 +443,7 @@ impl Core {
                     state.requests.insert(request_id, id);
                 }
                 state.order.insert(seq, id);
+                state.to_try.insert(seq);
                 state.tasks.insert(
                     id,
                     Entry {
@@ -613,16 +631,28 @@ impl Core {
         let mut jobs = Vec::new();
         let mut next_due: Option<Instant> = None;
         if state.pending.is_empty() {
-            return (jobs, self.shared.store.write(Vec::new()), None);
+            return (jobs, crate::store::manager::Durable::done(), None);
         }
         let now_instant = Instant::now();
         let mut views = state.nodes.views(self.shared.stale_after);
-        let seqs: Vec<u64> = state.pending.iter().copied().collect();
+        // Everything pending when capacity changed since the last pass; otherwise only what
+        // became pending since (so a burst of submissions costs each task one try).
+        let seqs: Vec<u64> = if state.passed_gen != Some(state.capacity_gen) {
+            state.pending.iter().copied().collect()
+        } else {
+            state.to_try.iter().copied().collect()
+        };
+        state.to_try.clear();
+        state.passed_gen = Some(state.capacity_gen);
         for seq in seqs {
+            if !state.pending.contains(&seq) {
+                continue;
+            }
             let id = state.order[&seq];
             let entry = &state.tasks[&id];
             if let Some(due) = entry.not_before.filter(|d| *d > now_instant) {
                 next_due = Some(next_due.map_or(due, |n| n.min(due)));
+                state.to_try.insert(seq);
                 continue;
             }
             if entry.unfit_at == Some(state.capacity_gen) {
@@ -673,7 +703,12 @@ impl Core {
         messages.wake_dispatcher = false;
         placed.wake_dispatcher = false;
         self.finish_later(messages);
-        (jobs, self.finish(placed), next_due)
+        let durable = if jobs.is_empty() {
+            crate::store::manager::Durable::done()
+        } else {
+            self.finish(placed)
+        };
+        (jobs, durable, next_due)
     }
 
     /// A StartTask call succeeded (or the worker had the task already).
@@ -697,10 +732,7 @@ impl Core {
             return;
         }
         entry.dispatch_failures += 1;
-        let backoff = FIRST_DISPATCH_BACKOFF
-            .saturating_mul(1 << entry.dispatch_failures.min(16).saturating_sub(1))
-            .min(MAX_DISPATCH_BACKOFF);
-        entry.not_before = Some(Instant::now() + backoff);
+        entry.not_before = Some(Instant::now() + dispatch_backoff(entry.dispatch_failures));
         let stopped = entry.task.desired_state() == DesiredState::Stopped;
         let message = format!("sending to {} failed: {error}", job.node);
         let mut changes = Changes::default();
@@ -962,5 +994,45 @@ impl Core {
         if is_finished(reported.state()) {
             self.observed(&job.node, vec![reported], false, Instant::now());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatch_backoff_doubles_up_to_its_cap() {
+        assert_eq!(dispatch_backoff(1), Duration::from_millis(500));
+        assert_eq!(dispatch_backoff(2), Duration::from_secs(1));
+        assert_eq!(dispatch_backoff(4), Duration::from_secs(4));
+        assert_eq!(dispatch_backoff(7), MAX_DISPATCH_BACKOFF);
+        assert_eq!(dispatch_backoff(1000), MAX_DISPATCH_BACKOFF);
+    }
+
+    #[test]
+    fn filters_match_ids_state_and_node() {
+        let task = pb::Task {
+            id: "a".into(),
+            state: TaskState::Running as i32,
+            node: "w1".into(),
+            ..Default::default()
+        };
+        assert!(TaskFilter::default().matches(&task));
+        let by_state = TaskFilter {
+            state: Some(TaskState::Pending),
+            ..Default::default()
+        };
+        assert!(!by_state.matches(&task));
+        let by_node = TaskFilter {
+            node: Some("w2".into()),
+            ..Default::default()
+        };
+        assert!(!by_node.matches(&task));
+        let by_id = TaskFilter {
+            ids: ["a".to_string()].into(),
+            ..Default::default()
+        };
+        assert!(by_id.matches(&task));
     }
 }

@@ -136,6 +136,11 @@ impl std::fmt::Debug for ManagerStore {
 pub struct Durable(Option<oneshot::Receiver<Result<()>>>);
 
 impl Durable {
+    /// Nothing to wait for.
+    pub fn done() -> Durable {
+        Durable(None)
+    }
+
     /// Waits until the writes are committed.
     pub async fn wait(self) -> Result<()> {
         match self.0 {
@@ -288,7 +293,13 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>) {
                 Err(_) => break,
             }
         }
-        let outcome = commit(&db, &group);
+        // A group without writes (callers waiting for what was queued before them) needs no
+        // commit: every earlier group is committed already.
+        let outcome = if count == 0 {
+            Ok(())
+        } else {
+            commit(&db, &group)
+        };
         if let Err(e) = &outcome {
             tracing::error!(error = %e, writes = count, "store commit failed");
         }
