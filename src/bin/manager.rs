@@ -33,6 +33,10 @@ struct Args {
     #[arg(long, env = "CUBE_DEV")]
     dev: bool,
 
+    /// The name of the --dev worker [default: the host name].
+    #[arg(long, env = "CUBE_DEV_WORKER_NAME", requires = "dev")]
+    dev_worker_name: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "CUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -99,7 +103,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.scheduler = args.scheduler;
     config.update_interval = args.update_interval;
     if args.dev {
-        let name = gethostname::gethostname().to_string_lossy().into_owned();
+        let name = args
+            .dev_worker_name
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         let mut worker = cube::worker::WorkerConfig::new(name, data_dir.join("dev-worker"));
         worker.runtime = if cube::worker::docker_answers().await {
             cube::worker::RuntimeKind::Docker
