@@ -581,6 +581,16 @@ impl Core {
             .collect()
     }
 
+    /// Tasks by state, and the length of the pending queue (for the metrics).
+    pub fn task_counts(&self) -> (BTreeMap<TaskState, i64>, i64) {
+        let state = self.lock();
+        let mut counts = BTreeMap::new();
+        for entry in state.tasks.values() {
+            *counts.entry(entry.task.state()).or_default() += 1;
+        }
+        (counts, state.pending.len() as i64)
+    }
+
     /// What the scheduler would decide for a task now, without moving any strategy state.
     pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
         let state = self.lock();
@@ -644,6 +654,9 @@ impl Core {
         };
         state.to_try.clear();
         state.passed_gen = Some(state.capacity_gen);
+        let scheduling = crate::metrics::metrics()
+            .manager_scheduling_seconds
+            .with_label_values(&[self.strategy()]);
         for seq in seqs {
             if !state.pending.contains(&seq) {
                 continue;
@@ -660,7 +673,9 @@ impl Core {
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
+            let started = Instant::now();
             let decision = self.shared.scheduler.place_fast(&demand, &views, true);
+            scheduling.observe(started.elapsed().as_secs_f64());
             match decision.node {
                 Some(node) => {
                     if let Some(view) = views.iter_mut().find(|v| v.name == node) {
@@ -865,6 +880,12 @@ impl Core {
                 || task.healthy != seen.healthy;
             if !differs {
                 continue;
+            }
+            if seen_state == TaskState::Running
+                && task.state() != TaskState::Running
+                && task.started_at.is_none()
+            {
+                super::metrics::first_running(task);
             }
             state.update(&self.shared, &mut changes, id, None, |task| {
                 task.state = seen.state;
