@@ -396,10 +396,20 @@ mod tests {
         });
         let text = metrics().render();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(text.contains("cube_worker_tasks{state=\"hooked\"} 7"), "{text}");
-        assert!(text.contains("cube_worker_tasks{state=\"hook-empty\"} 0"), "{text}");
+        assert!(
+            text.contains("cube_worker_tasks{state=\"hooked\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cube_worker_tasks{state=\"hook-empty\"} 0"),
+            "{text}"
+        );
         drop(hook);
         metrics().render();
-        assert_eq!(calls.load(Ordering::SeqCst), 1, "a dropped hook no longer runs");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a dropped hook no longer runs"
+        );
     }
 }
