@@ -279,6 +279,14 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
         assert_eq!(node["allocated"]["cpuMillis"], "1000", "{node}");
     }
 
+    // A running task is explained as if placed now: its own share does not make its (full)
+    // node unfit, so the node it runs on fits and is the pick.
+    let running = c.explain(&ids[0]);
+    let home = c.task(&ids[0])["node"].as_str().unwrap().to_string();
+    let (passed, reason) = verdict(&running, &home, "cpu");
+    assert!(passed && reason == "wanted 500m, free 500m", "{running}");
+    assert_eq!(running["pickedNode"], home.as_str(), "{running}");
+
     let stopped_at = Instant::now();
     c.ctl(&["stop", &ids[0]]);
     let node = c.wait_running(&fifth);

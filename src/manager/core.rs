@@ -600,8 +600,19 @@ impl Core {
             .ok_or_else(|| Error::task_not_found(id))?
             .task
             .clone();
-        let views = state.nodes.views(self.shared.stale_after);
+        let mut views = state.nodes.views(self.shared.stale_after);
         let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
+        // A placed task is explained as if it were being placed now: its own share of its
+        // node does not count against it, or a full node would "not fit" the task it runs.
+        if holds(&task) {
+            if let Some(view) = views.iter_mut().find(|v| v.name == task.node) {
+                view.allocated = view.allocated - demand.resources;
+                for port in &demand.host_ports {
+                    view.used_ports.remove(port);
+                }
+                view.task_count = view.task_count.saturating_sub(1);
+            }
+        }
         let decision = self.shared.scheduler.place(&demand, &views, false);
         Ok((task, decision))
     }
