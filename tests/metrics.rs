@@ -467,6 +467,7 @@ fn endpoints_parse_and_move_when_tasks_run() {
         "cube-manager --log-format json",
     );
     assert_json_logs(&worker_log.lock().unwrap(), "cube-worker --log-format json");
+    assert!(worker_log.lock().unwrap().contains("worker starting"));
 }
 
 /// `cube-manager --dev --metrics-listen`: one endpoint serves the manager's and the embedded
@@ -520,7 +521,8 @@ fn dev_endpoint_serves_manager_and_worker() {
     );
     assert!(manager.terminate());
 
-    let plain = Proc::start(
+    // RUST_LOG is respected: the metrics module may log at info, the rest only warnings.
+    let plain = Proc::start_with_env(
         "cube-worker",
         &[
             "--listen",
@@ -532,12 +534,19 @@ fn dev_endpoint_serves_manager_and_worker() {
             "--runtime",
             "exec",
         ],
+        &[("RUST_LOG", "warn,cube::metrics=info")],
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Both would be logged by now: the endpoint before the address is announced, `worker
+    // starting` (logged at info in the test above) right after.
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = plain.logs();
     assert!(
-        !plain.logs().contains("metrics endpoint"),
-        "no endpoint without --metrics-listen: {}",
-        plain.logs()
+        !logs.contains("metrics endpoint"),
+        "no endpoint without --metrics-listen: {logs}"
+    );
+    assert!(
+        !logs.contains("worker starting"),
+        "RUST_LOG=warn hides info lines: {logs}"
     );
 }
 
