@@ -3,9 +3,19 @@
 //!
 //! The manager's metrics are `cube_manager_*`, the worker's `cube_worker_*`, the rpc metrics
 //! `cube_rpc_*`; a `--dev` manager with its embedded worker exports both from one endpoint.
+//!
+//! Gauges that mirror state (tasks by state, nodes by state, the pending queue) are not kept
+//! up to date on every change: the manager and the worker register a [`on_scrape`] hook that
+//! reads their counts when the endpoint is scraped, so the hot paths pay nothing for them.
+//! See `docs/metrics.md` for every metric.
 
 use std::{
-    sync::LazyLock,
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, LazyLock, Mutex,
+    },
     task::{Context, Poll},
     time::Instant,
 };
@@ -51,7 +61,12 @@ pub struct Metrics {
     pub rpc_seconds: HistogramVec,
     /// Every server: rpcs that answered with a non-OK status, by method and code.
     pub rpc_errors: IntCounterVec,
+    /// Functions run before each render, by hook id (see [`on_scrape`]).
+    refresh: Mutex<BTreeMap<u64, Refresh>>,
 }
+
+/// A function that refreshes gauges from live state before a scrape.
+type Refresh = Arc<dyn Fn() + Send + Sync>;
 
 fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
     HistogramVec::new(
@@ -119,6 +134,7 @@ impl Metrics {
                 "gRPC calls answered with a non-OK status, by method and code.",
                 &["method", "code"],
             ),
+            refresh: Mutex::new(BTreeMap::new()),
         };
         let r = &m.registry;
         for c in [
@@ -138,8 +154,19 @@ impl Metrics {
         m
     }
 
-    /// Renders every metric in the Prometheus text format.
+    /// Runs the scrape hooks, then renders every metric in the Prometheus text format.
     pub fn render(&self) -> String {
+        // Copied out first, so a hook may take its own locks (or register another) freely.
+        let hooks: Vec<Refresh> = self
+            .refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for hook in hooks {
+            hook();
+        }
         let mut buffer = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
@@ -152,6 +179,59 @@ impl Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
     &METRICS
+}
+
+/// Registers `refresh` to run before every render of the metrics (each scrape), for gauges
+/// read from live state. It runs until the returned [`ScrapeHook`] is dropped, so a manager or
+/// worker that stops no longer reports (and its state is no longer kept alive by the hook).
+#[must_use = "the hook is removed when this is dropped"]
+pub fn on_scrape(refresh: impl Fn() + Send + Sync + 'static) -> ScrapeHook {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    metrics()
+        .refresh
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id, Arc::new(refresh));
+    ScrapeHook { id }
+}
+
+/// Keeps a scrape hook registered; dropping it removes the hook.
+#[derive(Debug)]
+pub struct ScrapeHook {
+    id: u64,
+}
+
+impl Drop for ScrapeHook {
+    fn drop(&mut self) {
+        metrics()
+            .refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Sets a gauge vector with one label to exactly these counts: every label value in `all` is
+/// set (0 when absent from `counts`), so a state that empties reads 0 rather than its last value.
+pub fn set_counts<'a>(
+    gauge: &IntGaugeVec,
+    all: impl IntoIterator<Item = &'a str>,
+    counts: &BTreeMap<&str, i64>,
+) {
+    for label in all {
+        gauge
+            .with_label_values(&[label])
+            .set(counts.get(label).copied().unwrap_or(0));
+    }
+}
+
+/// Times a runtime call and records it under `call` with outcome `ok` or `error`.
+pub fn observe_runtime_call(call: &str, ok: bool, started: Instant) {
+    metrics()
+        .worker_runtime_seconds
+        .with_label_values(&[call, if ok { "ok" } else { "error" }])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 /// A tower layer that times every gRPC call and counts the failed ones.
@@ -215,6 +295,17 @@ where
             result
         })
     }
+}
+
+/// Binds `address` for `--metrics-listen`, serves `GET /metrics` there in the background until
+/// `shutdown`, and returns the bound address (logged as `metrics endpoint`, so a port chosen
+/// by the system can be found).
+pub async fn listen(address: &str, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "metrics endpoint");
+    tokio::spawn(serve_http(listener, shutdown));
+    Ok(bound)
 }
 
 /// The largest request head the endpoint reads; a scrape sends a few hundred bytes.
@@ -291,5 +382,34 @@ mod tests {
         );
         shutdown.cancel();
         server.await.unwrap();
+    }
+
+    #[test]
+    fn scrape_hooks_run_before_each_render_until_dropped() {
+        use std::sync::atomic::AtomicUsize;
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let hook = on_scrape(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let counts = BTreeMap::from([("hooked", 7)]);
+            set_counts(&metrics().worker_tasks, ["hooked", "hook-empty"], &counts);
+        });
+        let text = metrics().render();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(
+            text.contains("cube_worker_tasks{state=\"hooked\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cube_worker_tasks{state=\"hook-empty\"} 0"),
+            "{text}"
+        );
+        drop(hook);
+        metrics().render();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "a dropped hook no longer runs"
+        );
     }
 }

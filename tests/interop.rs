@@ -111,8 +111,9 @@ fn grpcurl_reaches_every_manager_rpc() {
         "DrainNode",
         "UndrainNode",
     ] {
+        // grpcurl prints `rpc Name ( .cube.v1.NameRequest ) returns ...`.
         assert!(
-            out.contains(&format!("rpc {rpc}(")),
+            out.contains(&format!("rpc {rpc} (")),
             "describe lacks {rpc}: {out}"
         );
     }
@@ -185,6 +186,63 @@ fn grpcurl_reaches_every_manager_rpc() {
         "WatchTasks: {out}"
     );
 
+    let (ok, out, err) = call("StopTask", &format!(r#"{{"taskId": "{id}"}}"#));
+    assert!(
+        ok && out.contains("DESIRED_STATE_STOPPED"),
+        "StopTask: {out} {err}"
+    );
+    wait_for(Duration::from_secs(20), "the task COMPLETED", || {
+        let (_, out, _) = call("GetTask", &format!(r#"{{"taskId": "{id}"}}"#));
+        out.contains("TASK_STATE_COMPLETED").then_some(())
+    });
+
+    // Bad input: the server names the field; grpcurl itself rejects malformed JSON and unknown
+    // enum values before sending (it reports the field), and the server goes on serving.
+    let (ok, _, err) = call("ListTasks", r#"{"pageSize": -1}"#);
+    assert!(
+        !ok && err.contains("InvalidArgument") && err.contains("page_size"),
+        "{err}"
+    );
+    let (ok, _, err) = call("ListTasks", r#"{"pageToken": "bogus!"}"#);
+    assert!(
+        !ok && err.contains("InvalidArgument") && err.contains("page_token"),
+        "{err}"
+    );
+    // Neither image nor command: nothing to run (an image-less task runs its command on an
+    // Exec worker).
+    let (ok, _, err) = call("SubmitTask", r#"{"spec": {"name": "x"}}"#);
+    assert!(
+        !ok && err.contains("InvalidArgument") && err.contains("spec.command"),
+        "{err}"
+    );
+    let (ok, _, err) = call("SubmitTask", r#"{"spec": {"image": "no such image"}}"#);
+    assert!(
+        !ok && err.contains("InvalidArgument") && err.contains("spec.image"),
+        "{err}"
+    );
+    let (ok, _, err) = call("GetTask", r#"{"taskId": "not-a-uuid"}"#);
+    assert!(
+        !ok && err.contains("InvalidArgument") && err.contains("task_id"),
+        "{err}"
+    );
+    let (ok, _, err) = call("ListTasks", r#"{"pageSize": "#);
+    assert!(
+        !ok && !err.is_empty(),
+        "malformed JSON must be refused: {err}"
+    );
+    let (ok, _, err) = call("ListTasks", r#"{"state": "TASK_STATE_SLEEPING"}"#);
+    assert!(
+        !ok && err.contains("TASK_STATE_SLEEPING"),
+        "unknown enum must be refused: {err}"
+    );
+    let (ok, out, err) = call("ListNodes", "{}");
+    assert!(
+        ok && out.contains(&node),
+        "the server must still serve: {err}"
+    );
+
+    // Membership and drain (issue 6), last so the rest of the contract is checked even
+    // while they are missing.
     let (ok, out, err) = call("DrainNode", &format!(r#"{{"node": "{node}"}}"#));
     assert!(
         ok && out.contains("NODE_STATE_DRAINING"),
@@ -211,54 +269,6 @@ fn grpcurl_reaches_every_manager_rpc() {
     assert!(
         ok && out.contains("heartbeatInterval"),
         "RegisterWorker: {out} {err}"
-    );
-
-    let (ok, out, err) = call("StopTask", &format!(r#"{{"taskId": "{id}"}}"#));
-    assert!(
-        ok && out.contains("DESIRED_STATE_STOPPED"),
-        "StopTask: {out} {err}"
-    );
-    wait_for(Duration::from_secs(20), "the task COMPLETED", || {
-        let (_, out, _) = call("GetTask", &format!(r#"{{"taskId": "{id}"}}"#));
-        out.contains("TASK_STATE_COMPLETED").then_some(())
-    });
-
-    // Bad input: the server names the field; grpcurl itself rejects malformed JSON and unknown
-    // enum values before sending (it reports the field), and the server goes on serving.
-    let (ok, _, err) = call("ListTasks", r#"{"pageSize": -1}"#);
-    assert!(
-        !ok && err.contains("InvalidArgument") && err.contains("page_size"),
-        "{err}"
-    );
-    let (ok, _, err) = call("ListTasks", r#"{"pageToken": "bogus!"}"#);
-    assert!(
-        !ok && err.contains("InvalidArgument") && err.contains("page_token"),
-        "{err}"
-    );
-    let (ok, _, err) = call("SubmitTask", r#"{"spec": {"name": "x"}}"#);
-    assert!(
-        !ok && err.contains("InvalidArgument") && err.contains("spec.image"),
-        "{err}"
-    );
-    let (ok, _, err) = call("GetTask", r#"{"taskId": "not-a-uuid"}"#);
-    assert!(
-        !ok && err.contains("InvalidArgument") && err.contains("task_id"),
-        "{err}"
-    );
-    let (ok, _, err) = call("ListTasks", r#"{"pageSize": "#);
-    assert!(
-        !ok && !err.is_empty(),
-        "malformed JSON must be refused: {err}"
-    );
-    let (ok, _, err) = call("ListTasks", r#"{"state": "TASK_STATE_SLEEPING"}"#);
-    assert!(
-        !ok && err.contains("TASK_STATE_SLEEPING"),
-        "unknown enum must be refused: {err}"
-    );
-    let (ok, out, err) = call("ListNodes", "{}");
-    assert!(
-        ok && out.contains(&node),
-        "the server must still serve: {err}"
     );
 
     assert!(

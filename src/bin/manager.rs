@@ -37,6 +37,11 @@ struct Args {
     #[arg(long, env = "CUBE_DEV_WORKER_NAME", requires = "dev")]
     dev_worker_name: Option<String>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (with --dev, the worker's too) [default:
+    /// off].
+    #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
     /// Log format on stderr.
     #[arg(long, env = "CUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -126,6 +131,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
+    if let Some(metrics) = &args.metrics_listen {
+        cube::metrics::listen(metrics, shutdown.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {metrics}: {e}"))?;
+    }
     cube::grpc::announce(address);
     tracing::info!(%address, "manager serving");
     manager.serve(listener, shutdown).await?;

@@ -52,6 +52,10 @@ struct Args {
     #[arg(long, env = "CUBE_ADVERTISE")]
     advertise: Option<String>,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
+    #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
     /// Log format on stderr: text or json.
     #[arg(long, env = "CUBE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -111,6 +115,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let shutdown = cube::grpc::shutdown_on_signals();
+    if let Some(metrics) = &args.metrics_listen {
+        cube::metrics::listen(metrics, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve metrics on {metrics}"))?;
+    }
     cube::grpc::announce(local);
     cube::worker::serve(listener, config, shutdown).await?;
     Ok(())

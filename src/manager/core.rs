@@ -581,6 +581,16 @@ impl Core {
             .collect()
     }
 
+    /// Tasks by state, and the length of the pending queue (for the metrics).
+    pub fn task_counts(&self) -> (BTreeMap<TaskState, i64>, i64) {
+        let state = self.lock();
+        let mut counts = BTreeMap::new();
+        for entry in state.tasks.values() {
+            *counts.entry(entry.task.state()).or_default() += 1;
+        }
+        (counts, state.pending.len() as i64)
+    }
+
     /// What the scheduler would decide for a task now, without moving any strategy state.
     pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
         let state = self.lock();
@@ -590,8 +600,19 @@ impl Core {
             .ok_or_else(|| Error::task_not_found(id))?
             .task
             .clone();
-        let views = state.nodes.views(self.shared.stale_after);
+        let mut views = state.nodes.views(self.shared.stale_after);
         let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
+        // A placed task is explained as if it were being placed now: its own share of its
+        // node does not count against it, or a full node would "not fit" the task it runs.
+        if holds(&task) {
+            if let Some(view) = views.iter_mut().find(|v| v.name == task.node) {
+                view.allocated = view.allocated - demand.resources;
+                for port in &demand.host_ports {
+                    view.used_ports.remove(port);
+                }
+                view.task_count = view.task_count.saturating_sub(1);
+            }
+        }
         let decision = self.shared.scheduler.place(&demand, &views, false);
         Ok((task, decision))
     }
@@ -644,6 +665,9 @@ impl Core {
         };
         state.to_try.clear();
         state.passed_gen = Some(state.capacity_gen);
+        let scheduling = crate::metrics::metrics()
+            .manager_scheduling_seconds
+            .with_label_values(&[self.strategy()]);
         for seq in seqs {
             if !state.pending.contains(&seq) {
                 continue;
@@ -660,7 +684,9 @@ impl Core {
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
+            let started = Instant::now();
             let decision = self.shared.scheduler.place_fast(&demand, &views, true);
+            scheduling.observe(started.elapsed().as_secs_f64());
             match decision.node {
                 Some(node) => {
                     if let Some(view) = views.iter_mut().find(|v| v.name == node) {
@@ -865,6 +891,12 @@ impl Core {
                 || task.healthy != seen.healthy;
             if !differs {
                 continue;
+            }
+            if seen_state == TaskState::Running
+                && task.state() != TaskState::Running
+                && task.started_at.is_none()
+            {
+                super::metrics::first_running(task);
             }
             state.update(&self.shared, &mut changes, id, None, |task| {
                 task.state = seen.state;

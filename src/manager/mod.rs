@@ -5,6 +5,7 @@
 //! - [`dispatcher`]: SendWork (StartTask) and the stopper (StopTask), event-driven.
 //! - [`reconciler`]: UpdateTasks, one poll loop per worker (ListTasks + GetStats).
 //! - [`nodes`]: the node tracker (liveness, stats, allocation).
+//! - [`metrics`]: the gauges read at scrape time and the submit-to-running latency.
 //!
 //! Nodes: a static `--workers` entry is known by its address until the worker answers with its
 //! name, then by that name (stored, so it keeps it across restarts). Membership by
@@ -25,6 +26,7 @@ use crate::{
 
 mod core;
 mod dispatcher;
+mod metrics;
 mod nodes;
 mod reconciler;
 mod service;
@@ -145,6 +147,7 @@ impl Manager {
                 loops.clone(),
             ));
         }
+        let _metrics = metrics::register(&core);
         let (router, health) = crate::grpc::standard_router();
         health
             .set_serving::<ManagerServiceServer<service::Api>>()

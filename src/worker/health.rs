@@ -147,6 +147,9 @@ pub(crate) async fn run<R: Runtime>(
                 policy.timeout
             )),
         };
+        if result.is_err() {
+            super::metrics::health_check_failed(&check);
+        }
         let verdict = counter.record(result.is_ok(), Instant::now());
         let healthy = match verdict {
             Verdict::Healthy => Some(true),

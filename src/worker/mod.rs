@@ -11,6 +11,7 @@
 //! - `health`: the health checks run next to each container.
 //! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
+//! - `metrics`: tasks by state at scrape time, failed health checks.
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
@@ -18,6 +19,7 @@ mod core;
 mod executor;
 mod health;
 mod membership;
+mod metrics;
 mod monitor;
 mod runtime;
 mod service;
@@ -31,7 +33,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use self::{
     core::Core,
-    runtime::{docker::DockerRuntime, exec::ExecRuntime, Runtime},
+    runtime::{docker::DockerRuntime, exec::ExecRuntime, timed::Timed, Runtime},
     service::Service,
     stats::Declared,
     store::WorkerStore,
@@ -123,11 +125,11 @@ pub async fn serve(
                         .unwrap_or_else(|_| runtime::docker::DEFAULT_SOCKET.into())
                 ))
             })?;
-            let runtime = DockerRuntime::new(docker, config.name.clone());
+            let runtime = Timed(DockerRuntime::new(docker, config.name.clone()));
             serve_with(listener, config, runtime, true, shutdown).await
         }
         RuntimeKind::Exec => {
-            let runtime = ExecRuntime::new(config.data_dir.join("exec"));
+            let runtime = Timed(ExecRuntime::new(config.data_dir.join("exec")));
             serve_with(listener, config, runtime, false, shutdown).await
         }
     }
@@ -211,6 +213,7 @@ async fn serve_with<R: Runtime + Clone>(
         ));
     }
 
+    let _metrics = metrics::register(&core);
     let (router, health) = crate::grpc::standard_router();
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()

@@ -7,6 +7,7 @@
 
 pub(crate) mod docker;
 pub(crate) mod exec;
+pub(crate) mod timed;
 
 use std::{future::Future, net::SocketAddr, time::Duration, time::SystemTime};
 
