@@ -254,12 +254,13 @@ fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
     let manager = manager(dir.path());
     let url = manager.url();
     let wa = worker(&a, dir.path(), &url);
-    let _wb = worker(&b, dir.path(), &url);
-    wait_ready(&url, &[&a, &b]);
+    wait_ready(&url, &[&a]);
     let ids = sleepers(&url, 4);
-    common::wait_for(Duration::from_secs(20), "four RUNNING", || {
+    common::wait_for(Duration::from_secs(20), "four RUNNING on a", || {
         all_running(&url, &ids)
     });
+    let _wb = worker(&b, dir.path(), &url);
+    wait_ready(&url, &[&a, &b]);
     wa.signal("STOP");
     let frozen_at = Instant::now();
     common::wait_for(Duration::from_secs(15), "every task RUNNING on b", || {
@@ -273,7 +274,11 @@ fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
     );
     assert!(
         !common::running_containers_of(&a).is_empty(),
-        "the cut-off worker keeps its containers"
+        "the cut-off worker keeps its containers: {}",
+        common::run_ok(
+            "docker",
+            &["ps", "-a", "--filter", &format!("label=cube.worker={a}")]
+        )
     );
     assert_eq!(node_states(&url)[&a], "NODE_STATE_DOWN");
     wa.signal("CONT");
