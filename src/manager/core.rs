@@ -153,7 +153,8 @@ struct Shared {
     /// Wakes the drainer: a node started draining, or a move may have progressed.
     drain: Notify,
     /// When the manager started: a node not heard from since counts as silent since then.
-    started: Instant,
+    /// (tokio's clock, so the liveness tests can pause it.)
+    started: tokio::time::Instant,
 }
 
 /// The manager's state handle; clones share it.
@@ -490,7 +491,7 @@ impl Core {
                 stale_after,
                 restart: Notify::new(),
                 drain: Notify::new(),
-                started: Instant::now(),
+                started: tokio::time::Instant::now(),
             }),
         }
     }
@@ -1506,6 +1507,56 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn core(dir: &std::path::Path) -> Core {
+        let (store, loaded) = ManagerStore::open(dir).unwrap();
+        let scheduler = crate::scheduler::by_name("spread").unwrap();
+        Core::new(store, loaded, scheduler, &[], Duration::from_secs(5))
+    }
+
+    fn state_of(core: &Core, name: &str) -> pb::NodeState {
+        let node = core.nodes().into_iter().find(|n| n.name == name).unwrap();
+        node.state()
+    }
+
+    /// Registration, heartbeats, and the grace period measured on tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_silent_for_the_grace_period_is_down_until_it_heartbeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        let grace = Duration::from_secs(3);
+        assert!(core.register("w1", "127.0.0.1:1", BTreeMap::new(), "i1".into(), None));
+        assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+        assert_eq!(
+            core.heartbeat("w2", "i1", None),
+            None,
+            "unknown: register again"
+        );
+        assert_eq!(
+            core.heartbeat("w1", "other", None),
+            None,
+            "a new instance registers"
+        );
+        tokio::time::advance(Duration::from_millis(2900)).await;
+        core.check_liveness(grace);
+        assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+        assert_eq!(core.heartbeat("w1", "i1", None), Some(vec![]));
+        tokio::time::advance(Duration::from_millis(2900)).await;
+        core.check_liveness(grace);
+        assert_eq!(
+            state_of(&core, "w1"),
+            pb::NodeState::Ready,
+            "the heartbeat counted"
+        );
+        tokio::time::advance(Duration::from_millis(200)).await;
+        core.check_liveness(grace);
+        assert_eq!(state_of(&core, "w1"), pb::NodeState::Down);
+        assert_eq!(core.heartbeat("w1", "i1", None), Some(vec![]));
+        assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+        core.drain("w1", true).unwrap();
+        assert_eq!(state_of(&core, "w1"), pb::NodeState::Draining);
+        assert!(core.drain("nope", true).is_err());
+    }
 
     #[test]
     fn dispatch_backoff_doubles_up_to_its_cap() {
