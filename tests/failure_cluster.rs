@@ -336,6 +336,47 @@ fn a_killed_container_restarts_under_always() {
     assert!(events.contains("restart 1 in 1s"), "{events}");
 }
 
+/// A run that exits 0 under always is started again (RUNNING -> PENDING -> placed), and the
+/// exit shows in the events.
+#[test]
+fn a_clean_exit_restarts_under_always() {
+    if !common::need_docker("a_clean_exit_restarts_under_always") {
+        return;
+    }
+    let w = common::unique("fca");
+    let _guard = ContainerGuard(vec![w.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _worker = worker(&w, dir.path(), &url);
+    wait_ready(&url, &[&w]);
+    let id = run(
+        &url,
+        &[
+            "--image",
+            TEST_IMAGE,
+            "--restart",
+            "always",
+            "--max-restarts",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
+    let done = common::wait_for(Duration::from_secs(20), "COMPLETED after 1 restart", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_COMPLETED").then_some(t)
+    });
+    assert_eq!(restarts(&done), 1, "{done}");
+    let (_, events, _) = cubectl(&url, &["events", &id]);
+    assert!(
+        events.contains("restart 1 in 1s (policy always)"),
+        "{events}"
+    );
+}
+
 /// `exit 1` under on-failure with at most 2 restarts: FAILED after exactly 2, the delays
 /// growing (1s, 2s) in the events.
 #[test]

@@ -464,6 +464,23 @@ impl Core {
                 }
             }
             state.order.insert(seq, id);
+            // A restart that was waiting when the manager stopped: due again after the first
+            // delay (the backoff position is not stored, so it starts over).
+            let restart_at = (task.state() == TaskState::Failed
+                && task.desired_state() == DesiredState::Running
+                && matches!(
+                    verdict(
+                        task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()),
+                        TaskState::Failed,
+                        task.restart_count,
+                        0
+                    ),
+                    Verdict::Restart { .. }
+                ))
+            .then(|| tokio::time::Instant::now() + super::failures::FIRST_RESTART_DELAY);
+            if let Some(at) = restart_at {
+                state.restarts.arm(at, id);
+            }
             state.tasks.insert(
                 id,
                 Entry {
@@ -475,7 +492,7 @@ impl Core {
                     in_flight: false,
                     unfit_at: None,
                     backoff_step: 0,
-                    restart_at: None,
+                    restart_at,
                 },
             );
         }
