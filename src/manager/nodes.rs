@@ -9,8 +9,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use crate::{
     proto::pb,
@@ -146,6 +148,12 @@ impl NodeEntry {
         self.stats_at = Some(Instant::now());
         self.labels = labels;
         self.instance_id = instance_id;
+    }
+
+    /// How long since it last answered (poll or heartbeat); None if never since the manager
+    /// started.
+    pub fn silent_for(&self) -> Option<Duration> {
+        self.stats_at.map(|at| at.elapsed())
     }
 
     /// Counts a task as placed here.

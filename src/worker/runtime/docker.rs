@@ -93,6 +93,20 @@ impl DockerRuntime {
     }
 }
 
+impl DockerRuntime {
+    /// Whether a container called `name` exists and carries another worker's label.
+    async fn named_by_another_worker(&self, name: &str) -> bool {
+        match self.docker.inspect_container(name, None).await {
+            Ok(container) => container
+                .config
+                .and_then(|c| c.labels)
+                .and_then(|labels| labels.get(LABEL_WORKER).cloned())
+                .is_some_and(|worker| worker != self.worker),
+            Err(_) => false,
+        }
+    }
+}
+
 /// The container name of a task: `cube-<task name>-<short id>`.
 pub(crate) fn container_name(id: TaskId, spec: &pb::TaskSpec) -> String {
     format!("cube-{}-{}", spec.name, id.short())
@@ -152,7 +166,13 @@ impl Runtime for DockerRuntime {
 
     async fn start(&self, launch: &Launch) -> RuntimeResult<Started> {
         let spec = &launch.spec;
-        let name = container_name(launch.id, spec);
+        let mut name = container_name(launch.id, spec);
+        // Workers sharing one Docker engine (tests, a laptop) share its names: a copy of this
+        // task left running by another worker (cut off, its task placed here) is not ours to
+        // remove; the manager stops it through that worker. Ours gets the worker's name added.
+        if self.named_by_another_worker(&name).await {
+            name = format!("{name}-{}", self.worker);
+        }
         // A container of that name is a leftover of an earlier run of this task.
         self.remove(&name).await?;
         self.ensure_image(&spec.image).await?;

@@ -1,0 +1,546 @@
+//! Issue 6 end to end: registered workers, lost and partitioned nodes, restart policies,
+//! health checks and drain, with real cube-manager and cube-worker processes and real Docker
+//! containers.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::{cubectl, ContainerGuard, Proc, TEST_IMAGE};
+
+/// A manager with no static workers, polling every 500ms, heartbeats every 1s (the default
+/// grace of 3 s).
+fn manager(dir: &Path) -> Proc {
+    let data = dir.join("manager");
+    Proc::start(
+        "cube-manager",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--update-interval",
+            "500ms",
+            "--heartbeat-interval",
+            "1s",
+        ],
+    )
+}
+
+/// A Docker worker that registers with the manager at `url`.
+fn worker(name: &str, dir: &Path, url: &str) -> Proc {
+    let data = dir.join(name);
+    Proc::start(
+        "cube-worker",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            name,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--runtime",
+            "docker",
+            "--manager",
+            url,
+        ],
+    )
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+fn status(url: &str, id: &str) -> serde_json::Value {
+    let (code, stdout, stderr) = cubectl(url, &["status", id, "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    json(&stdout)
+}
+
+fn task(url: &str, id: &str) -> serde_json::Value {
+    status(url, id)["task"].clone()
+}
+
+fn restarts(task: &serde_json::Value) -> u64 {
+    task["restartCount"].as_u64().unwrap_or(0)
+}
+
+fn node_states(url: &str) -> HashMap<String, String> {
+    let (_, stdout, _) = cubectl(url, &["nodes", "-o", "json"]);
+    json(&stdout)["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap_or_default().to_string(),
+                n["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn wait_ready(url: &str, names: &[&str]) {
+    common::wait_for(Duration::from_secs(15), "every node READY", || {
+        let states = node_states(url);
+        names
+            .iter()
+            .all(|n| states.get(*n).is_some_and(|s| s == "NODE_STATE_READY"))
+            .then_some(())
+    });
+}
+
+fn run(url: &str, args: &[&str]) -> String {
+    let (code, stdout, stderr) = cubectl(url, &[&["run"], args].concat());
+    assert_eq!(code, 0, "run {args:?}: {stderr}");
+    stdout.lines().next().unwrap_or_default().to_string()
+}
+
+fn sleepers(url: &str, count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            run(
+                url,
+                &[
+                    "--image",
+                    TEST_IMAGE,
+                    "--name",
+                    &format!("s{i}"),
+                    "--stop-grace",
+                    "1s",
+                    "--",
+                    "sleep",
+                    "300",
+                ],
+            )
+        })
+        .collect()
+}
+
+fn all_running(url: &str, ids: &[String]) -> Option<Vec<serde_json::Value>> {
+    let tasks: Vec<_> = ids.iter().map(|id| task(url, id)).collect();
+    tasks
+        .iter()
+        .all(|t| t["state"] == "TASK_STATE_RUNNING")
+        .then_some(tasks)
+}
+
+/// Running containers per task id, across every Cube container in Docker.
+fn running_copies(ids: &[String]) -> HashMap<String, usize> {
+    let mut copies = HashMap::new();
+    for id in ids {
+        let out = common::run_ok(
+            "docker",
+            &["ps", "-q", "--filter", &format!("label=cube.task-id={id}")],
+        );
+        copies.insert(id.clone(), out.lines().count());
+    }
+    copies
+}
+
+fn all_containers(ids: &[String]) -> usize {
+    ids.iter()
+        .map(|id| {
+            common::run_ok(
+                "docker",
+                &["ps", "-aq", "--filter", &format!("label=cube.task-id={id}")],
+            )
+            .lines()
+            .count()
+        })
+        .sum()
+}
+
+/// A worker killed like a dying machine (SIGKILL, containers gone): its tasks run on the others
+/// within 10 s; started again under the same name and data dir, it runs none of them, and Docker
+/// holds exactly one container per task.
+#[test]
+fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
+    if !common::need_docker("a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty") {
+        return;
+    }
+    let names: Vec<String> = (0..3).map(|i| common::unique(&format!("fl{i}"))).collect();
+    let _guard = ContainerGuard(names.clone());
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let mut workers: Vec<Option<Proc>> = names
+        .iter()
+        .map(|n| Some(worker(n, dir.path(), &url)))
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_ready(&url, &refs);
+    let ids = sleepers(&url, 6);
+    let tasks = common::wait_for(Duration::from_secs(20), "six RUNNING", || {
+        all_running(&url, &ids)
+    });
+    let victim = names[0].clone();
+    let on_victim = tasks
+        .iter()
+        .filter(|t| t["node"] == victim.as_str())
+        .count();
+    assert!(on_victim > 0, "spread puts tasks on every worker");
+
+    workers[0].take().unwrap().kill9();
+    common::remove_containers_of(&victim);
+    let lost_at = Instant::now();
+    common::wait_for(Duration::from_secs(5), "the node DOWN", || {
+        (node_states(&url).get(&victim).map(String::as_str) == Some("NODE_STATE_DOWN"))
+            .then_some(())
+    });
+    let detected = lost_at.elapsed();
+    common::wait_for(
+        Duration::from_secs(10) - detected.min(Duration::from_secs(10)),
+        "six RUNNING on the others",
+        || {
+            all_running(&url, &ids)
+                .filter(|ts| ts.iter().all(|t| t["node"] != victim.as_str()))
+                .map(|_| ())
+        },
+    );
+    let moved = lost_at.elapsed();
+    eprintln!(
+        "MEASURE lost node: detected in {} ms, all running elsewhere in {} ms",
+        detected.as_millis(),
+        moved.as_millis()
+    );
+    assert!(moved <= Duration::from_secs(10), "{moved:?}");
+    let events = status(
+        &url,
+        &ids[tasks
+            .iter()
+            .position(|t| t["node"] == victim.as_str())
+            .unwrap()],
+    )["events"]
+        .to_string();
+    assert!(
+        events.contains(&format!("node {victim} lost: no heartbeat for 3s")),
+        "{events}"
+    );
+
+    workers[0] = Some(worker(&victim, dir.path(), &url));
+    wait_ready(&url, &refs);
+    common::wait_for(
+        Duration::from_secs(15),
+        "one container per task, none on the returned worker",
+        || {
+            (common::running_containers_of(&victim).is_empty()
+                && running_copies(&ids).values().all(|n| *n == 1)
+                && all_containers(&ids) == 6)
+                .then_some(())
+        },
+    );
+    assert!(all_running(&url, &ids)
+        .unwrap()
+        .iter()
+        .all(|t| t["node"] != victim.as_str()));
+}
+
+/// A worker frozen by SIGSTOP keeps its containers; the manager moves its tasks; after SIGCONT
+/// the worker stops its stale copies: one running container per task.
+#[test]
+fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
+    if !common::need_docker("a_partitioned_worker_stops_its_stale_copies_when_it_returns") {
+        return;
+    }
+    let (a, b) = (common::unique("fpa"), common::unique("fpb"));
+    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let wa = worker(&a, dir.path(), &url);
+    wait_ready(&url, &[&a]);
+    let ids = sleepers(&url, 4);
+    common::wait_for(Duration::from_secs(20), "four RUNNING on a", || {
+        all_running(&url, &ids)
+    });
+    let _wb = worker(&b, dir.path(), &url);
+    wait_ready(&url, &[&a, &b]);
+    wa.signal("STOP");
+    let frozen_at = Instant::now();
+    common::wait_for(Duration::from_secs(15), "every task RUNNING on b", || {
+        all_running(&url, &ids)
+            .filter(|ts| ts.iter().all(|t| t["node"] == b.as_str()))
+            .map(|_| ())
+    });
+    eprintln!(
+        "MEASURE partition: all running elsewhere in {} ms",
+        frozen_at.elapsed().as_millis()
+    );
+    assert!(
+        !common::running_containers_of(&a).is_empty(),
+        "the cut-off worker keeps its containers: {}",
+        common::run_ok(
+            "docker",
+            &["ps", "-a", "--filter", &format!("label=cube.worker={a}")]
+        )
+    );
+    assert_eq!(node_states(&url)[&a], "NODE_STATE_DOWN");
+    wa.signal("CONT");
+    common::wait_for(Duration::from_secs(15), "one running copy per task", || {
+        (common::running_containers_of(&a).is_empty()
+            && running_copies(&ids).values().all(|n| *n == 1))
+        .then_some(())
+    });
+    wait_ready(&url, &[&a, &b]);
+}
+
+/// `docker kill` of a task with policy always: RUNNING again within 5 s, restart_count 1.
+#[test]
+fn a_killed_container_restarts_under_always() {
+    if !common::need_docker("a_killed_container_restarts_under_always") {
+        return;
+    }
+    let w = common::unique("fka");
+    let _guard = ContainerGuard(vec![w.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _worker = worker(&w, dir.path(), &url);
+    wait_ready(&url, &[&w]);
+    let id = run(
+        &url,
+        &[
+            "--image",
+            TEST_IMAGE,
+            "--restart",
+            "always",
+            "--stop-grace",
+            "1s",
+            "--",
+            "sleep",
+            "300",
+        ],
+    );
+    let first = common::wait_for(Duration::from_secs(15), "RUNNING", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_RUNNING").then_some(t)
+    });
+    let container = first["containerId"].as_str().unwrap().to_string();
+    common::run_ok("docker", &["kill", &container]);
+    let killed_at = Instant::now();
+    common::wait_for(Duration::from_secs(5), "RUNNING again, restart 1", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_RUNNING" && restarts(&t) == 1).then_some(())
+    });
+    eprintln!(
+        "MEASURE docker kill -> running again in {} ms",
+        killed_at.elapsed().as_millis()
+    );
+    let (_, events, _) = cubectl(&url, &["events", &id]);
+    assert!(events.contains("restart 1 in 1s"), "{events}");
+}
+
+/// A run that exits 0 under always is started again (RUNNING -> PENDING -> placed), and the
+/// exit shows in the events.
+#[test]
+fn a_clean_exit_restarts_under_always() {
+    if !common::need_docker("a_clean_exit_restarts_under_always") {
+        return;
+    }
+    let w = common::unique("fca");
+    let _guard = ContainerGuard(vec![w.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _worker = worker(&w, dir.path(), &url);
+    wait_ready(&url, &[&w]);
+    let id = run(
+        &url,
+        &[
+            "--image",
+            TEST_IMAGE,
+            "--restart",
+            "always",
+            "--max-restarts",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
+    let done = common::wait_for(Duration::from_secs(20), "COMPLETED after 1 restart", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_COMPLETED").then_some(t)
+    });
+    assert_eq!(restarts(&done), 1, "{done}");
+    let (_, events, _) = cubectl(&url, &["events", &id]);
+    assert!(
+        events.contains("restart 1 in 1s (policy always)"),
+        "{events}"
+    );
+}
+
+/// `exit 1` under on-failure with at most 2 restarts: FAILED after exactly 2, the delays
+/// growing (1s, 2s) in the events.
+#[test]
+fn a_failing_task_uses_up_its_restarts_with_growing_delays() {
+    if !common::need_docker("a_failing_task_uses_up_its_restarts_with_growing_delays") {
+        return;
+    }
+    let w = common::unique("fmx");
+    let _guard = ContainerGuard(vec![w.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _worker = worker(&w, dir.path(), &url);
+    wait_ready(&url, &[&w]);
+    let id = run(
+        &url,
+        &[
+            "--image",
+            TEST_IMAGE,
+            "--restart",
+            "on-failure",
+            "--max-restarts",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "exit 1",
+        ],
+    );
+    let done = common::wait_for(Duration::from_secs(20), "FAILED with 2 restarts", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_FAILED"
+            && restarts(&t) == 2
+            && t["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("used up"))
+        .then_some(t)
+    });
+    assert_eq!(done["exitCode"], 1, "{done}");
+    let (code, events, stderr) = cubectl(&url, &["events", &id]);
+    assert_eq!(code, 0, "{stderr}");
+    let one = events
+        .find("restart 1 in 1s")
+        .unwrap_or_else(|| panic!("{events}"));
+    let two = events
+        .find("restart 2 in 2s")
+        .unwrap_or_else(|| panic!("{events}"));
+    assert!(one < two, "{events}");
+    assert!(!events.contains("restart 3"), "{events}");
+    assert!(
+        events.contains("restart policy used up: 2 of 2"),
+        "{events}"
+    );
+}
+
+/// An httpd task whose health file is deleted: a HEALTH_CHECK_FAILED event naming the check,
+/// then the restart (restart_count 1, RUNNING).
+#[test]
+fn a_failed_health_check_restarts_the_task() {
+    if !common::need_docker("a_failed_health_check_restarts_the_task") {
+        return;
+    }
+    let w = common::unique("fhc");
+    let _guard = ContainerGuard(vec![w.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _worker = worker(&w, dir.path(), &url);
+    wait_ready(&url, &[&w]);
+    let id = run(
+        &url,
+        &[
+            "--image",
+            TEST_IMAGE,
+            "--health-http",
+            "8080/health",
+            "--health-interval",
+            "500ms",
+            "--health-retries",
+            "2",
+            "--health-timeout",
+            "500ms",
+            "--stop-grace",
+            "1s",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ],
+    );
+    let first = common::wait_for(Duration::from_secs(15), "RUNNING and healthy", || {
+        let t = task(&url, &id);
+        (t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true).then_some(t)
+    });
+    let container = first["containerId"].as_str().unwrap().to_string();
+    common::run_ok("docker", &["exec", &container, "rm", "/www/health"]);
+    let broken_at = Instant::now();
+    // interval x retries + 2 s, plus the first restart delay of the backoff (1 s).
+    let budget = Duration::from_millis(500 * 2) + Duration::from_secs(2) + Duration::from_secs(1);
+    common::wait_for(budget, "restarted", || {
+        let t = task(&url, &id);
+        (restarts(&t) == 1 && t["state"] != "TASK_STATE_FAILED").then_some(())
+    });
+    eprintln!(
+        "MEASURE health file removed -> restarted in {} ms",
+        broken_at.elapsed().as_millis()
+    );
+    let events = status(&url, &id)["events"].clone();
+    let health = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "EVENT_TYPE_HEALTH_CHECK_FAILED")
+        .unwrap_or_else(|| panic!("{events}"))
+        .clone();
+    let message = health["message"].as_str().unwrap();
+    assert!(message.starts_with("health check failed"), "{message}");
+    assert!(
+        message.contains("8080") || message.contains("/health"),
+        "{message}"
+    );
+}
+
+/// Drain a node with three tasks: they run elsewhere, it runs none; undrain makes it READY and
+/// eligible again.
+#[test]
+fn drain_moves_three_tasks_and_undrain_makes_the_node_eligible() {
+    if !common::need_docker("drain_moves_three_tasks_and_undrain_makes_the_node_eligible") {
+        return;
+    }
+    let (a, b) = (common::unique("fda"), common::unique("fdb"));
+    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
+    let dir = common::temp_dir();
+    let manager = manager(dir.path());
+    let url = manager.url();
+    let _wa = worker(&a, dir.path(), &url);
+    wait_ready(&url, &[&a]);
+    let ids = sleepers(&url, 3);
+    common::wait_for(Duration::from_secs(20), "three RUNNING on a", || {
+        all_running(&url, &ids)
+    });
+    let _wb = worker(&b, dir.path(), &url);
+    wait_ready(&url, &[&a, &b]);
+    let (code, _, stderr) = cubectl(&url, &["drain", &a]);
+    assert_eq!(code, 0, "{stderr}");
+    common::wait_for(Duration::from_secs(30), "all three on b, none on a", || {
+        (all_running(&url, &ids).is_some_and(|ts| ts.iter().all(|t| t["node"] == b.as_str()))
+            && common::running_containers_of(&a).is_empty())
+        .then_some(())
+    });
+    assert_eq!(node_states(&url)[&a], "NODE_STATE_DRAINING");
+    let (_, events, _) = cubectl(&url, &["events", &ids[0]]);
+    assert!(events.contains("DRAINED"), "{events}");
+    let (code, _, stderr) = cubectl(&url, &["undrain", &a]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(node_states(&url)[&a], "NODE_STATE_READY");
+    // Eligible again: spread puts the next task on the empty node.
+    let next = sleepers(&url, 1);
+    let t = common::wait_for(Duration::from_secs(15), "the next task RUNNING", || {
+        all_running(&url, &next).map(|ts| ts[0].clone())
+    });
+    assert_eq!(t["node"], a.as_str());
+}
