@@ -201,6 +201,20 @@ pub fn kill_tasks_under(root: &Path) -> usize {
     shims.len()
 }
 
+/// Kills the task process groups under its directory when dropped, so a benchmark that
+/// panics half-way leaves no task processes behind (declare it before the servers, so they
+/// are killed first).
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in shims_under(&self.0) {
+            // SAFETY: kill(2) has no memory-safety preconditions; -pid names the shim's group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// "N cores, M GiB" of this machine.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());

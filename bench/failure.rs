@@ -97,6 +97,7 @@ Not measured: {why}\n",
 async fn main() {
     let machine = common::machine();
     let root = tempfile::tempdir().unwrap();
+    let _reaper = common::Reaper(root.path().to_path_buf());
     let args = vec![
         "--listen".to_string(),
         "127.0.0.1:0".into(),
@@ -189,9 +190,8 @@ async fn main() {
             async move {
                 let now = tasks(&mut c).await;
                 lost.iter().all(|id| {
-                    now.iter().any(|t| {
-                        &t.id == id && t.state() == TaskState::Running && t.node != victim
-                    })
+                    now.iter()
+                        .any(|t| &t.id == id && t.state() == TaskState::Running && t.node != victim)
                 })
             }
         })
