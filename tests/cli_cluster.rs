@@ -394,7 +394,6 @@ impl Drop for TaskContainers {
 /// `cubectl drain` moves a node's tasks elsewhere and `nodes` shows it DRAINING; `undrain`
 /// makes it READY again.
 #[test]
-#[ignore = "the manager answers DrainNode with UNIMPLEMENTED until issue 6 lands"]
 fn drain_moves_tasks_and_undrain_restores_the_node() {
     if !common::need_docker("drain_moves_tasks_and_undrain_restores_the_node") {
         return;

@@ -29,6 +29,15 @@ struct Args {
     #[arg(long, env = "CUBE_UPDATE_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     update_interval: Duration,
 
+    /// How often registered workers heartbeat (the period the manager asks for).
+    #[arg(long, env = "CUBE_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    heartbeat_interval: Duration,
+
+    /// How long a node may stay silent before it is DOWN and its tasks move
+    /// [default: 3 x --heartbeat-interval].
+    #[arg(long, env = "CUBE_NODE_GRACE", value_parser = parse_duration)]
+    node_grace: Option<Duration>,
+
     /// Also run a worker in this process (Docker when the engine answers, else Exec).
     #[arg(long, env = "CUBE_DEV")]
     dev: bool,
@@ -102,6 +111,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect();
     config.scheduler = args.scheduler;
     config.update_interval = args.update_interval;
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.node_grace = args.node_grace;
     if args.dev {
         let name = args
             .dev_worker_name

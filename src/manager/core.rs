@@ -15,7 +15,10 @@ use std::{
 use tokio::sync::{broadcast, Notify};
 use tonic::transport::Channel;
 
-use super::nodes::{NodeEntry, Nodes};
+use super::{
+    failures::{next_step, verdict, RestartQueue, Verdict},
+    nodes::{NodeEntry, Nodes},
+};
 use crate::{
     error::{Error, Result},
     proto::{now, pb},
@@ -59,6 +62,10 @@ struct Entry {
     /// The capacity generation at which it last fitted nowhere: no need to try again until
     /// nodes or capacity change.
     unfit_at: Option<u64>,
+    /// Its position in the restart backoff (memory only: a manager restart starts it over).
+    backoff_step: u32,
+    /// When its armed restart timer is due, if one is.
+    restart_at: Option<tokio::time::Instant>,
 }
 
 /// A StartTask call to make.
@@ -121,6 +128,13 @@ struct State {
     /// Stop calls under way.
     stops_in_flight: HashSet<StopJob>,
     channels: HashMap<String, Channel>,
+    /// Restart timers.
+    restarts: RestartQueue,
+    /// Tasks being moved off a draining node, with that node: its copy runs on until the new
+    /// one is RUNNING.
+    drain_moves: HashMap<TaskId, String>,
+    /// Worker addresses with a poll loop.
+    polled: HashSet<String>,
 }
 
 struct Shared {
@@ -134,6 +148,12 @@ struct Shared {
     stopper: Notify,
     /// Stats older than this do not count for scheduling.
     stale_after: Duration,
+    /// Wakes the restarter: a timer was armed.
+    restart: Notify,
+    /// Wakes the drainer: a node started draining, or a move may have progressed.
+    drain: Notify,
+    /// When the manager started: a node not heard from since counts as silent since then.
+    started: Instant,
 }
 
 /// The manager's state handle; clones share it.
@@ -148,6 +168,7 @@ struct Changes {
     ops: Vec<Op>,
     wake_dispatcher: bool,
     wake_stopper: bool,
+    wake_restarter: bool,
 }
 
 impl State {
@@ -253,6 +274,117 @@ impl State {
     }
 }
 
+impl State {
+    /// A worker reports that a task's run ended (COMPLETED or FAILED): records it, then applies
+    /// the restart policy.
+    ///
+    /// A FAILED run moves to FAILED and, if the policy restarts it, a timer is armed (a
+    /// RESTARTING event gives the delay); when it is due, FAILED -> SCHEDULED. COMPLETED is
+    /// terminal in the state machine, so a run that exits 0 under `always` is not recorded as
+    /// COMPLETED: the exit becomes a RESTARTING event and the task moves RUNNING -> PENDING
+    /// with the backoff as its placement delay (both legal moves), placed again like any
+    /// pending task with the next attempt number.
+    fn run_ended(&mut self, shared: &Shared, changes: &mut Changes, id: TaskId, seen: pb::Task) {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return;
+        };
+        let outcome = seen.state();
+        let spec = entry.task.spec.clone().unwrap_or_default();
+        let wanted = entry.task.desired_state() == DesiredState::Running;
+        let ran_for = seen.started_at.zip(seen.finished_at).and_then(|(a, b)| {
+            let a = std::time::SystemTime::try_from(a).ok()?;
+            let b = std::time::SystemTime::try_from(b).ok()?;
+            b.duration_since(a).ok()
+        });
+        let step = if ran_for.is_some_and(|d| d >= super::failures::BACKOFF_RESET_AFTER) {
+            0
+        } else {
+            entry.backoff_step
+        };
+        let decision = if wanted {
+            verdict(&spec, outcome, entry.task.restart_count, step)
+        } else {
+            Verdict::Finished
+        };
+        let health = seen.message.starts_with("health check failed");
+        let reason = if seen.message.is_empty() {
+            format!("exited with code {}", seen.exit_code.unwrap_or_default())
+        } else {
+            seen.message.clone()
+        };
+        if let (Verdict::Restart { delay }, TaskState::Completed) = (&decision, outcome) {
+            let delay = *delay;
+            entry.backoff_step = next_step(step, ran_for);
+            entry.not_before = Some(Instant::now() + delay);
+            let number = entry.task.restart_count + 1;
+            let message = format!(
+                "{reason}; restart {number} in {} (policy always)",
+                super::failures::human(delay)
+            );
+            self.update(
+                shared,
+                changes,
+                id,
+                Some((EventType::Restarting, message)),
+                |task| {
+                    task.state = TaskState::Pending as i32;
+                    task.node.clear();
+                    task.restart_count = number;
+                    task.exit_code = seen.exit_code;
+                    task.finished_at = seen.finished_at;
+                    task.message = format!("waiting for restart {number}");
+                },
+            );
+            return;
+        }
+        let used_up = match decision {
+            Verdict::UsedUp { max } => {
+                format!(" (restart policy used up: {max} of {max} restarts made)")
+            }
+            _ => String::new(),
+        };
+        self.update(shared, changes, id, None, |task| {
+            task.state = seen.state;
+            task.container_id = seen.container_id;
+            task.ports = seen.ports;
+            task.exit_code = seen.exit_code;
+            task.started_at = seen.started_at;
+            task.finished_at = seen.finished_at;
+            task.message = format!("{}{used_up}", seen.message);
+            task.healthy = seen.healthy;
+        });
+        if health {
+            self.update(
+                shared,
+                changes,
+                id,
+                Some((EventType::HealthCheckFailed, reason.clone())),
+                |_| {},
+            );
+        }
+        if let Verdict::Restart { delay } = decision {
+            let entry = self.tasks.get_mut(&id).expect("just updated");
+            entry.backoff_step = next_step(step, ran_for);
+            let at = tokio::time::Instant::now() + delay;
+            entry.restart_at = Some(at);
+            self.restarts.arm(at, id);
+            changes.wake_restarter = true;
+            let number = entry.task.restart_count + 1;
+            let message = format!(
+                "{reason}; restart {number} in {}",
+                super::failures::human(delay)
+            );
+            self.update(
+                shared,
+                changes,
+                id,
+                Some((EventType::Restarting, message)),
+                |_| {},
+            );
+        }
+    }
+}
+
 /// The wait before the next StartTask of a task that failed `failures` times in a row.
 fn dispatch_backoff(failures: u32) -> Duration {
     FIRST_DISPATCH_BACKOFF
@@ -299,6 +431,9 @@ impl Core {
             stops: BTreeSet::new(),
             stops_in_flight: HashSet::new(),
             channels: HashMap::new(),
+            restarts: RestartQueue::default(),
+            drain_moves: HashMap::new(),
+            polled: HashSet::new(),
         };
         for (seq, task) in loaded.tasks {
             let Ok(id) = TaskId::parse("task_id", &task.id) else {
@@ -338,6 +473,8 @@ impl Core {
                     dispatched_at: None,
                     in_flight: false,
                     unfit_at: None,
+                    backoff_step: 0,
+                    restart_at: None,
                 },
             );
         }
@@ -351,6 +488,9 @@ impl Core {
                 dispatch: Notify::new(),
                 stopper: Notify::new(),
                 stale_after,
+                restart: Notify::new(),
+                drain: Notify::new(),
+                started: Instant::now(),
             }),
         }
     }
@@ -365,6 +505,10 @@ impl Core {
 
     /// Queues the section's writes (under the caller's lock, so in order) and wakes loops.
     fn finish(&self, changes: Changes) -> crate::store::manager::Durable {
+        if changes.wake_restarter {
+            self.shared.restart.notify_one();
+        }
+        self.shared.drain.notify_one();
         if changes.wake_dispatcher {
             self.shared.dispatch.notify_one();
         }
@@ -375,6 +519,10 @@ impl Core {
     }
 
     fn finish_later(&self, changes: Changes) {
+        if changes.wake_restarter {
+            self.shared.restart.notify_one();
+        }
+        self.shared.drain.notify_one();
         if changes.wake_dispatcher {
             self.shared.dispatch.notify_one();
         }
@@ -454,6 +602,8 @@ impl Core {
                         dispatched_at: None,
                         in_flight: false,
                         unfit_at: None,
+                        backoff_step: 0,
+                        restart_at: None,
                     },
                 );
                 let mut changes = Changes::default();
@@ -834,8 +984,9 @@ impl Core {
             let unwanted = is_finished(task.state())
                 && task.desired_state() == DesiredState::Stopped
                 && !is_finished(seen_state);
+            let drain_hold = state.drain_moves.get(&id).is_some_and(|from| from == node);
             if elsewhere || unwanted {
-                if !is_finished(seen_state) {
+                if !is_finished(seen_state) && !drain_hold {
                     let job = StopJob {
                         id,
                         node: node.to_string(),
@@ -853,6 +1004,10 @@ impl Core {
             }
             if let Err(e) = check_transition(task.state(), seen_state) {
                 tracing::debug!(task_id = %id, node, error = %e, "observed move not applied");
+                continue;
+            }
+            if seen_state != task.state() && is_finished(seen_state) {
+                state.run_ended(&self.shared, &mut changes, id, seen);
                 continue;
             }
             let differs = task.state != seen.state
@@ -994,6 +1149,357 @@ impl Core {
         if is_finished(reported.state()) {
             self.observed(&job.node, vec![reported], false, Instant::now());
         }
+    }
+}
+
+// --- failures (issue 6) ---------------------------------------------------------------------
+
+/// Whether a node may take a task now (what the restart on the same node needs).
+fn eligible(view: &crate::scheduler::NodeView) -> bool {
+    view.alive && !view.draining && view.runtime_ready
+}
+
+impl Core {
+    /// The restarter's wake-up.
+    pub fn restart_notify(&self) -> &Notify {
+        &self.shared.restart
+    }
+
+    /// The drainer's wake-up.
+    pub fn drain_notify(&self) -> &Notify {
+        &self.shared.drain
+    }
+
+    /// Claims the poll loop of `address`; false if one runs already.
+    pub fn claim_poll(&self, address: &str) -> bool {
+        self.lock().polled.insert(address.to_string())
+    }
+
+    /// Whether the poll loop of `address` should go on: a registered worker that registered
+    /// again elsewhere (a new port) leaves its old address unpolled.
+    pub fn still_polled(&self, address: &str) -> bool {
+        self.lock().polled.contains(address)
+    }
+
+    /// Starts the restarts whose timers are due at `now`: FAILED -> SCHEDULED on the same node
+    /// if it is still eligible, else on the node the scheduler picks. Returns the StartTask
+    /// calls (to make once `durable`), and when the next timer is due.
+    pub fn restarts_due(
+        &self,
+        now: tokio::time::Instant,
+    ) -> (
+        Vec<Dispatch>,
+        crate::store::manager::Durable,
+        Option<tokio::time::Instant>,
+    ) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let due = state.restarts.take_due(now);
+        let mut changes = Changes::default();
+        let mut jobs = Vec::new();
+        if !due.is_empty() {
+            let views = state.nodes.views(self.shared.stale_after);
+            for (at, id) in due {
+                let Some(entry) = state.tasks.get_mut(&id) else {
+                    continue;
+                };
+                if entry.restart_at != Some(at) {
+                    continue; // superseded
+                }
+                entry.restart_at = None;
+                if entry.task.state() != TaskState::Failed
+                    || entry.task.desired_state() != DesiredState::Running
+                {
+                    continue;
+                }
+                let spec = entry.task.spec.clone().unwrap_or_default();
+                let same = views
+                    .iter()
+                    .find(|v| v.name == entry.task.node && eligible(v))
+                    .map(|v| v.name.clone());
+                let node = same.or_else(|| {
+                    self.shared
+                        .scheduler
+                        .place_fast(&Demand::of(&spec), &views, true)
+                        .node
+                });
+                let Some(node) = node else {
+                    // FAILED -> PENDING is not a move: wait on the timer instead.
+                    let at = now + super::failures::FIRST_RESTART_DELAY;
+                    entry.restart_at = Some(at);
+                    state.restarts.arm(at, id);
+                    continue;
+                };
+                let address = state.nodes.by_name[&node].address.clone();
+                let number = entry.task.restart_count + 1;
+                state.update(&self.shared, &mut changes, id, None, |task| {
+                    task.state = TaskState::Scheduled as i32;
+                    task.node = node.clone();
+                    task.restart_count = number;
+                    task.exit_code = None;
+                    task.finished_at = None;
+                    task.container_id.clear();
+                    task.message = format!("restart {number}");
+                });
+                let entry = state.tasks.get_mut(&id).expect("just updated");
+                entry.dispatched_at = Some(Instant::now());
+                entry.in_flight = true;
+                jobs.push(Dispatch {
+                    id,
+                    node,
+                    address,
+                    spec,
+                    attempt: number,
+                });
+            }
+        }
+        let next = state.restarts.next();
+        let durable = if jobs.is_empty() {
+            self.finish_later(changes);
+            crate::store::manager::Durable::done()
+        } else {
+            self.finish(changes)
+        };
+        (jobs, durable, next)
+    }
+
+    /// Marks nodes not heard from for `grace` DOWN, and sends their unfinished tasks back to
+    /// PENDING with a NODE_LOST event, to be placed elsewhere. The cost is the number of
+    /// nodes plus the tasks actually moved.
+    pub fn check_liveness(&self, grace: Duration) {
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        let started = self.shared.started;
+        let lost: Vec<(String, Duration)> = state
+            .nodes
+            .by_name
+            .values()
+            .filter_map(|n| {
+                let silent = n.silent_for().unwrap_or_else(|| started.elapsed());
+                (silent >= grace && (n.alive || !n.tasks.is_empty()))
+                    .then(|| (n.name.clone(), silent))
+            })
+            .collect();
+        for (name, silent) in lost {
+            let node = state.nodes.by_name.get_mut(&name).expect("listed");
+            let why = format!("no heartbeat for {}", super::failures::human(grace));
+            if node.alive {
+                tracing::warn!(node = %name, silent_ms = silent.as_millis() as u64, "node lost");
+                node.alive = false;
+                node.message = why.clone();
+            }
+            let mut ids: Vec<TaskId> = node.tasks.iter().copied().collect();
+            ids.sort_by_key(|id| state.tasks.get(id).map(|e| e.seq));
+            for id in ids {
+                let stopped = state.tasks[&id].task.desired_state() == DesiredState::Stopped;
+                let message = format!("node {name} lost: {why}");
+                state.drain_moves.remove(&id);
+                state.update(
+                    &self.shared,
+                    &mut changes,
+                    id,
+                    Some((EventType::NodeLost, message.clone())),
+                    |task| {
+                        if stopped {
+                            task.state = TaskState::Completed as i32;
+                            task.message = "stopped (its node was lost)".into();
+                            task.finished_at = Some(now());
+                        } else {
+                            task.state = TaskState::Pending as i32;
+                            task.node.clear();
+                            task.message = message;
+                        }
+                    },
+                );
+            }
+        }
+        self.finish_later(changes);
+    }
+
+    /// A worker registers (or registers again): its node is created or updated and READY.
+    /// Returns whether its address needs a poll loop.
+    pub fn register(
+        &self,
+        name: &str,
+        address: &str,
+        labels: BTreeMap<String, String>,
+        instance_id: String,
+        stats: Option<pb::NodeStats>,
+    ) -> bool {
+        let mut state = self.lock();
+        let mut changes = Changes::default();
+        if !state.nodes.by_name.contains_key(name) {
+            if let Some(key) = state.nodes.by_address(address).map(|n| n.name.clone()) {
+                if let Some(removed) = state.nodes.rename(&key, name) {
+                    changes.ops.push(Op::DeleteNode { name: removed });
+                }
+            }
+        }
+        let node = state
+            .nodes
+            .by_name
+            .entry(name.to_string())
+            .or_insert_with(|| NodeEntry::new(name, address));
+        let old_address = std::mem::replace(&mut node.address, address.to_string());
+        node.answered(stats, labels, instance_id);
+        changes.ops.push(Op::node(&node.record()));
+        tracing::info!(node = name, address, "worker registered");
+        if old_address != address {
+            state.polled.remove(&old_address);
+            state.channels.remove(&old_address);
+        }
+        state.capacity_gen += 1;
+        changes.wake_dispatcher = true;
+        changes.wake_stopper = true;
+        self.finish_later(changes);
+        !state.polled.contains(address)
+    }
+
+    /// A heartbeat: the node is alive with these stats. Returns the stale copies the worker
+    /// should stop, or None when the manager does not know this worker instance (it must
+    /// register again).
+    pub fn heartbeat(
+        &self,
+        name: &str,
+        instance_id: &str,
+        stats: Option<pb::NodeStats>,
+    ) -> Option<Vec<String>> {
+        let mut state = self.lock();
+        let node = state.nodes.by_name.get_mut(name)?;
+        if node.instance_id != instance_id || node.address.is_empty() {
+            return None;
+        }
+        let was_alive = node.alive;
+        let labels = node.labels.clone();
+        node.answered(stats, labels, instance_id.to_string());
+        if !was_alive {
+            tracing::info!(node = name, "node heartbeats again");
+            state.capacity_gen += 1;
+            self.shared.dispatch.notify_one();
+            self.shared.stopper.notify_one();
+        }
+        Some(
+            state
+                .stops
+                .iter()
+                .filter(|j| j.stale && j.node == name)
+                .map(|j| j.id.to_string())
+                .collect(),
+        )
+    }
+
+    /// DRAINING: no new tasks on `name`; the drainer moves its tasks one at a time.
+    pub fn drain(&self, name: &str, on: bool) -> Result<pb::Node> {
+        let mut state = self.lock();
+        let node = state
+            .nodes
+            .by_name
+            .get_mut(name)
+            .ok_or_else(|| Error::NotFound {
+                what: "node",
+                id: name.to_string(),
+            })?;
+        node.draining = on;
+        let answer = node.to_pb();
+        let mut changes = Changes::default();
+        changes.ops.push(Op::node(&node.record()));
+        tracing::info!(node = name, draining = on, "drain changed");
+        if !on {
+            state.drain_moves.retain(|_, from| from != name);
+        }
+        state.capacity_gen += 1;
+        changes.wake_dispatcher = true;
+        self.finish_later(changes);
+        Ok(answer)
+    }
+
+    /// One step of every drain: a move whose new copy is RUNNING gets its old copy stopped;
+    /// a node with no move under way (and no stop owed) starts the next one.
+    pub fn drain_step(&self) {
+        let mut state = self.lock();
+        let draining: Vec<String> = state
+            .nodes
+            .by_name
+            .values()
+            .filter(|n| n.draining && n.alive)
+            .map(|n| n.name.clone())
+            .collect();
+        if draining.is_empty() && state.drain_moves.is_empty() {
+            return;
+        }
+        let mut changes = Changes::default();
+        for name in draining {
+            let moving = state
+                .drain_moves
+                .iter()
+                .find(|(_, from)| **from == name)
+                .map(|(id, _)| *id);
+            if let Some(id) = moving {
+                let Some(task) = state.tasks.get(&id).map(|e| e.task.clone()) else {
+                    state.drain_moves.remove(&id);
+                    continue;
+                };
+                let arrived = task.state() == TaskState::Running && task.node != name;
+                if arrived || is_finished(task.state()) {
+                    state.drain_moves.remove(&id);
+                    if state.stops.insert(StopJob {
+                        id,
+                        node: name.clone(),
+                        stale: true,
+                    }) {
+                        changes.wake_stopper = true;
+                    }
+                    let message = if arrived {
+                        format!("running on {}; stopping the copy on {name}", task.node)
+                    } else {
+                        format!("finished while moving; stopping the copy on {name}")
+                    };
+                    state.update(
+                        &self.shared,
+                        &mut changes,
+                        id,
+                        Some((EventType::Drained, message)),
+                        |_| {},
+                    );
+                }
+                continue;
+            }
+            if state.stops.iter().any(|j| j.stale && j.node == name) {
+                continue; // the previous copy is still being stopped
+            }
+            let next = state.nodes.by_name[&name]
+                .tasks
+                .iter()
+                .filter_map(|id| state.tasks.get(id).map(|e| (e.seq, *id, &e.task)))
+                .filter(|(_, _, t)| t.desired_state() == DesiredState::Running)
+                .min_by_key(|(seq, _, _)| *seq)
+                .map(|(_, id, _)| id);
+            let Some(id) = next else {
+                continue;
+            };
+            state.drain_moves.insert(id, name.clone());
+            let message = format!("node {name} is draining; placing the task elsewhere");
+            state.update(
+                &self.shared,
+                &mut changes,
+                id,
+                Some((EventType::Drained, message.clone())),
+                |task| {
+                    task.state = TaskState::Pending as i32;
+                    task.node.clear();
+                    task.message = message;
+                },
+            );
+        }
+        let wake_dispatcher = changes.wake_dispatcher;
+        let wake_stopper = changes.wake_stopper;
+        if wake_dispatcher {
+            self.shared.dispatch.notify_one();
+        }
+        if wake_stopper {
+            self.shared.stopper.notify_one();
+        }
+        self.shared.store.write_later(changes.ops);
     }
 }
 

@@ -77,7 +77,8 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
     }
 }
 
-async fn send(core: &Core, job: &Dispatch) {
+/// Calls StartTask for `job` and records the outcome.
+pub(crate) async fn send(core: &Core, job: &Dispatch) {
     let outcome = async {
         let channel = core.channel(&job.address).map_err(|e| e.to_string())?;
         let mut client = WorkerServiceClient::new(channel);

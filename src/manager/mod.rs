@@ -10,7 +10,8 @@
 //! name, then by that name (stored, so it keeps it across restarts). Membership by
 //! RegisterWorker/Heartbeat, DrainNode and restart policies (issue 6) fit the same core: a
 //! heartbeat is another way to call `worker_answered`, and a lost node moves its tasks with
-//! the same `update` the reconciler uses; those rpcs answer UNIMPLEMENTED for now.
+//! the same `update` the reconciler uses. [`failures`] holds the restart policies, the
+//! liveness check and the drainer.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -25,6 +26,7 @@ use crate::{
 
 mod core;
 mod dispatcher;
+mod failures;
 mod nodes;
 mod reconciler;
 mod service;
@@ -32,6 +34,9 @@ mod service;
 /// The default poll period of each worker: quick enough that a started container shows as
 /// RUNNING within about a second, slow enough to cost nothing on an idle cluster.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The default heartbeat period (DESIGN: 1 s).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = failures::DEFAULT_HEARTBEAT_INTERVAL;
 
 /// The default scheduling strategy (the scheduler module's default: spread).
 pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
@@ -50,6 +55,11 @@ pub struct ManagerConfig {
     /// `--dev`: a worker to run inside this process, on its own `127.0.0.1:0` listener, polled
     /// like a static worker.
     pub dev_worker: Option<crate::worker::WorkerConfig>,
+    /// The heartbeat period asked of registered workers.
+    pub heartbeat_interval: Duration,
+    /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
+    /// None means [`failures::GRACE_HEARTBEATS`] heartbeat periods.
+    pub node_grace: Option<Duration>,
 }
 
 impl ManagerConfig {
@@ -61,6 +71,8 @@ impl ManagerConfig {
             scheduler: DEFAULT_SCHEDULER.into(),
             update_interval: DEFAULT_UPDATE_INTERVAL,
             dev_worker: None,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            node_grace: None,
         }
     }
 }
@@ -85,6 +97,15 @@ impl Manager {
                 ),
             )
         })?;
+        if config.heartbeat_interval.is_zero() {
+            return Err(Error::invalid(
+                "heartbeat_interval",
+                "must be more than zero",
+            ));
+        }
+        if config.node_grace.is_some_and(|g| g.is_zero()) {
+            return Err(Error::invalid("node_grace", "must be more than zero"));
+        }
         if config.update_interval.is_zero() {
             return Err(Error::invalid("update_interval", "must be more than zero"));
         }
@@ -136,14 +157,25 @@ impl Manager {
             tracker.clone(),
             loops.clone(),
         ));
+        let grace = config
+            .node_grace
+            .unwrap_or(config.heartbeat_interval * failures::GRACE_HEARTBEATS);
+        tracker.spawn(failures::run_restarter(
+            core.clone(),
+            tracker.clone(),
+            loops.clone(),
+        ));
+        tracker.spawn(failures::run_liveness(core.clone(), grace, loops.clone()));
+        tracker.spawn(failures::run_drainer(core.clone(), loops.clone()));
+        let polls = service::Polls {
+            tracker: tracker.clone(),
+            stop: loops.clone(),
+            update_interval: config.update_interval,
+            heartbeat_interval: config.heartbeat_interval,
+        };
         for address in &config.workers {
             core.node_for_address(address);
-            tracker.spawn(reconciler::run_worker_poll(
-                core.clone(),
-                address.clone(),
-                config.update_interval,
-                loops.clone(),
-            ));
+            polls.start(&core, address.clone());
         }
         let (router, health) = crate::grpc::standard_router();
         health
@@ -152,6 +184,7 @@ impl Manager {
         let router = router.add_service(ManagerServiceServer::new(service::Api {
             core: core.clone(),
             shutdown: shutdown.clone(),
+            polls,
         }));
         let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
         loops.cancel();

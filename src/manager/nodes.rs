@@ -148,6 +148,12 @@ impl NodeEntry {
         self.instance_id = instance_id;
     }
 
+    /// How long since it last answered (poll or heartbeat); None if never since the manager
+    /// started.
+    pub fn silent_for(&self) -> Option<Duration> {
+        self.stats_at.map(|at| at.elapsed())
+    }
+
     /// Counts a task as placed here.
     pub fn hold(&mut self, id: TaskId, spec: Option<&pb::TaskSpec>) {
         if !self.tasks.insert(id) {

@@ -33,6 +33,13 @@ pub(crate) async fn run_worker_poll(
 ) {
     let mut cursor = Cursor::default();
     loop {
+        if !core.still_polled(&address) {
+            tracing::info!(
+                address,
+                "worker moved to another address; its old poll ends"
+            );
+            return;
+        }
         let asked_at = Instant::now();
         let outcome;
         match poll(&core, &address, &cursor, interval).await {

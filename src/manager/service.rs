@@ -30,6 +30,31 @@ pub(crate) struct Api {
     /// Ends open streams (watches, logs) when the server shuts down, so shutdown does not wait
     /// for clients that never hang up.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Starts the poll loops of registered workers.
+    pub polls: Polls,
+}
+
+/// What a registration needs to start polling a worker like a static one.
+#[derive(Clone)]
+pub(crate) struct Polls {
+    pub tracker: tokio_util::task::TaskTracker,
+    pub stop: tokio_util::sync::CancellationToken,
+    pub update_interval: std::time::Duration,
+    pub heartbeat_interval: std::time::Duration,
+}
+
+impl Polls {
+    /// Starts the poll loop of `address` unless one runs.
+    pub fn start(&self, core: &Core, address: String) {
+        if core.claim_poll(&address) {
+            self.tracker.spawn(super::reconciler::run_worker_poll(
+                core.clone(),
+                address,
+                self.update_interval,
+                self.stop.clone(),
+            ));
+        }
+    }
 }
 
 fn page_size(field: &'static str, size: i32) -> Result<usize> {
@@ -322,31 +347,58 @@ impl ManagerService for Api {
 
     async fn register_worker(
         &self,
-        _request: Request<pb::RegisterWorkerRequest>,
+        request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
-        Err(Status::unimplemented(
-            "worker registration comes with heartbeats (issue 6); use --workers",
-        ))
+        let request = request.into_inner();
+        if request.name.is_empty() {
+            return Err(Error::invalid("name", "is required").into());
+        }
+        if request.address.is_empty() {
+            return Err(Error::invalid("address", "is required").into());
+        }
+        let needs_poll = self.core.register(
+            &request.name,
+            &request.address,
+            request.labels.into_iter().collect(),
+            request.instance_id,
+            request.stats,
+        );
+        if needs_poll {
+            self.polls.start(&self.core, request.address);
+        }
+        Ok(Response::new(pb::RegisterWorkerResponse {
+            heartbeat_interval: self.polls.heartbeat_interval.try_into().ok(),
+        }))
     }
 
     async fn heartbeat(
         &self,
-        _request: Request<pb::HeartbeatRequest>,
+        request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Err(Status::unimplemented("heartbeats come with issue 6"))
+        let request = request.into_inner();
+        let stale = self
+            .core
+            .heartbeat(&request.name, &request.instance_id, request.stats);
+        Ok(Response::new(pb::HeartbeatResponse {
+            heartbeat_interval: self.polls.heartbeat_interval.try_into().ok(),
+            register_again: stale.is_none(),
+            stale_task_ids: stale.unwrap_or_default(),
+        }))
     }
 
     async fn drain_node(
         &self,
-        _request: Request<pb::DrainNodeRequest>,
+        request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        Err(Status::unimplemented("draining comes with issue 6"))
+        let node = self.core.drain(&request.into_inner().node, true)?;
+        Ok(Response::new(pb::DrainNodeResponse { node: Some(node) }))
     }
 
     async fn undrain_node(
         &self,
-        _request: Request<pb::UndrainNodeRequest>,
+        request: Request<pb::UndrainNodeRequest>,
     ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
-        Err(Status::unimplemented("draining comes with issue 6"))
+        let node = self.core.drain(&request.into_inner().node, false)?;
+        Ok(Response::new(pb::UndrainNodeResponse { node: Some(node) }))
     }
 }

@@ -1,0 +1,273 @@
+//! Failures (issue 6): restart policies with their backoff, lost nodes, and drains.
+//!
+//! The decisions are plain functions (unit-tested with paused tokio time); the loops here only
+//! wait and call the core. Restart timers are event-driven: a queue ordered by due time, and
+//! one `sleep_until` for its first entry, so a thousand backing-off tasks cost nothing until
+//! one is due.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::core::Core;
+use crate::{
+    proto::pb::{self, TaskState},
+    task::{restart_policy, TaskId},
+};
+
+/// The first restart waits this long: long enough that a crash loop does not spin the worker,
+/// short enough that a one-off failure is barely noticed.
+pub const FIRST_RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest wait between restarts (Kubernetes' CrashLoopBackOff cap): a task broken for
+/// good costs one container start per 5 minutes.
+pub const MAX_RESTART_DELAY: Duration = Duration::from_secs(300);
+
+/// A run this long counts as healthy: the next failure starts the backoff from the beginning
+/// (as Kubernetes does after 10 minutes), so a task that fails once a day is not made to wait
+/// 5 minutes.
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// The default heartbeat period a manager asks of workers (DESIGN: 1 s).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A node silent for this many heartbeat periods is lost: one late heartbeat is noise, three
+/// in a row is a dead or cut-off machine (Swarm uses the same factor).
+pub const GRACE_HEARTBEATS: u32 = 3;
+
+/// How often the drainer looks at draining nodes when nothing woke it.
+const DRAIN_TICK: Duration = Duration::from_millis(250);
+
+/// The wait before restart number `step + 1` of a backoff run: 1 s doubling to the cap.
+pub fn restart_delay(step: u32) -> Duration {
+    FIRST_RESTART_DELAY
+        .saturating_mul(2u32.saturating_pow(step.min(20)))
+        .min(MAX_RESTART_DELAY)
+}
+
+/// A delay as people read it in events: `500ms`, `2s`, `5m`, `1m30s`.
+pub fn human(d: Duration) -> String {
+    match d.as_secs() {
+        0 => format!("{}ms", d.as_millis()),
+        s if s < 60 => format!("{s}s"),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{}m{}s", s / 60, s % 60),
+    }
+}
+
+/// What the restart policy says about a task that just finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Start it again after `delay`.
+    Restart { delay: Duration },
+    /// The policy would restart it, but `max_restarts` are used up.
+    UsedUp { max: u32 },
+    /// The policy does not restart this outcome.
+    Finished,
+}
+
+/// The restart decision for a task whose run ended in `outcome` (COMPLETED or FAILED) after
+/// `restart_count` restarts, with `step` the position in the current backoff run.
+pub fn verdict(spec: &pb::TaskSpec, outcome: TaskState, restart_count: u32, step: u32) -> Verdict {
+    let wanted = match restart_policy(spec) {
+        pb::RestartPolicy::Never => false,
+        pb::RestartPolicy::Always => {
+            matches!(outcome, TaskState::Failed | TaskState::Completed)
+        }
+        _ => outcome == TaskState::Failed,
+    };
+    if !wanted {
+        return Verdict::Finished;
+    }
+    match spec.restart.as_ref().and_then(|r| r.max_restarts) {
+        Some(max) if restart_count >= max => Verdict::UsedUp { max },
+        _ => Verdict::Restart {
+            delay: restart_delay(step),
+        },
+    }
+}
+
+/// The backoff position for the next restart: back to 0 after a run of
+/// [`BACKOFF_RESET_AFTER`] or more, else one further.
+pub fn next_step(step: u32, ran_for: Option<Duration>) -> u32 {
+    if ran_for.is_some_and(|d| d >= BACKOFF_RESET_AFTER) {
+        0
+    } else {
+        step.saturating_add(1)
+    }
+}
+
+/// Restart timers: task ids by due time.
+#[derive(Debug, Default)]
+pub struct RestartQueue {
+    due: BTreeSet<(Instant, TaskId)>,
+}
+
+impl RestartQueue {
+    /// Arms a timer for `id` at `at`.
+    pub fn arm(&mut self, at: Instant, id: TaskId) {
+        self.due.insert((at, id));
+    }
+
+    /// Removes and returns the timers due at `now`.
+    pub fn take_due(&mut self, now: Instant) -> Vec<(Instant, TaskId)> {
+        let mut out = Vec::new();
+        while let Some(first) = self.due.first().copied() {
+            if first.0 > now {
+                break;
+            }
+            self.due.pop_first();
+            out.push(first);
+        }
+        out
+    }
+
+    /// When the first timer is due.
+    pub fn next(&self) -> Option<Instant> {
+        self.due.first().map(|(at, _)| *at)
+    }
+}
+
+/// Starts due restarts until `shutdown`: sleeps until the first timer, or until a new timer
+/// wakes it.
+pub(crate) async fn run_restarter(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
+    loop {
+        let (jobs, durable, next) = core.restarts_due(Instant::now());
+        if !jobs.is_empty() {
+            if let Err(e) = durable.wait().await {
+                tracing::error!(error = %e, "restarts could not be stored; retrying");
+            }
+            for job in jobs {
+                let core = core.clone();
+                tracker.spawn(async move { super::dispatcher::send(&core, &job).await });
+            }
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.restart_notify().notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// Marks nodes silent for `grace` DOWN and places their tasks again, until `shutdown`. Checks
+/// nodes (not tasks) ten times per grace period, so detection lags at most a tenth of it.
+pub(crate) async fn run_liveness(core: Core, grace: Duration, shutdown: CancellationToken) {
+    let tick = (grace / 10).max(Duration::from_millis(50));
+    loop {
+        core.check_liveness(grace);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+/// Moves tasks off draining nodes one at a time, until `shutdown`.
+pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
+    loop {
+        core.drain_step();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.drain_notify().notified() => {}
+            _ = tokio::time::sleep(DRAIN_TICK) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: pb::RestartPolicy, max: Option<u32>) -> pb::TaskSpec {
+        pb::TaskSpec {
+            restart: Some(pb::Restart {
+                policy: policy as i32,
+                max_restarts: max,
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_five_minutes() {
+        assert_eq!(restart_delay(0), Duration::from_secs(1));
+        assert_eq!(restart_delay(1), Duration::from_secs(2));
+        assert_eq!(restart_delay(4), Duration::from_secs(16));
+        assert_eq!(restart_delay(8), Duration::from_secs(256));
+        assert_eq!(restart_delay(9), MAX_RESTART_DELAY);
+        assert_eq!(restart_delay(u32::MAX), MAX_RESTART_DELAY);
+    }
+
+    #[test]
+    fn a_long_run_resets_the_backoff() {
+        assert_eq!(next_step(5, Some(Duration::from_secs(30))), 6);
+        assert_eq!(next_step(5, None), 6);
+        assert_eq!(next_step(5, Some(BACKOFF_RESET_AFTER)), 0);
+    }
+
+    #[test]
+    fn policies_decide_which_outcomes_restart() {
+        use pb::RestartPolicy::*;
+        let one = Verdict::Restart {
+            delay: Duration::from_secs(1),
+        };
+        assert_eq!(
+            verdict(&spec(Never, None), TaskState::Failed, 0, 0),
+            Verdict::Finished
+        );
+        assert_eq!(
+            verdict(&spec(OnFailure, None), TaskState::Failed, 0, 0),
+            one
+        );
+        assert_eq!(
+            verdict(&spec(OnFailure, None), TaskState::Completed, 0, 0),
+            Verdict::Finished
+        );
+        assert_eq!(
+            verdict(&spec(Always, None), TaskState::Completed, 0, 0),
+            one
+        );
+        assert_eq!(
+            verdict(&pb::TaskSpec::default(), TaskState::Failed, 9, 0),
+            one
+        );
+        assert_eq!(
+            verdict(&spec(OnFailure, Some(2)), TaskState::Failed, 1, 1),
+            Verdict::Restart {
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            verdict(&spec(OnFailure, Some(2)), TaskState::Failed, 2, 2),
+            Verdict::UsedUp { max: 2 }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timers_fire_in_due_order_and_only_when_due() {
+        let mut queue = RestartQueue::default();
+        let start = Instant::now();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        queue.arm(start + restart_delay(1), b);
+        queue.arm(start + restart_delay(0), a);
+        assert!(queue.take_due(Instant::now()).is_empty());
+        tokio::time::sleep_until(queue.next().unwrap()).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(
+            queue.take_due(Instant::now()),
+            vec![(start + Duration::from_secs(1), a)]
+        );
+        tokio::time::sleep_until(queue.next().unwrap()).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        assert_eq!(queue.take_due(Instant::now()).len(), 1);
+        assert_eq!(queue.next(), None);
+    }
+}
