@@ -8,6 +8,7 @@
 # manager reports N tasks RUNNING (what a user of Cube sees).
 #
 # Usage: bench/containers.sh [N] [P]      (defaults: 50 8)
+# CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
 # Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ trap cleanup EXIT
 
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
 bench/build-image.sh
-cargo build --release --quiet --bin cube-manager --bin cubectl
+[ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cubectl
 BIN=target/release
 
 echo "== (a) docker run -d, $N containers, $P at a time"

@@ -8,10 +8,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
-    time::SystemTime,
+    time::{Duration, SystemTime},
 };
 
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{runtime::Runtime, store::WorkerStore};
@@ -51,6 +51,8 @@ struct Inner<R> {
     loops: CancellationToken,
     /// Tracks them, so shutdown waits for them.
     tracker: TaskTracker,
+    /// The latest revision, for `ListTasks` calls that wait for a change.
+    changed: watch::Sender<u64>,
 }
 
 #[derive(Default)]
@@ -102,6 +104,7 @@ impl<R: Runtime> Core<R> {
             }
             state.tasks.insert(id, task);
         }
+        let revision = state.revision;
         Self {
             inner: Arc::new(Inner {
                 name,
@@ -113,6 +116,7 @@ impl<R: Runtime> Core<R> {
                 look,
                 loops: loops.0,
                 tracker: loops.1,
+                changed: watch::Sender::new(revision),
             }),
         }
     }
@@ -226,6 +230,7 @@ impl<R: Runtime> Core<R> {
         }
         task.revision = state.revision;
         state.by_revision.insert(task.revision, id);
+        self.inner.changed.send_replace(state.revision);
         if is_finished(task.state()) {
             state.unfinished.remove(&id);
         } else {
@@ -299,6 +304,19 @@ impl<R: Runtime> Core<R> {
         tracing::info!(task_id = %id, reason = %reason, "stop requested");
         self.wake(id);
         Ok(task)
+    }
+
+    /// Like [`Core::list`], but when nothing changed after `since` (of this instance) it first
+    /// waits up to `wait` for a change: the manager's reconciler learns of a change at once
+    /// while a quiet worker still answers only once per `wait`.
+    pub async fn list_waiting(&self, since: u64, instance_id: &str, wait: Duration) -> Listing {
+        if !wait.is_zero() && since > 0 && instance_id == self.inner.instance_id {
+            let mut changed = self.inner.changed.subscribe();
+            // wait_for looks at the current revision first, so a change made before the
+            // subscription is not missed; the timeout is the normal end of a quiet wait.
+            let _ = tokio::time::timeout(wait, changed.wait_for(|&r| r > since)).await;
+        }
+        self.list(since, instance_id)
     }
 
     /// The tasks changed after `since` (when `instance_id` is this process's), else all.

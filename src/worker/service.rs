@@ -18,6 +18,10 @@ use crate::{
     TaskId,
 };
 
+/// The longest a `ListTasks` long poll waits (the proto's promise): a shutdown waits at most
+/// this for open polls.
+const MAX_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The WorkerService over a worker core.
 pub(crate) struct Service<R> {
     pub core: Core<R>,
@@ -65,7 +69,17 @@ impl<R: Runtime> WorkerService for Service<R> {
         request: Request<pb::WorkerServiceListTasksRequest>,
     ) -> Result<Response<pb::WorkerServiceListTasksResponse>, Status> {
         let request = request.into_inner();
-        let listing = self.core.list(request.since_revision, &request.instance_id);
+        // A wait the field cannot express (negative) means none; a long one is capped so a
+        // shutdown never waits long for an open poll.
+        let wait = request
+            .wait
+            .and_then(|w| std::time::Duration::try_from(w).ok())
+            .unwrap_or_default()
+            .min(MAX_LIST_WAIT);
+        let listing = self
+            .core
+            .list_waiting(request.since_revision, &request.instance_id, wait)
+            .await;
         Ok(Response::new(pb::WorkerServiceListTasksResponse {
             tasks: listing.tasks,
             revision: listing.revision,

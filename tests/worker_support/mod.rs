@@ -60,6 +60,7 @@ impl Worker {
         let request = pb::WorkerServiceListTasksRequest {
             since_revision: since,
             instance_id: instance.to_string(),
+            wait: None,
         };
         self.rt
             .block_on(self.client.list_tasks(request))

@@ -1,0 +1,261 @@
+//! What the process-level benchmarks share: starting the release `cube-manager` and
+//! `cube-worker` binaries on 127.0.0.1:0, reading a process's resident memory, killing the
+//! Exec runtime's task process groups that a benchmark left behind, and recording a table in
+//! `bench/RESULTS.md` through `bench/record.sh`.
+
+#![allow(dead_code)] // each benchmark uses a different part of this module
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+/// How long a server may take to print its `listening on` line: a release binary on a loaded
+/// 2-core machine opens its store in well under this.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A server process of this benchmark; killed (SIGKILL) when dropped.
+pub struct Server {
+    /// The child process.
+    pub child: Child,
+    /// `http://ADDR` it listens on.
+    pub url: String,
+    /// `ADDR` alone.
+    pub addr: String,
+    /// Lines it wrote to stderr, for benchmarks that read its debug log.
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `binary` with `args` (plus `env`) and waits for its `listening on` line.
+    pub fn start(binary: &str, args: &[String], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(binary);
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{binary}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (addr_tx, addr_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = addr_tx.send(addr.trim().to_string());
+                }
+            }
+        });
+        let stderr = child.stderr.take().unwrap();
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if err_tx.send(line).is_err() {
+                    // Nobody reads any more: keep draining so the child never blocks.
+                    continue;
+                }
+            }
+        });
+        let addr = addr_rx
+            .recv_timeout(START_TIMEOUT)
+            .unwrap_or_else(|_| panic!("{binary} did not print `listening on`"));
+        Server {
+            child,
+            url: format!("http://{addr}"),
+            addr,
+            stderr: err_rx,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit (a clean shutdown: the store is closed).
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGKILL (a machine dying) and reaps the process.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The release manager binary (cargo builds it for benchmarks).
+pub const MANAGER: &str = env!("CARGO_BIN_EXE_cube-manager");
+/// The release worker binary.
+pub const WORKER: &str = env!("CARGO_BIN_EXE_cube-worker");
+
+/// Starts an Exec-runtime worker named `name` with its store under `root`; `extra` flags
+/// follow (e.g. `--manager URL`).
+pub fn start_worker(root: &Path, name: &str, extra: &[String]) -> Server {
+    let mut args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--name".into(),
+        name.into(),
+        "--runtime".into(),
+        "exec".into(),
+        "--data-dir".into(),
+        root.join(name).display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start(WORKER, &args, &[])
+}
+
+/// Resident memory (VmRSS) of process `pid` in bytes.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// The Exec runtime's shims whose command line names `root` (their exit file lives in a
+/// worker data dir under it); each leads its own session and process group.
+fn shims_under(root: &Path) -> Vec<i32> {
+    let needle = root.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("cube-shim") && cmdline.contains(&needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Processes in one of the sessions `sessions`.
+fn members_of(sessions: &[i32]) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After "pid (comm) ": state ppid pgrp session ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1) == Some(&"Z") {
+            continue;
+        }
+        if let Some(session) = fields.get(4).and_then(|s| s.parse::<i32>().ok()) {
+            if sessions.contains(&session) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Kills every task process group the Exec workers under `root` started, and checks that
+/// none is left. Returns how many groups it had to kill.
+pub fn kill_tasks_under(root: &Path) -> usize {
+    let shims = shims_under(root);
+    for &pid in &shims {
+        // SAFETY: kill(2) has no memory-safety preconditions; -pid names the shim's group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !members_of(&shims).is_empty() || !shims_under(root).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "task processes survive: {:?}",
+            members_of(&shims)
+        );
+        for &pid in &shims_under(root) {
+            // SAFETY: as above.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    shims.len()
+}
+
+/// Kills the task process groups under its directory when dropped, so a benchmark that
+/// panics half-way leaves no task processes behind (declare it before the servers, so they
+/// are killed first).
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in shims_under(&self.0) {
+            // SAFETY: kill(2) has no memory-safety preconditions; -pid names the shim's group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// "N cores, M GiB" of this machine.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_string();
+    format!(
+        "{cores} cores, {:.0} GiB, load average {load} at the start",
+        kib as f64 / 1024.0 / 1024.0
+    )
+}
+
+/// Today's date (UTC) as `date -u` prints it.
+pub fn date() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Prints `body` and writes it as the section `title` of bench/RESULTS.md.
+pub fn record(title: &str, body: &str) {
+    println!("\n{body}");
+    let script: PathBuf = [env!("CARGO_MANIFEST_DIR"), "bench", "record.sh"]
+        .iter()
+        .collect();
+    let status = Command::new(script).args([title, body]).status().unwrap();
+    assert!(status.success(), "record.sh failed");
+}
+
+/// The `q` quantile (0..=1) of sorted `values`.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}

@@ -1,0 +1,407 @@
+//! Benchmark (1), the control plane: one release `cube-manager` and 10 release `cube-worker`
+//! processes on the Exec runtime, all on 127.0.0.1:0.
+//!
+//! - 10,000 `true` tasks submitted by 16 clients: tasks per second from the first submit until
+//!   the manager shows every task SCHEDULED, and until it shows every task COMPLETED (seen
+//!   through `WatchTasks`, as a user of Cube would see them).
+//! - Submit-to-RUNNING latency p50/p99 at a steady 100 submissions per second (1,000
+//!   `sleep 600` tasks).
+//! - One reconcile cycle (ListTasks poll + apply, from the manager's `worker polled` debug
+//!   line) with 10,000 RUNNING `sleep 600` tasks on the 10 workers: a delta poll when nothing
+//!   changed, and a full sync (the manager restarted, so each worker sends all its tasks).
+//!
+//! `cargo bench --bench control` (`CUBE_BENCH_UPDATE_INTERVAL=1s` by default). Everything it
+//! started is stopped at the end, the tasks' process groups included, and checked gone.
+
+#[path = "common.rs"]
+mod common;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use common::{quantile, Server};
+use cube::pb::{self, manager_service_client::ManagerServiceClient, TaskState};
+use futures::StreamExt;
+
+/// Workers, as issue 8 asks.
+const WORKERS: usize = 10;
+/// Short tasks for the throughput run.
+const SHORT_TASKS: usize = 10_000;
+/// Concurrent submitting clients (one connection each).
+const CLIENTS: usize = 16;
+/// The steady submission rate of the latency run, per second.
+const STEADY_RATE: u64 = 100;
+/// Tasks of the latency run (10 s at the steady rate).
+const STEADY_TASKS: usize = 1_000;
+/// RUNNING tasks for the reconcile measurement.
+const RUNNING_TASKS: usize = 10_000;
+/// The longest any phase may take before the benchmark gives up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// When the watch first saw each task reach a state (or pass it).
+#[derive(Default, Clone, Copy)]
+struct Seen {
+    scheduled: Option<Instant>,
+    running: Option<Instant>,
+    finished: Option<Instant>,
+    failed: bool,
+}
+
+type Board = Arc<Mutex<HashMap<String, Seen>>>;
+
+fn note(board: &Board, task: &pb::Task) {
+    let now = Instant::now();
+    let mut board = board.lock().unwrap();
+    let seen = board.entry(task.id.clone()).or_default();
+    let state = task.state();
+    if matches!(
+        state,
+        TaskState::Scheduled | TaskState::Running | TaskState::Completed | TaskState::Failed
+    ) {
+        seen.scheduled.get_or_insert(now);
+    }
+    if matches!(state, TaskState::Running | TaskState::Completed) && task.started_at.is_some() {
+        seen.running.get_or_insert(now);
+    }
+    if matches!(state, TaskState::Completed | TaskState::Failed) {
+        seen.finished.get_or_insert(now);
+        seen.failed |= state == TaskState::Failed;
+    }
+}
+
+/// Watches every task until the process ends, watching again after a lag.
+fn watch(url: String, board: Board) {
+    tokio::spawn(async move {
+        loop {
+            let Ok(mut client) = ManagerServiceClient::connect(url.clone()).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let Ok(stream) = client.watch_tasks(pb::WatchTasksRequest::default()).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            while let Some(Ok(message)) = stream.next().await {
+                if let Some(task) = message.task {
+                    note(&board, &task);
+                }
+            }
+        }
+    });
+}
+
+fn spec(i: usize, command: &[&str]) -> pb::TaskSpec {
+    pb::TaskSpec {
+        name: format!("b{i}"),
+        image: "exec".into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Submits `count` tasks from `CLIENTS` clients; returns their ids.
+async fn submit_many(url: &str, first: usize, count: usize, command: &[&str]) -> Vec<String> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let ids = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let mut handles = Vec::new();
+    for _ in 0..CLIENTS {
+        let (url, next, ids) = (url.to_string(), next.clone(), ids.clone());
+        let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        handles.push(tokio::spawn(async move {
+            let command: Vec<&str> = command.iter().map(String::as_str).collect();
+            let mut c = ManagerServiceClient::connect(url).await.unwrap();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return;
+                }
+                let task = c
+                    .submit_task(pb::SubmitTaskRequest {
+                        spec: Some(spec(first + i, &command)),
+                        request_id: String::new(),
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .task
+                    .unwrap();
+                ids.lock().unwrap().push(task.id);
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    Arc::try_unwrap(ids).unwrap().into_inner().unwrap()
+}
+
+/// Waits until `done` holds for every id in `ids`, or panics after PHASE_TIMEOUT.
+async fn wait_all(board: &Board, ids: &[String], what: &str, done: impl Fn(&Seen) -> bool) {
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    loop {
+        let missing = {
+            let board = board.lock().unwrap();
+            ids.iter()
+                .filter(|id| !board.get(*id).is_some_and(&done))
+                .count()
+        };
+        if missing == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{missing} tasks never {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn ready_nodes(url: &str) -> usize {
+    let mut c = ManagerServiceClient::connect(url.to_string())
+        .await
+        .unwrap();
+    let nodes = c
+        .list_nodes(pb::ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes;
+    nodes
+        .iter()
+        .filter(|n| n.state() == pb::NodeState::Ready)
+        .count()
+}
+
+/// One `worker polled` line of the manager's JSON log.
+struct Cycle {
+    tasks: u64,
+    complete: bool,
+    cycle_us: u64,
+}
+
+fn cycles(manager: &Server) -> Vec<Cycle> {
+    let mut found = Vec::new();
+    while let Ok(line) = manager.stderr.try_recv() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let fields = &value["fields"];
+        if fields["message"] != "worker polled" {
+            continue;
+        }
+        found.push(Cycle {
+            tasks: fields["tasks"].as_u64().unwrap_or(0),
+            complete: fields["complete"].as_bool().unwrap_or(false),
+            cycle_us: fields["cycle_us"].as_u64().unwrap_or(0),
+        });
+    }
+    found
+}
+
+fn start_manager(data: &std::path::Path, workers: &[Server], interval: &str) -> Server {
+    let list: Vec<&str> = workers.iter().map(|w| w.addr.as_str()).collect();
+    let args = vec![
+        "--listen".to_string(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--workers".into(),
+        list.join(","),
+        "--update-interval".into(),
+        interval.into(),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    Server::start(
+        common::MANAGER,
+        &args,
+        &[("RUST_LOG", "info,cube::manager::reconciler=debug")],
+    )
+}
+
+async fn wait_ready(url: &str, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready_nodes(url).await < want {
+        assert!(Instant::now() < deadline, "the workers never became READY");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let machine = common::machine();
+    let interval = std::env::var("CUBE_BENCH_UPDATE_INTERVAL").unwrap_or_else(|_| "1s".to_string());
+    let root = tempfile::tempdir().unwrap();
+    let _reaper = common::Reaper(root.path().to_path_buf());
+    let workers: Vec<Server> = (0..WORKERS)
+        .map(|i| common::start_worker(root.path(), &format!("w{i}"), &[]))
+        .collect();
+    let manager_dir = root.path().join("manager");
+    let manager = start_manager(&manager_dir, &workers, &interval);
+    wait_ready(&manager.url, WORKERS).await;
+    let board: Board = Arc::default();
+    watch(manager.url.clone(), board.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 1. Throughput of short tasks.
+    println!("== {SHORT_TASKS} `true` tasks, {CLIENTS} clients");
+    let t0 = Instant::now();
+    let short = submit_many(&manager.url, 0, SHORT_TASKS, &["true"]).await;
+    let submitted = t0.elapsed();
+    wait_all(&board, &short, "SCHEDULED", |s| s.scheduled.is_some()).await;
+    wait_all(&board, &short, "finished", |s| s.finished.is_some()).await;
+    let (last_scheduled, last_finished, failed) = {
+        let board = board.lock().unwrap();
+        let seen: Vec<Seen> = short.iter().map(|id| board[id]).collect();
+        (
+            seen.iter().filter_map(|s| s.scheduled).max().unwrap() - t0,
+            seen.iter().filter_map(|s| s.finished).max().unwrap() - t0,
+            seen.iter().filter(|s| s.failed).count(),
+        )
+    };
+    let rate = |d: Duration| SHORT_TASKS as f64 / d.as_secs_f64();
+    println!(
+        "   submitted in {submitted:?}, all SCHEDULED after {last_scheduled:?}, all finished after {last_finished:?} ({failed} FAILED)"
+    );
+    let ramp = cycles(&manager);
+    let busiest = ramp.iter().max_by_key(|c| c.tasks);
+
+    // 2. Submit-to-RUNNING latency at a steady rate.
+    println!("== {STEADY_TASKS} `sleep 600` tasks at {STEADY_RATE}/s");
+    let sent = Arc::new(Mutex::new(Vec::with_capacity(STEADY_TASKS)));
+    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let client = ManagerServiceClient::connect(manager.url.clone())
+        .await
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..STEADY_TASKS {
+        ticker.tick().await;
+        let (mut c, sent) = (client.clone(), sent.clone());
+        handles.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let task = c
+                .submit_task(pb::SubmitTaskRequest {
+                    spec: Some(spec(SHORT_TASKS + i, &["sleep", "600"])),
+                    request_id: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .task
+                .unwrap();
+            sent.lock().unwrap().push((task.id, at));
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let sent = Arc::try_unwrap(sent).unwrap().into_inner().unwrap();
+    let steady_ids: Vec<String> = sent.iter().map(|(id, _)| id.clone()).collect();
+    wait_all(&board, &steady_ids, "RUNNING", |s| s.running.is_some()).await;
+    let mut latencies: Vec<f64> = {
+        let board = board.lock().unwrap();
+        sent.iter()
+            .map(|(id, at)| (board[id].running.unwrap() - *at).as_secs_f64() * 1000.0)
+            .collect()
+    };
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (p50, p99) = (quantile(&latencies, 0.5), quantile(&latencies, 0.99));
+    println!("   p50 {p50:.0} ms, p99 {p99:.0} ms");
+
+    // 3. Reconcile cycles with 10,000 RUNNING tasks.
+    let more = RUNNING_TASKS - STEADY_TASKS;
+    println!("== {more} more `sleep 600` tasks, to {RUNNING_TASKS} RUNNING");
+    let mut running_ids = submit_many(
+        &manager.url,
+        SHORT_TASKS + STEADY_TASKS,
+        more,
+        &["sleep", "600"],
+    )
+    .await;
+    running_ids.extend(steady_ids);
+    wait_all(&board, &running_ids, "RUNNING", |s| s.running.is_some()).await;
+    // Let two full intervals pass so every worker's cursor is current, then measure.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = cycles(&manager);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut quiet: Vec<f64> = cycles(&manager)
+        .iter()
+        .filter(|c| c.tasks == 0)
+        .map(|c| c.cycle_us as f64)
+        .collect();
+    quiet.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    // Full sync: restart the manager; the first poll of each worker asks for everything.
+    let started = Instant::now();
+    manager.stop();
+    let manager = start_manager(&manager_dir, &workers, &interval);
+    let reload = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut full = Vec::new();
+    let mut seen = 0;
+    while full.len() < WORKERS && Instant::now() < deadline {
+        let batch = cycles(&manager);
+        seen += batch.len();
+        full.extend(batch.into_iter().filter(|c| c.complete));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if full.is_empty() {
+        println!("   no full sync seen in the restarted manager's log ({seen} cycles)");
+        full.push(Cycle {
+            tasks: 0,
+            complete: true,
+            cycle_us: 0,
+        });
+    }
+    let mut full_us: Vec<f64> = full.iter().map(|c| c.cycle_us as f64).collect();
+    full_us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let full_tasks: u64 = full.iter().map(|c| c.tasks).sum::<u64>() / full.len() as u64;
+
+    // Clean up: the manager, the workers, and every task process group they left.
+    manager.stop();
+    for w in workers {
+        w.stop();
+    }
+    let groups = common::kill_tasks_under(root.path());
+    println!("   cleanup: killed {groups} task process groups; none left");
+
+    let ms = |us: f64| us / 1000.0;
+    let busiest = busiest.map_or("-".to_string(), |c| {
+        format!(
+            "{:.1} ms ({} tasks in the answer)",
+            ms(c.cycle_us as f64),
+            c.tasks
+        )
+    });
+    let table = format!(
+        "## Control plane\n\n\
+One manager and {WORKERS} `cube-worker --runtime exec` processes (release builds) on one machine: {machine}; {date}.\n\
+Command: `cargo bench --bench control` (update interval {interval}).\n\n\
+| measurement | result |\n|---|---|\n\
+| {SHORT_TASKS} `true` tasks, {CLIENTS} clients: submitted | {sub:.0} tasks/s ({submitted:.2?}) |\n\
+| ... submit to all SCHEDULED | **{sched:.0} tasks/s** ({last_scheduled:.2?}) |\n\
+| ... submit to all COMPLETED | **{done:.0} tasks/s** ({last_finished:.2?}; {failed} FAILED) |\n\
+| submit to RUNNING at a steady {STEADY_RATE}/s ({STEADY_TASKS} tasks): p50 | {p50:.0} ms |\n\
+| ... p99 | {p99:.0} ms |\n\
+| one reconcile cycle, {RUNNING_TASKS} RUNNING on {WORKERS} workers, nothing changed (delta poll + apply), median of {nq} | {q50:.2} ms (max {qmax:.2} ms) |\n\
+| one reconcile cycle, full sync after a manager restart ({full_tasks} tasks per worker), median of {nf} | {f50:.1} ms (max {fmax:.1} ms) |\n\
+| busiest cycle while the short tasks ran | {busiest} |\n\
+| manager restart with {total} tasks in the store, to `listening on` | {reload:.2?} |\n",
+        date = common::date(),
+        sub = rate(submitted),
+        sched = rate(last_scheduled),
+        done = rate(last_finished),
+        nq = quiet.len(),
+        q50 = ms(quantile(&quiet, 0.5)),
+        qmax = ms(quiet.last().copied().unwrap_or(f64::NAN)),
+        nf = full_us.len(),
+        f50 = ms(quantile(&full_us, 0.5)),
+        fmax = ms(full_us.last().copied().unwrap_or(f64::NAN)),
+        total = SHORT_TASKS + RUNNING_TASKS,
+    );
+    common::record("Control plane", &table);
+}
