@@ -247,7 +247,14 @@ impl<R: Runtime> Core<R> {
             let mut state = self.inner.state.lock().unwrap();
             let previous = state.tasks.get(&id).cloned();
             if let Some(previous) = &previous {
-                if attempt <= previous.restart_count {
+                // A copy that still runs (or is starting) and is wanted is the same placement
+                // sent twice: ALREADY_EXISTS, which the manager takes as success. A copy that
+                // finished or was stopped here is history: the manager placing the task here
+                // again (after a lost node, a drain, a move back) starts a new run, even at
+                // the same attempt, or the task would wait forever on a copy that is gone.
+                let live = !is_finished(previous.state())
+                    && previous.desired_state() != DesiredState::Stopped;
+                if live && attempt <= previous.restart_count {
                     return Err(Error::AlreadyExists {
                         what: "task",
                         id: format!("{id} (attempt {attempt})"),
