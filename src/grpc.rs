@@ -19,17 +19,22 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A server builder with `grpc.health.v1.Health` and server reflection (both `v1` and the
 /// `v1alpha` that grpcurl 1.8 speaks) already added, every rpc timed into the metrics, and the
-/// reporter to mark services SERVING.
-pub fn standard_router() -> (CubeRouter, HealthReporter) {
+/// reporter to mark services SERVING. Reflection lists only `service` (e.g.
+/// `cube.v1.ManagerService`) and health: the descriptor set holds both Cube services, and a
+/// server should not advertise one it does not serve.
+pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let reflection_v1 = reflection()
         .build_v1()
         .expect("Cube's descriptor set is valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("Cube's descriptor set is valid");
     let router = Server::builder()

@@ -180,7 +180,7 @@ impl Manager {
             polls.start(&core, address.clone());
         }
         let _metrics = metrics::register(&core);
-        let (router, health) = crate::grpc::standard_router();
+        let (router, health) = crate::grpc::standard_router("cube.v1.ManagerService");
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;

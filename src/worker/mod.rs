@@ -214,7 +214,7 @@ async fn serve_with<R: Runtime + Clone>(
     }
 
     let _metrics = metrics::register(&core);
-    let (router, health) = crate::grpc::standard_router();
+    let (router, health) = crate::grpc::standard_router("cube.v1.WorkerService");
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
         .await;
