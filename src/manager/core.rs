@@ -393,6 +393,20 @@ fn dispatch_backoff(failures: u32) -> Duration {
         .min(MAX_DISPATCH_BACKOFF)
 }
 
+/// A task whose only copy is gone (its worker no longer knows it, or its node was lost): a task
+/// the user stopped is done; any other goes back to PENDING to be placed again.
+fn copy_gone(task: &mut pb::Task, stopped: bool, stopped_message: &str, pending_message: String) {
+    if stopped {
+        task.state = TaskState::Completed as i32;
+        task.message = stopped_message.into();
+        task.finished_at = Some(now());
+    } else {
+        task.state = TaskState::Pending as i32;
+        task.node.clear();
+        task.message = pending_message;
+    }
+}
+
 /// Whether a task counts against its node's capacity.
 fn holds(task: &pb::Task) -> bool {
     !task.node.is_empty() && !is_finished(task.state())
@@ -1108,17 +1122,7 @@ impl Core {
                     &mut changes,
                     id,
                     Some((EventType::NodeLost, format!("{message}; placing it again"))),
-                    |task| {
-                        if stopped {
-                            task.state = TaskState::Completed as i32;
-                            task.message = "stopped".into();
-                            task.finished_at = Some(now());
-                        } else {
-                            task.state = TaskState::Pending as i32;
-                            task.node.clear();
-                            task.message = message;
-                        }
-                    },
+                    |task| copy_gone(task, stopped, "stopped", message),
                 );
             }
         }
@@ -1349,17 +1353,7 @@ impl Core {
                     &mut changes,
                     id,
                     Some((EventType::NodeLost, message.clone())),
-                    |task| {
-                        if stopped {
-                            task.state = TaskState::Completed as i32;
-                            task.message = "stopped (its node was lost)".into();
-                            task.finished_at = Some(now());
-                        } else {
-                            task.state = TaskState::Pending as i32;
-                            task.node.clear();
-                            task.message = message;
-                        }
-                    },
+                    |task| copy_gone(task, stopped, "stopped (its node was lost)", message),
                 );
             }
         }
