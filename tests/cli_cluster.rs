@@ -10,24 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cubectl, ContainerGuard, Proc, TEST_IMAGE};
+use common::{
+    cubectl, cubectl_run, docker_worker, json, wait_nodes_ready, ContainerGuard, Proc, TEST_IMAGE,
+};
 
 /// A Docker worker named `name` with its data under `dir`.
 fn worker(name: &str, dir: &Path) -> Proc {
-    let data = dir.join(name);
-    Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--runtime",
-            "docker",
-        ],
-    )
+    docker_worker(name, &dir.join(name), &[])
 }
 
 /// A manager polling `workers` every 500 ms, placing tasks round-robin.
@@ -51,10 +40,6 @@ fn manager(workers: &[&Proc], dir: &Path) -> Proc {
     )
 }
 
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
-
 /// The tasks `cubectl status -o json` lists.
 fn tasks(url: &str) -> Vec<serde_json::Value> {
     let (code, stdout, stderr) = cubectl(url, &["status", "-o", "json"]);
@@ -74,29 +59,13 @@ fn task(url: &str, id: &str) -> serde_json::Value {
 
 /// Waits until `cubectl nodes -o json` shows every one of `names` READY.
 fn wait_ready(url: &str, names: &[&str]) {
-    common::wait_for(Duration::from_secs(10), "every node READY", || {
-        let (_, stdout, _) = cubectl(url, &["nodes", "-o", "json"]);
-        let nodes = json(&stdout)["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        names
-            .iter()
-            .all(|name| {
-                nodes
-                    .iter()
-                    .any(|n| n["name"] == *name && n["state"] == "NODE_STATE_READY")
-            })
-            .then_some(())
-    });
+    wait_nodes_ready(url, names, Duration::from_secs(10));
 }
 
 /// `cubectl run ARGS`, asserting success; returns the id it printed.
 fn run(url: &str, args: &[&str]) -> String {
-    let (code, stdout, stderr) = cubectl(url, &[&["run"], args].concat());
-    assert_eq!(code, 0, "run {args:?}: {stderr}");
-    let id = stdout.lines().next().unwrap_or_default().to_string();
-    assert_eq!(id.len(), 36, "run prints the id first: {stdout}");
+    let id = cubectl_run(url, args);
+    assert_eq!(id.len(), 36, "run prints the id first: {id}");
     id
 }
 

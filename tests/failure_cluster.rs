@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cubectl, ContainerGuard, Proc, TEST_IMAGE};
+use common::{
+    cubectl, cubectl_run, docker_worker, json, wait_nodes_ready, ContainerGuard, Proc, TEST_IMAGE,
+};
 
 /// A manager with no static workers, polling every 500ms, heartbeats every 1s (the default
 /// grace of 3 s).
@@ -33,26 +35,7 @@ fn manager(dir: &Path) -> Proc {
 
 /// A Docker worker that registers with the manager at `url`.
 fn worker(name: &str, dir: &Path, url: &str) -> Proc {
-    let data = dir.join(name);
-    Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--runtime",
-            "docker",
-            "--manager",
-            url,
-        ],
-    )
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    docker_worker(name, &dir.join(name), &["--manager", url])
 }
 
 fn status(url: &str, id: &str) -> serde_json::Value {
@@ -86,19 +69,11 @@ fn node_states(url: &str) -> HashMap<String, String> {
 }
 
 fn wait_ready(url: &str, names: &[&str]) {
-    common::wait_for(Duration::from_secs(15), "every node READY", || {
-        let states = node_states(url);
-        names
-            .iter()
-            .all(|n| states.get(*n).is_some_and(|s| s == "NODE_STATE_READY"))
-            .then_some(())
-    });
+    wait_nodes_ready(url, names, Duration::from_secs(15));
 }
 
 fn run(url: &str, args: &[&str]) -> String {
-    let (code, stdout, stderr) = cubectl(url, &[&["run"], args].concat());
-    assert_eq!(code, 0, "run {args:?}: {stderr}");
-    stdout.lines().next().unwrap_or_default().to_string()
+    cubectl_run(url, args)
 }
 
 fn sleepers(url: &str, count: usize) -> Vec<String> {

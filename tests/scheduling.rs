@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cubectl, wait_for, ContainerGuard, Proc, TEST_IMAGE};
+use common::{cubectl, docker_worker, json, wait_for, ContainerGuard, Proc, TEST_IMAGE};
 use serde_json::Value;
 
 /// How often the manager polls its workers in these tests: quick, so capacity freed by a stop
@@ -159,22 +159,7 @@ impl Cluster {
 }
 
 fn start_worker(name: &str, data: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--name",
-        name,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--runtime",
-        "docker",
-    ];
-    args.extend_from_slice(extra);
-    Proc::start("cube-worker", &args)
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    docker_worker(name, data, extra)
 }
 
 /// The verdict of filter `filter` on `node` in an explanation: (passed, reason).

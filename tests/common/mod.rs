@@ -363,3 +363,50 @@ pub fn grpcurl() -> Option<PathBuf> {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
     found.filter(|p| Path::new(p).exists())
 }
+
+/// A Docker worker named `name` on an ephemeral port with its data in `data`, plus `extra` flags.
+pub fn docker_worker(name: &str, data: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--name",
+        name,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--runtime",
+        "docker",
+    ];
+    args.extend_from_slice(extra);
+    Proc::start("cube-worker", &args)
+}
+
+/// Parses JSON a command printed, panicking with the text when it is not JSON.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+/// `cubectl run ARGS`, asserting success; returns the first line it printed (the id).
+pub fn cubectl_run(manager: &str, args: &[&str]) -> String {
+    let (code, stdout, stderr) = cubectl(manager, &[&["run"], args].concat());
+    assert_eq!(code, 0, "run {args:?}: {stderr}");
+    stdout.lines().next().unwrap_or_default().to_string()
+}
+
+/// Waits up to `timeout` until `cubectl nodes -o json` shows every one of `names` READY.
+pub fn wait_nodes_ready(manager: &str, names: &[&str], timeout: Duration) {
+    wait_for(timeout, "every node READY", || {
+        let (_, stdout, _) = cubectl(manager, &["nodes", "-o", "json"]);
+        let nodes = json(&stdout)["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        names
+            .iter()
+            .all(|name| {
+                nodes
+                    .iter()
+                    .any(|n| n["name"] == *name && n["state"] == "NODE_STATE_READY")
+            })
+            .then_some(())
+    });
+}
