@@ -18,4 +18,10 @@ impl Scheduler for Binpack {
     fn score(&self, demand: &Demand, node: &NodeView) -> f64 {
         1.0 - fullness_after(demand, node)
     }
+
+    /// Equal fullness (tasks that request nothing): the node with the most tasks, so they
+    /// are packed too.
+    fn tie_break(&self, node: &NodeView) -> u32 {
+        u32::MAX - node.task_count
+    }
 }

@@ -206,6 +206,14 @@ pub trait Scheduler: Send + Sync {
     /// Scores an eligible node for a demand; lower is better.
     fn score(&self, demand: &Demand, node: &NodeView) -> f64;
 
+    /// Orders nodes whose scores are equal; lower is better, and the first node in the
+    /// snapshot wins what is still tied. Tasks that request no resources score the same on
+    /// every node, so without this they would all land on the first one.
+    fn tie_break(&self, node: &NodeView) -> u32 {
+        let _ = node;
+        0
+    }
+
     /// Runs the three phases and decides. `commit` is false for `ExplainTask`, which must not
     /// move stateful strategies (round-robin) forward.
     fn place(&self, demand: &Demand, nodes: &[NodeView], commit: bool) -> Decision {
@@ -281,7 +289,8 @@ fn sane(score: f64) -> f64 {
     }
 }
 
-/// The three phases with the lowest score winning (ties: the first node in the snapshot).
+/// The three phases with the lowest score winning (ties: the lowest [`Scheduler::tie_break`],
+/// then the first node in the snapshot).
 pub fn decide<S: Scheduler + ?Sized>(
     strategy: &S,
     demand: &Demand,
@@ -305,8 +314,8 @@ pub fn decide<S: Scheduler + ?Sized>(
     let best = verdicts
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.score.map(|s| (i, s)))
-        .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+        .filter_map(|(i, v)| v.score.map(|s| (i, (s, strategy.tie_break(&nodes[i])))))
+        .min_by(|a, b| rank(a.1, b.1).then(a.0.cmp(&b.0)))
         .map(|(i, _)| i);
     let node = best.map(|i| verdicts[i].node.clone());
     let summary = summarize(demand, nodes, &verdicts, node.as_deref());
@@ -317,6 +326,11 @@ pub fn decide<S: Scheduler + ?Sized>(
     }
 }
 
+/// Orders (score, tie break) keys: the score first, then the tie break.
+fn rank(a: (f64, u32), b: (f64, u32)) -> std::cmp::Ordering {
+    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+}
+
 /// [`decide`] without verdicts: one pass, no allocation per node. Same pick, same summary.
 pub fn decide_fast<S: Scheduler + ?Sized>(
     strategy: &S,
@@ -324,20 +338,20 @@ pub fn decide_fast<S: Scheduler + ?Sized>(
     nodes: &[NodeView],
 ) -> Decision {
     let mut tally = Tally::default();
-    let mut best: Option<(usize, f64)> = None;
+    let mut best: Option<(usize, (f64, u32))> = None;
     for (i, node) in nodes.iter().enumerate() {
         match first_failed(demand, node) {
             Some(f) => tally.add(f),
             None => {
-                let score = sane(strategy.score(demand, node));
-                // Strictly lower only: ties keep the first node, as `decide` does.
-                if best.is_none_or(|(_, b)| score.total_cmp(&b).is_lt()) {
-                    best = Some((i, score));
+                let key = (sane(strategy.score(demand, node)), strategy.tie_break(node));
+                // Strictly lower only: full ties keep the first node, as `decide` does.
+                if best.is_none_or(|(_, b)| rank(key, b).is_lt()) {
+                    best = Some((i, key));
                 }
             }
         }
     }
-    let picked = best.map(|(i, score)| (nodes[i].name.as_str(), score));
+    let picked = best.map(|(i, (score, _))| (nodes[i].name.as_str(), score));
     Decision {
         node: picked.map(|(name, _)| name.to_owned()),
         verdicts: Vec::new(),

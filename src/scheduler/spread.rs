@@ -17,4 +17,10 @@ impl Scheduler for Spread {
     fn score(&self, demand: &Demand, node: &NodeView) -> f64 {
         fullness_after(demand, node)
     }
+
+    /// Equal fullness (tasks that request nothing): the node with the fewest tasks, as
+    /// Swarm's spread counts them.
+    fn tie_break(&self, node: &NodeView) -> u32 {
+        node.task_count
+    }
 }

@@ -71,6 +71,26 @@ fn spread_puts_two_250m_tasks_on_different_nodes() {
 }
 
 #[test]
+fn spread_deals_tasks_that_request_nothing_round_the_nodes_by_task_count() {
+    let mut nodes = [
+        node("a", 1000, GI),
+        node("b", 1000, GI),
+        node("c", 1000, GI),
+    ];
+    nodes[0].task_count = 1;
+    let picks = place_all(&*strategy("spread"), &Demand::default(), &mut nodes, 5);
+    assert_eq!(picks, ["b", "c", "a", "b", "c"]);
+}
+
+#[test]
+fn binpack_packs_tasks_that_request_nothing_onto_the_busiest_node() {
+    let mut nodes = [node("a", 1000, GI), node("b", 1000, GI)];
+    nodes[1].task_count = 1;
+    let picks = place_all(&*strategy("binpack"), &Demand::default(), &mut nodes, 3);
+    assert_eq!(picks, ["b", "b", "b"]);
+}
+
+#[test]
 fn binpack_puts_two_250m_tasks_on_the_same_node() {
     let mut nodes = [node("a", 1000, GI), node("b", 1000, GI)];
     let picks = place_all(&*strategy("binpack"), &cpu(250), &mut nodes, 2);
@@ -467,6 +487,7 @@ fn random_nodes(rng: &mut Lcg, n: usize) -> Vec<NodeView> {
             v.allocated.cpu_millis = rng.next(v.capacity.cpu_millis as u64 + 1) as i64;
             v.allocated.memory_bytes = rng.next(v.capacity.memory_bytes as u64 + 1) as i64;
             v.cpu_load = rng.next(101) as f64 / 100.0;
+            v.task_count = rng.next(4) as u32;
             v.alive = rng.next(20) != 0;
             v.draining = rng.next(30) == 0;
             v.runtime_ready = rng.next(30) != 0;
