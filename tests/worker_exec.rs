@@ -75,14 +75,15 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     let killed = new_id();
     w.start(&killed, exec_spec("killed", &["sleep", "300"]), 0)
         .unwrap();
-    // Exits while the worker is down (below), after a few seconds.
+    // Exits while the worker is down (below): once the test creates `go`.
+    let go = dir.path().join("go");
+    let wait_for_go = format!(
+        "while [ ! -e '{}' ]; do sleep 0.05; done; exit 7",
+        go.display()
+    );
     let later = new_id();
-    w.start(
-        &later,
-        exec_spec("later", &["sh", "-c", "sleep 2; exit 7"]),
-        0,
-    )
-    .unwrap();
+    w.start(&later, exec_spec("later", &["sh", "-c", &wait_for_go]), 0)
+        .unwrap();
     let ticker = new_id();
     w.start(
         &ticker,
@@ -156,6 +157,7 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     // SIGKILL the worker; `later` exits while it is down; start it again on the same dir.
     let later_pid = pid_of(&w.wait_state(&later, TaskState::Running, Duration::from_secs(5)));
     proc.kill9();
+    std::fs::write(&go, "").unwrap();
     common::wait_for(Duration::from_secs(10), "`later` to exit", || {
         (!alive(later_pid)).then_some(())
     });

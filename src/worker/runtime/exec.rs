@@ -6,7 +6,7 @@
 //! Each run lives in `<data dir>/exec/<task id>/`: `stdout` and `stderr` (the task's output,
 //! appended across runs), `pid` (the process id and its kernel start time, so a reused pid is
 //! never mistaken for the task) and `exit` (the exit code). The process is started through a
-//! tiny `sh` shim in its own session (`setsid`): the shim runs the command, then writes its exit
+//! tiny `sh` shim in its own process group: the shim runs the command, then writes its exit
 //! code to `exit`. So when the worker dies, its tasks go on running, and a task that exits
 //! while the worker is down still leaves its exit code behind; the restarted worker adopts the
 //! process by its pid file instead of starting a second copy. A task killed by a signal while
@@ -33,8 +33,11 @@ use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResul
 use crate::{pb, TaskId};
 
 /// The shim: `sh -c SHIM cube-shim <exit file> <command> <args>...`. It runs the command and
-/// records its exit code atomically (write, then rename), even if the worker is gone by then.
-const SHIM: &str = r#"f=$1; shift; "$@"; c=$?; echo $c > "$f.tmp" && mv "$f.tmp" "$f"; exit $c"#;
+/// records its exit code, even if the worker is gone by then. Only shell builtins follow the
+/// command, so a task costs two `exec`s (the shim and the command). The write needs no rename:
+/// the exit file is read only once the shim is gone (see [`alive`]), so it is complete or,
+/// if the shim was killed while writing, unparseable (the run is then reported as lost).
+const SHIM: &str = r#"f=$1; shift; "$@"; c=$?; echo $c > "$f"; exit $c"#;
 
 /// How often a stop, or a following log reader, looks again.
 const POLL: Duration = Duration::from_millis(100);
@@ -119,7 +122,8 @@ fn write_exit(dir: &Path, code: i64) {
 
 fn signal_group(pid: i32, signal: libc::c_int) {
     // SAFETY: kill(2) has no memory-safety preconditions; a negative pid names the process
-    // group the shim leads (it called setsid), so the command's children get the signal too.
+    // group the shim leads (it was started as its leader), so the command's children get the
+    // signal too.
     unsafe {
         libc::kill(-pid, signal);
     }
@@ -183,14 +187,12 @@ impl Runtime for ExecRuntime {
             .stdin(std::process::Stdio::null())
             .stdout(open("stdout")?)
             .stderr(open("stderr")?);
-        // SAFETY: setsid(2) is async-signal-safe, as pre_exec requires. The task gets its own
-        // session and process group, so it outlives the worker and can be signalled as a group.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
+        // Its own process group: a signal to the worker's group (Ctrl-C, a supervisor's stop)
+        // does not reach the task, the task outlives the worker, and a stop signals the
+        // command's children too. Unlike a `pre_exec` hook (setsid), this lets std start the
+        // process with posix_spawn (vfork-like) instead of fork, which copies the worker's
+        // page tables on every start.
+        command.process_group(0);
         let mut child = tokio::process::Command::from(command)
             .spawn()
             .map_err(|e| format!("starting {program:?}: {e}"))?;
