@@ -131,7 +131,7 @@ pub fn rss_bytes(pid: u32) -> u64 {
 }
 
 /// The Exec runtime's shims whose command line names `root` (their exit file lives in a
-/// worker data dir under it); each leads its own session and process group.
+/// worker data dir under it); each leads its own process group.
 fn shims_under(root: &Path) -> Vec<i32> {
     let needle = root.display().to_string();
     let mut found = Vec::new();
@@ -150,8 +150,8 @@ fn shims_under(root: &Path) -> Vec<i32> {
     found
 }
 
-/// Processes in one of the sessions `sessions`.
-fn members_of(sessions: &[i32]) -> Vec<i32> {
+/// Processes in one of the process groups `groups`.
+fn members_of(groups: &[i32]) -> Vec<i32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
@@ -168,8 +168,8 @@ fn members_of(sessions: &[i32]) -> Vec<i32> {
         if fields.get(1) == Some(&"Z") {
             continue;
         }
-        if let Some(session) = fields.get(4).and_then(|s| s.parse::<i32>().ok()) {
-            if sessions.contains(&session) {
+        if let Some(group) = fields.get(2).and_then(|s| s.parse::<i32>().ok()) {
+            if groups.contains(&group) {
                 found.push(pid);
             }
         }

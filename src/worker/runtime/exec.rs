@@ -3,11 +3,14 @@
 //!
 //! # Surviving a worker restart
 //!
-//! Each run lives in `<data dir>/exec/<task id>/`: `stdout` and `stderr` (the task's output,
-//! appended across runs), `pid` (the process id and its kernel start time, so a reused pid is
-//! never mistaken for the task) and `exit` (the exit code). The process is started through a
-//! tiny `sh` shim in its own process group: the shim runs the command, then writes its exit
-//! code to `exit`. So when the worker dies, its tasks go on running, and a task that exits
+//! Each task has three files in `<data dir>/exec/`: `<task id>.out` and `<task id>.err` (its
+//! output, appended across runs) and `<task id>.run`, the record of the current run: a line
+//! `pid <pid> <start>` (the process id and its kernel start time, so a reused pid is never
+//! mistaken for the task) and, once it ended, a line `exit <code>`. The process is started
+//! through a tiny `sh` shim in its own process group: the shim runs the command, then appends
+//! its exit code to the run file. Both lines are appended, in whichever order they come (a
+//! short task can end before the worker writes its pid), so no run needs a new file beyond
+//! its first: creating files (inodes) was the largest cost of a short task. So when the worker dies, its tasks go on running, and a task that exits
 //! while the worker is down still leaves its exit code behind; the restarted worker adopts the
 //! process by its pid file instead of starting a second copy. A task killed by a signal while
 //! the worker is down (the shim dies with it) leaves no code: it is reported as lost.
@@ -32,12 +35,11 @@ use tokio_util::sync::CancellationToken;
 use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
 use crate::{pb, TaskId};
 
-/// The shim: `sh -c SHIM cube-shim <exit file> <command> <args>...`. It runs the command and
+/// The shim: `sh -c SHIM cube-shim <run file> <command> <args>...`. It runs the command and
 /// records its exit code, even if the worker is gone by then. Only shell builtins follow the
-/// command, so a task costs two `exec`s (the shim and the command). The write needs no rename:
-/// the exit file is read only once the shim is gone (see [`alive`]), so it is complete or,
-/// if the shim was killed while writing, unparseable (the run is then reported as lost).
-const SHIM: &str = r#"f=$1; shift; "$@"; c=$?; echo $c > "$f"; exit $c"#;
+/// command, so a task costs two `exec`s (the shim and the command). One short append is
+/// atomic, and the exit line is read only once the shim is gone (see [`alive`]).
+const SHIM: &str = r#"f=$1; shift; "$@"; c=$?; echo "exit $c" >> "$f"; exit $c"#;
 
 /// How often a stop, or a following log reader, looks again.
 const POLL: Duration = Duration::from_millis(100);
@@ -73,8 +75,9 @@ impl ExecRuntime {
         }
     }
 
-    fn task_dir(&self, id: TaskId) -> PathBuf {
-        self.inner.dir.join(id.to_string())
+    /// The path of one of a task's files: `out`, `err` or `run`.
+    fn file(&self, id: TaskId, kind: &str) -> PathBuf {
+        self.inner.dir.join(format!("{id}.{kind}"))
     }
 
     fn task_of(&self, container_id: &str) -> Option<TaskId> {
@@ -97,27 +100,62 @@ fn proc_stat(pid: i32) -> Option<(u64, bool)> {
     Some((fields.get(19)?.parse().ok()?, zombie))
 }
 
-/// Whether the process recorded in a run's pid file is alive (and is still that process).
-fn alive(dir: &Path) -> Option<bool> {
-    let text = std::fs::read_to_string(dir.join("pid")).ok()?;
-    let mut parts = text.split_whitespace();
-    let pid: i32 = parts.next()?.parse().ok()?;
-    let start: u64 = parts.next()?.parse().ok()?;
-    Some(matches!(proc_stat(pid), Some((s, false)) if s == start))
+/// What a run file says: the process and its start time, and the exit code once it ended.
+#[derive(Debug, Default, PartialEq)]
+struct Run {
+    pid: Option<(i32, u64)>,
+    exit: Option<i64>,
 }
 
-fn read_exit(dir: &Path) -> Option<(i64, Option<SystemTime>)> {
-    let path = dir.join("exit");
-    let code = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
-    let at = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+impl Run {
+    fn parse(text: &str) -> Run {
+        let mut run = Run::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("pid"), Some(pid), Some(start)) => {
+                    if let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) {
+                        run.pid = Some((pid, start));
+                    }
+                }
+                (Some("exit"), Some(code), None) => run.exit = code.parse().ok(),
+                _ => {}
+            }
+        }
+        run
+    }
+
+    /// The run file at `path`; `None` when there is none (no run, or it was forgotten).
+    fn read(path: &Path) -> Option<Run> {
+        std::fs::read_to_string(path).ok().map(|t| Run::parse(&t))
+    }
+
+    /// Whether its process is alive (and is still that process).
+    fn alive(&self) -> bool {
+        self.pid
+            .is_some_and(|(pid, start)| matches!(proc_stat(pid), Some((s, false)) if s == start))
+    }
+}
+
+/// Whether the process recorded in the run file at `path` is alive.
+fn alive(path: &Path) -> bool {
+    Run::read(path).is_some_and(|run| run.alive())
+}
+
+/// The exit code in the run file at `path`, and when it was written.
+fn read_exit(path: &Path) -> Option<(i64, Option<SystemTime>)> {
+    let code = Run::read(path)?.exit?;
+    let at = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     Some((code, at))
 }
 
-fn write_exit(dir: &Path, code: i64) {
-    let tmp = dir.join("exit.tmp");
-    if std::fs::write(&tmp, format!("{code}\n")).is_ok() {
-        let _ = std::fs::rename(tmp, dir.join("exit"));
-    }
+/// Appends a line to the run file at `path` (it exists: the run created it).
+fn append(path: &Path, line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(line.as_bytes())
 }
 
 fn signal_group(pid: i32, signal: libc::c_int) {
@@ -164,29 +202,31 @@ impl Runtime for ExecRuntime {
         if resolve(program, &env).is_none() {
             return Err(format!("command {program:?} not found"));
         }
-        let dir = self.task_dir(launch.id);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        for stale in ["exit", "exit.tmp", "pid"] {
-            let _ = std::fs::remove_file(dir.join(stale));
-        }
-        let open = |name: &str| {
+        let dir = &self.inner.dir;
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let id = launch.id;
+        let run_file = self.file(id, "run");
+        // A new run starts with an empty record (an earlier run's lines are gone).
+        std::fs::File::create(&run_file)
+            .map_err(|e| format!("creating {}: {e}", run_file.display()))?;
+        let open = |kind: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(dir.join(name))
-                .map_err(|e| format!("opening the task's {name} file: {e}"))
+                .open(self.file(id, kind))
+                .map_err(|e| format!("opening the task's {kind} file: {e}"))
         };
         let mut command = std::process::Command::new("/bin/sh");
         command
             .arg("-c")
             .arg(SHIM)
             .arg("cube-shim")
-            .arg(dir.join("exit"))
+            .arg(&run_file)
             .args(&argv)
             .envs(&env)
             .stdin(std::process::Stdio::null())
-            .stdout(open("stdout")?)
-            .stderr(open("stderr")?);
+            .stdout(open("out")?)
+            .stderr(open("err")?);
         // Its own process group: a signal to the worker's group (Ctrl-C, a supervisor's stop)
         // does not reach the task, the task outlives the worker, and a stop signals the
         // command's children too. Unlike a `pre_exec` hook (setsid), this lets std start the
@@ -198,20 +238,19 @@ impl Runtime for ExecRuntime {
             .map_err(|e| format!("starting {program:?}: {e}"))?;
         let pid = child.id().ok_or("the process exited at once")? as i32;
         let start = proc_stat(pid).map(|(s, _)| s).unwrap_or(0);
-        std::fs::write(dir.join("pid"), format!("{pid} {start}\n"))
-            .map_err(|e| format!("writing the pid file: {e}"))?;
+        append(&run_file, &format!("pid {pid} {start}\n"))
+            .map_err(|e| format!("writing the run file: {e}"))?;
         let container_id = format!("pid:{pid}");
         self.inner
             .known
             .lock()
             .unwrap()
-            .insert(container_id.clone(), launch.id);
+            .insert(container_id.clone(), id);
         self.inner.waiting.lock().unwrap().insert(pid);
         let inner = self.inner.clone();
-        let id = launch.id;
         tokio::spawn(async move {
             let status = child.wait().await;
-            if read_exit(&dir).is_none() {
+            if read_exit(&run_file).is_none() {
                 use std::os::unix::process::ExitStatusExt;
                 let code = match status {
                     Ok(s) => s
@@ -220,7 +259,7 @@ impl Runtime for ExecRuntime {
                         .or_else(|| s.signal().map(|sig| 128 + i64::from(sig))),
                     Err(_) => None,
                 };
-                write_exit(&dir, code.unwrap_or(-1));
+                let _ = append(&run_file, &format!("exit {}\n", code.unwrap_or(-1)));
             }
             inner.waiting.lock().unwrap().remove(&pid);
             if let Some(hints) = inner.hints.get() {
@@ -241,35 +280,34 @@ impl Runtime for ExecRuntime {
         let Some(id) = self.task_of(container_id) else {
             return Ok(None);
         };
-        let dir = self.task_dir(id);
-        let running = |dir: &Path| {
-            alive(dir).unwrap_or(false) || self.inner.waiting.lock().unwrap().contains(&pid)
-        };
-        if alive(&dir).unwrap_or(false) {
+        let run_file = self.file(id, "run");
+        let running = || alive(&run_file) || self.inner.waiting.lock().unwrap().contains(&pid);
+        if alive(&run_file) {
             signal_group(pid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
-            while running(&dir) && tokio::time::Instant::now() < deadline {
+            while running() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(POLL).await;
             }
-            if alive(&dir).unwrap_or(false) {
+            if alive(&run_file) {
                 signal_group(pid, libc::SIGKILL);
             }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            while running(&dir) && tokio::time::Instant::now() < deadline {
+            while running() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(POLL).await;
             }
         }
-        Ok(read_exit(&dir).map(|(code, _)| code))
+        Ok(read_exit(&run_file).map(|(code, _)| code))
     }
 
     async fn remove(&self, container_id: &str) -> RuntimeResult<()> {
         if let Some(pid) = pid_of(container_id) {
             if let Some(id) = self.task_of(container_id) {
-                if alive(&self.task_dir(id)).unwrap_or(false) {
+                let run_file = self.file(id, "run");
+                if alive(&run_file) {
                     signal_group(pid, libc::SIGKILL);
                 }
                 // Keep the output files (logs); forget the run.
-                let _ = std::fs::remove_file(self.task_dir(id).join("pid"));
+                let _ = std::fs::remove_file(run_file);
             }
         }
         self.inner.known.lock().unwrap().remove(container_id);
@@ -280,22 +318,16 @@ impl Runtime for ExecRuntime {
         let (Some(pid), Some(id)) = (pid_of(container_id), self.task_of(container_id)) else {
             return Ok(Observed::Missing);
         };
-        let dir = self.task_dir(id);
-        let recorded = std::fs::read_to_string(dir.join("pid")).ok();
-        if recorded
-            .as_deref()
-            .and_then(|t| t.split_whitespace().next())
-            != Some(&pid.to_string())
-        {
+        let run_file = self.file(id, "run");
+        let Some(run) = Run::read(&run_file).filter(|r| r.pid.map(|(p, _)| p) == Some(pid)) else {
             return Ok(Observed::Missing);
-        }
-        let started_at = std::fs::metadata(dir.join("pid"))
-            .and_then(|m| m.modified())
-            .ok();
-        if alive(&dir).unwrap_or(false) || self.inner.waiting.lock().unwrap().contains(&pid) {
+        };
+        if run.alive() || self.inner.waiting.lock().unwrap().contains(&pid) {
+            let started_at = std::fs::metadata(&run_file).and_then(|m| m.modified()).ok();
             return Ok(Observed::Running { started_at });
         }
-        Ok(match read_exit(&dir) {
+        // Read again: the exit line may have been appended since (the shim is gone now).
+        Ok(match read_exit(&run_file) {
             Some((code, finished_at)) => Observed::Exited {
                 code: Some(code),
                 finished_at,
@@ -312,18 +344,22 @@ impl Runtime for ExecRuntime {
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {
-            let Ok(task_id) = TaskId::parse("dir", &entry.file_name().to_string_lossy()) else {
-                continue;
-            };
-            let dir = entry.path();
-            let Ok(text) = std::fs::read_to_string(dir.join("pid")) else {
-                continue;
-            };
-            let Some(pid) = text
-                .split_whitespace()
-                .next()
-                .and_then(|p| p.parse::<i32>().ok())
+            let name = entry.file_name();
+            let Some(stem) = name
+                .to_string_lossy()
+                .strip_suffix(".run")
+                .map(str::to_owned)
             else {
+                continue;
+            };
+            let Ok(task_id) = TaskId::parse("run file", &stem) else {
+                continue;
+            };
+            let path = entry.path();
+            let Some(run) = Run::read(&path) else {
+                continue;
+            };
+            let Some((pid, _)) = run.pid else {
                 continue;
             };
             let container_id = format!("pid:{pid}");
@@ -332,15 +368,15 @@ impl Runtime for ExecRuntime {
                 .lock()
                 .unwrap()
                 .insert(container_id.clone(), task_id);
-            let created = std::fs::metadata(dir.join("pid"))
+            let created = entry
+                .metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs() as i64);
             found.push(Found {
                 task_id,
-                running: alive(&dir).unwrap_or(false)
-                    || self.inner.waiting.lock().unwrap().contains(&pid),
+                running: run.alive() || self.inner.waiting.lock().unwrap().contains(&pid),
                 container_id,
                 created,
             });
@@ -359,18 +395,23 @@ impl Runtime for ExecRuntime {
         _container_id: &str,
         request: LogRequest,
     ) -> BoxStream<'static, RuntimeResult<LogChunk>> {
-        let dir = self.task_dir(task_id);
+        let run_file = self.file(task_id, "run");
         let mut streams = Vec::new();
         if request.stdout {
             streams.push(follow_file(
-                dir.clone(),
-                "stdout",
+                self.file(task_id, "out"),
+                run_file.clone(),
                 pb::LogStream::Stdout,
                 request,
             ));
         }
         if request.stderr {
-            streams.push(follow_file(dir, "stderr", pb::LogStream::Stderr, request));
+            streams.push(follow_file(
+                self.file(task_id, "err"),
+                run_file,
+                pb::LogStream::Stderr,
+                request,
+            ));
         }
         futures::stream::select_all(streams).boxed()
     }
@@ -428,19 +469,25 @@ fn tail_offset(file: &mut std::fs::File, lines: u32) -> std::io::Result<u64> {
 /// Streams a run's output file: from the tail offset to its end, then (with follow) what is
 /// appended, reading only new bytes, until the process is gone and the file is drained.
 fn follow_file(
-    dir: PathBuf,
-    name: &'static str,
+    path: PathBuf,
+    run_file: PathBuf,
     stream: pb::LogStream,
     request: LogRequest,
 ) -> BoxStream<'static, RuntimeResult<LogChunk>> {
     struct State {
         file: Option<std::fs::File>,
-        dir: PathBuf,
+        path: PathBuf,
+        run_file: PathBuf,
         done: bool,
     }
+    let name = match stream {
+        pb::LogStream::Stderr => "stderr",
+        _ => "stdout",
+    };
     let init = State {
         file: None,
-        dir,
+        path,
+        run_file,
         done: false,
     };
     futures::stream::unfold(init, move |mut state| async move {
@@ -448,7 +495,7 @@ fn follow_file(
             return None;
         }
         if state.file.is_none() {
-            let mut file = match std::fs::File::open(state.dir.join(name)) {
+            let mut file = match std::fs::File::open(&state.path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     return None;
@@ -473,7 +520,7 @@ fn follow_file(
         loop {
             // Whether the process was running before this read: if it was not, an empty read
             // means the output is complete.
-            let was_running = request.follow && alive(&state.dir).unwrap_or(false);
+            let was_running = request.follow && alive(&state.run_file);
             let file = state.file.as_mut().expect("opened above");
             match file.read(&mut buf) {
                 Ok(0) if was_running => tokio::time::sleep(POLL).await,
@@ -495,6 +542,20 @@ fn follow_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_file_lines_are_read_in_either_order() {
+        let both = Run {
+            pid: Some((42, 7)),
+            exit: Some(3),
+        };
+        assert_eq!(Run::parse("pid 42 7\nexit 3\n"), both);
+        assert_eq!(Run::parse("exit 3\npid 42 7\n"), both);
+        assert_eq!(Run::parse("pid 42 7\n").exit, None);
+        // A line cut short (the shim killed while writing) is ignored.
+        assert_eq!(Run::parse("pid 42 7\nexit"), Run::parse("pid 42 7\n"));
+        assert_eq!(Run::parse(""), Run::default());
+    }
 
     #[test]
     fn tail_offset_finds_the_last_lines() {
