@@ -6,9 +6,12 @@
 //!   through `WatchTasks`, as a user of Cube would see them).
 //! - Submit-to-RUNNING latency p50/p99 at a steady 100 submissions per second (1,000
 //!   `sleep 600` tasks).
-//! - One reconcile cycle (ListTasks poll + apply, from the manager's `worker polled` debug
-//!   line) with 10,000 RUNNING `sleep 600` tasks on the 10 workers: a delta poll when nothing
-//!   changed, and a full sync (the manager restarted, so each worker sends all its tasks).
+//! - One reconcile cycle with 10,000 RUNNING `sleep 600` tasks on the 10 workers, in two
+//!   parts: the ListTasks round trip and the manager's apply of the answer (`apply_us` of the
+//!   manager's `worker polled` debug line). When nothing changed, the manager's own poll waits
+//!   (a long poll), so its round trip is measured here with `wait` unset, from this process,
+//!   against each worker; a full sync (the manager restarted, so each worker sends all its
+//!   tasks) answers at once, and both parts come from the manager's log line.
 //!
 //! `cargo bench --bench control` (`CUBE_BENCH_UPDATE_INTERVAL=1s` by default). Everything it
 //! started is stopped at the end, the tasks' process groups included, and checked gone.
@@ -26,7 +29,10 @@ use std::{
 };
 
 use common::{quantile, Server};
-use cube::pb::{self, manager_service_client::ManagerServiceClient, TaskState};
+use cube::pb::{
+    self, manager_service_client::ManagerServiceClient, worker_service_client::WorkerServiceClient,
+    TaskState,
+};
 use futures::StreamExt;
 
 /// Workers, as issue 8 asks.
@@ -180,7 +186,10 @@ async fn ready_nodes(url: &str) -> usize {
 struct Cycle {
     tasks: u64,
     complete: bool,
-    cycle_us: u64,
+    /// The ListTasks round trip (with the long poll's wait, if it waited).
+    poll_us: u64,
+    /// The manager applying the answer.
+    apply_us: u64,
 }
 
 fn cycles(manager: &Server) -> Vec<Cycle> {
@@ -196,7 +205,8 @@ fn cycles(manager: &Server) -> Vec<Cycle> {
         found.push(Cycle {
             tasks: fields["tasks"].as_u64().unwrap_or(0),
             complete: fields["complete"].as_bool().unwrap_or(false),
-            cycle_us: fields["cycle_us"].as_u64().unwrap_or(0),
+            poll_us: fields["poll_us"].as_u64().unwrap_or(0),
+            apply_us: fields["apply_us"].as_u64().unwrap_or(0),
         });
     }
     found
@@ -221,6 +231,38 @@ fn start_manager(data: &std::path::Path, workers: &[Server], interval: &str) -> 
         &args,
         &[("RUST_LOG", "info,cube::manager::reconciler=debug")],
     )
+}
+
+/// Round trips of a delta ListTasks that finds nothing new (no wait), `rounds` per worker, in
+/// microseconds; and how many tasks each worker holds.
+async fn quiet_polls(workers: &[Server], rounds: usize) -> (Vec<f64>, usize) {
+    let mut times = Vec::new();
+    let mut held = 0;
+    for w in workers {
+        let mut c = WorkerServiceClient::connect(w.url.clone()).await.unwrap();
+        let all = c
+            .list_tasks(pb::WorkerServiceListTasksRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        held = held.max(all.tasks.len());
+        for _ in 0..rounds {
+            let asked = Instant::now();
+            let delta = c
+                .list_tasks(pb::WorkerServiceListTasksRequest {
+                    since_revision: all.revision,
+                    instance_id: all.instance_id.clone(),
+                    wait: None,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            times.push(asked.elapsed().as_micros() as f64);
+            assert!(delta.tasks.is_empty(), "a RUNNING task changed");
+        }
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (times, held)
 }
 
 async fn wait_ready(url: &str, want: usize) {
@@ -332,9 +374,10 @@ async fn main() {
     let mut quiet: Vec<f64> = cycles(&manager)
         .iter()
         .filter(|c| c.tasks == 0)
-        .map(|c| c.cycle_us as f64)
+        .map(|c| c.apply_us as f64)
         .collect();
     quiet.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (quiet_polls, held) = quiet_polls(&workers, 20).await;
     // Full sync: restart the manager; the first poll of each worker asks for everything.
     let started = Instant::now();
     manager.stop();
@@ -354,11 +397,18 @@ async fn main() {
         full.push(Cycle {
             tasks: 0,
             complete: true,
-            cycle_us: 0,
+            poll_us: 0,
+            apply_us: 0,
         });
     }
-    let mut full_us: Vec<f64> = full.iter().map(|c| c.cycle_us as f64).collect();
-    full_us.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let sorted = |f: &dyn Fn(&Cycle) -> u64| {
+        let mut v: Vec<f64> = full.iter().map(|c| f(c) as f64).collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    };
+    let full_poll = sorted(&|c| c.poll_us);
+    let full_apply = sorted(&|c| c.apply_us);
+    let full_us = sorted(&|c| c.poll_us + c.apply_us);
     let full_tasks: u64 = full.iter().map(|c| c.tasks).sum::<u64>() / full.len() as u64;
 
     // Clean up: the manager, the workers, and every task process group they left.
@@ -372,8 +422,9 @@ async fn main() {
     let ms = |us: f64| us / 1000.0;
     let busiest = busiest.map_or("-".to_string(), |c| {
         format!(
-            "{:.1} ms ({} tasks in the answer)",
-            ms(c.cycle_us as f64),
+            "apply {:.1} ms, round trip {:.1} ms ({} tasks in the answer)",
+            ms(c.apply_us as f64),
+            ms(c.poll_us as f64),
             c.tasks
         )
     });
@@ -387,14 +438,21 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | ... submit to all COMPLETED | **{done:.0} tasks/s** ({last_finished:.2?}; {failed} FAILED) |\n\
 | submit to RUNNING at a steady {STEADY_RATE}/s ({STEADY_TASKS} tasks): p50 | {p50:.0} ms |\n\
 | ... p99 | {p99:.0} ms |\n\
-| one reconcile cycle, {RUNNING_TASKS} RUNNING on {WORKERS} workers, nothing changed (delta poll + apply), median of {nq} | {q50:.2} ms (max {qmax:.2} ms) |\n\
-| one reconcile cycle, full sync after a manager restart ({full_tasks} tasks per worker), median of {nf} | {f50:.1} ms (max {fmax:.1} ms) |\n\
+| one reconcile cycle, {RUNNING_TASKS} RUNNING on {WORKERS} workers ({held} tasks held per worker), nothing changed: delta ListTasks round trip (no wait), median of {np} | {p50q:.2} ms (max {pmaxq:.2} ms) |\n\
+| ... the manager's apply of the empty answer, median of {nq} | {q50:.3} ms (max {qmax:.3} ms) |\n\
+| one reconcile cycle, full sync after a manager restart ({full_tasks} tasks per worker), median of {nf}: round trip + apply | **{f50:.1} ms** (max {fmax:.1} ms) |\n\
+| ... round trip alone / apply alone, medians | {fp50:.1} ms / {fa50:.1} ms |\n\
 | busiest cycle while the short tasks ran | {busiest} |\n\
 | manager restart with {total} tasks in the store, to `listening on` | {reload:.2?} |\n",
         date = common::date(),
         sub = rate(submitted),
         sched = rate(last_scheduled),
         done = rate(last_finished),
+        np = quiet_polls.len(),
+        p50q = ms(quantile(&quiet_polls, 0.5)),
+        pmaxq = ms(quiet_polls.last().copied().unwrap_or(f64::NAN)),
+        fp50 = ms(quantile(&full_poll, 0.5)),
+        fa50 = ms(quantile(&full_apply, 0.5)),
         nq = quiet.len(),
         q50 = ms(quantile(&quiet, 0.5)),
         qmax = ms(quiet.last().copied().unwrap_or(f64::NAN)),
