@@ -7,13 +7,16 @@
 # `docker run -d` returns, for (b) when `docker service ps` shows N running, for (c) when the
 # manager reports N tasks RUNNING (what a user of Cube sees).
 #
-# Usage: bench/containers.sh [N] [P]      (defaults: 50 8)
+# The three take turns for R rounds; the table gives each one's median and every round.
+#
+# Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 3)
 # CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
 # Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50}
 P=${2:-8}
+ROUNDS=${3:-3}
 IMAGE=cube-test/busybox:latest
 LABEL=cube.bench=containers
 
@@ -24,9 +27,11 @@ cleanup() {
   docker swarm leave --force >/dev/null 2>&1 || true
   ids=$(docker ps -aq --filter "label=$LABEL"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
   ids=$(docker ps -aq --filter "label=cube.worker=bench-worker"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  [ -z "${MANAGER_PID:-}" ] || kill "$MANAGER_PID" 2>/dev/null || true
-  [ -z "${DATA:-}" ] || rm -rf "$DATA"
+  # Each round's manager runs in a subshell (its time is captured), so it leaves its pid here.
+  [ -f "$STATE/manager.pid" ] && kill "$(cat "$STATE/manager.pid")" 2>/dev/null || true
+  rm -rf "$STATE"
 }
+STATE=$(mktemp -d)
 trap cleanup EXIT
 
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
@@ -34,60 +39,80 @@ bench/build-image.sh
 [ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cubectl
 BIN=target/release
 
-echo "== (a) docker run -d, $N containers, $P at a time"
-start=$(now)
-seq "$N" | xargs -P "$P" -I{} docker run -d --label "$LABEL" "$IMAGE" sleep 300 >/dev/null
-raw=$(elapsed "$start" "$(now)")
-running=$(docker ps -q --filter "label=$LABEL" | wc -l)
-[ "$running" -eq "$N" ] || { echo "only $running of $N raw containers run"; exit 1; }
-docker rm -f $(docker ps -aq --filter "label=$LABEL") >/dev/null
-echo "   $raw s"
+run_raw() {
+  local start; start=$(now)
+  seq "$N" | xargs -P "$P" -I{} docker run -d --label "$LABEL" "$IMAGE" sleep 300 >/dev/null
+  local took; took=$(elapsed "$start" "$(now)")
+  local running; running=$(docker ps -q --filter "label=$LABEL" | wc -l)
+  [ "$running" -eq "$N" ] || { echo "only $running of $N raw containers run" >&2; exit 1; }
+  docker rm -f $(docker ps -aq --filter "label=$LABEL") >/dev/null
+  echo "$took"
+}
 
-echo "== (b) docker service create --replicas $N (single-node swarm)"
-docker swarm init --advertise-addr 127.0.0.1 >/dev/null
-start=$(now)
-docker service create --detach --quiet --no-resolve-image --name cube-bench \
-  --replicas "$N" --container-label "$LABEL" "$IMAGE" sleep 300 >/dev/null
-while [ "$(docker service ps cube-bench --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')" -lt "$N" ]; do
-  sleep 0.05
-done
-swarm=$(elapsed "$start" "$(now)")
-docker service rm cube-bench >/dev/null
-docker swarm leave --force >/dev/null
-# Swarm removes its containers asynchronously; wait so (c) starts on a quiet engine.
-while [ -n "$(docker ps -aq --filter "label=$LABEL")" ]; do sleep 0.2; done
-echo "   $swarm s"
+run_swarm() {
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+  local start; start=$(now)
+  docker service create --detach --quiet --no-resolve-image --name cube-bench \
+    --replicas "$N" --container-label "$LABEL" "$IMAGE" sleep 300 >/dev/null
+  while [ "$(docker service ps cube-bench --filter desired-state=running --format '{{.CurrentState}}' | grep -c '^Running')" -lt "$N" ]; do
+    sleep 0.05
+  done
+  local took; took=$(elapsed "$start" "$(now)")
+  docker service rm cube-bench >/dev/null
+  docker swarm leave --force >/dev/null
+  # Swarm removes its containers asynchronously; wait so the next run starts on a quiet engine.
+  while [ -n "$(docker ps -aq --filter "label=$LABEL")" ]; do sleep 0.2; done
+  echo "$took"
+}
 
-echo "== (c) Cube, one worker, $N tasks submitted $P at a time"
-DATA=$(mktemp -d)
-"$BIN/cube-manager" --dev --dev-worker-name bench-worker --listen 127.0.0.1:0 \
-  --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
-MANAGER_PID=$!
-for _ in $(seq 100); do grep -q '^listening on' "$DATA/out" 2>/dev/null && break; sleep 0.1; done
-ADDR=http://$(sed -n 's/^listening on //p' "$DATA/out")
-export CUBE_MANAGER=$ADDR
-# Wait for the embedded worker to be READY before the clock starts.
-for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
-start=$(now)
-seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
-while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
-  sleep 0.05
+run_cube() {
+  local DATA="$STATE/cube"
+  mkdir -p "$DATA"
+  "$BIN/cube-manager" --dev --dev-worker-name bench-worker --listen 127.0.0.1:0 \
+    --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
+  local MANAGER_PID=$!
+  echo "$MANAGER_PID" >"$STATE/manager.pid"
+  for _ in $(seq 100); do grep -q '^listening on' "$DATA/out" 2>/dev/null && break; sleep 0.1; done
+  export CUBE_MANAGER=http://$(sed -n 's/^listening on //p' "$DATA/out")
+  # Wait for the embedded worker to be READY before the clock starts.
+  for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
+  local start; start=$(now)
+  seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+  while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
+    sleep 0.05
+  done
+  local took; took=$(elapsed "$start" "$(now)")
+  kill "$MANAGER_PID"; wait "$MANAGER_PID" 2>/dev/null || true
+  rm -f "$STATE/manager.pid"
+  ids=$(docker ps -aq --filter "label=cube.worker=bench-worker"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  rm -rf "$DATA"
+  echo "$took"
+}
+
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+
+# The three ways take turns, so a slow spell of the machine falls on all of them.
+raws=(); swarms=(); cubes=()
+for round in $(seq "$ROUNDS"); do
+  echo "== round $round of $ROUNDS: $N containers, $P at a time"
+  raws+=("$(run_raw)");     echo "   (a) docker run -d:        ${raws[-1]} s"
+  swarms+=("$(run_swarm)"); echo "   (b) docker service create: ${swarms[-1]} s"
+  cubes+=("$(run_cube)");   echo "   (c) Cube:                  ${cubes[-1]} s"
 done
-cube=$(elapsed "$start" "$(now)")
-echo "   $cube s"
+raw=$(median "${raws[@]}"); swarm=$(median "${swarms[@]}"); cube=$(median "${cubes[@]}")
 
 cores=$(nproc); mem=$(free -g | awk '/^Mem:/{print $2}')
 table=$(cat <<EOF
 ## Containers end to end
 
 $N busybox \`sleep\` containers on one engine ($(docker version --format '{{.Server.Version}}')), $cores cores, ${mem} GiB; $(date -u +%Y-%m-%d).
-Command: \`bench/containers.sh $N $P\`.
+Command: \`bench/containers.sh $N $P $ROUNDS\` (the three take turns, $ROUNDS rounds).
 
-| how | all $N running after | ratio |
-|---|---|---|
-| (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 |
-| (b) \`docker service create --replicas $N\` | ${swarm} s | $(echo "$swarm / $raw" | bc -l | xargs printf '%.2f') |
-| (c) Cube, one worker | ${cube} s | $(echo "$cube / $raw" | bc -l | xargs printf '%.2f') |
+| how | all $N running after, median of $ROUNDS | ratio | every round |
+|---|---|---|---|
+| (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 | ${raws[*]} |
+| (b) \`docker service create --replicas $N\` | ${swarm} s | $(echo "$swarm / $raw" | bc -l | xargs printf '%.2f') | ${swarms[*]} |
+| (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(echo "$cube / $raw" | bc -l | xargs printf '%.2f') | ${cubes[*]} |
 
 Cube/raw = $(echo "$cube / $raw" | bc -l | xargs printf '%.2f'), Cube/Swarm = $(echo "$cube / $swarm" | bc -l | xargs printf '%.2f').
 EOF
