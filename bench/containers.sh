@@ -9,14 +9,14 @@
 #
 # The three take turns for R rounds; the table gives each one's median and every round.
 #
-# Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 3)
+# Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 5)
 # CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
 # Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-50}
 P=${2:-8}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 IMAGE=cube-test/busybox:latest
 LABEL=cube.bench=containers
 
