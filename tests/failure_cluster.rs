@@ -412,46 +412,83 @@ fn a_failing_task_uses_up_its_restarts_with_growing_delays() {
 /// then the restart (restart_count 1, RUNNING).
 #[test]
 fn a_failed_health_check_restarts_the_task() {
-    if !common::need_docker("a_failed_health_check_restarts_the_task") {
+    health_check_restarts(
+        "fhc",
+        &["--health-http", "8080/health"],
+        &["httpd", "-f", "-p", "8080", "-h", "/www"],
+        &["rm", "/www/health"],
+        &["8080", "/health"],
+    );
+}
+
+/// The TCP probe: httpd in the background of a shell that stays; killing httpd closes the
+/// port, and the task is restarted for it.
+#[test]
+fn a_failed_tcp_health_check_restarts_the_task() {
+    health_check_restarts(
+        "fht",
+        &["--health-tcp", "8080"],
+        &["sh", "-c", "httpd -p 8080 -h /www; exec sleep 600"],
+        &["killall", "httpd"],
+        &["tcp connect to port 8080"],
+    );
+}
+
+/// The command probe, run inside the container: it passes while a file exists.
+#[test]
+fn a_failed_command_health_check_restarts_the_task() {
+    health_check_restarts(
+        "fhx",
+        &["--health-cmd", "test -e /tmp/ok"],
+        &["sh", "-c", "touch /tmp/ok; exec sleep 600"],
+        &["rm", "/tmp/ok"],
+        &["test -e /tmp/ok", "exited with 1"],
+    );
+}
+
+/// Runs a task with the health check `check` and `command`, waits until it is RUNNING and
+/// healthy, breaks it with `docker exec <container> <breaker>`, and expects the restart and a
+/// HEALTH_CHECK_FAILED event whose message names each of `named`.
+fn health_check_restarts(
+    prefix: &str,
+    check: &[&str],
+    command: &[&str],
+    breaker: &[&str],
+    named: &[&str],
+) {
+    if !common::need_docker(&format!("health_check_restarts ({prefix})")) {
         return;
     }
-    let w = common::unique("fhc");
+    let w = common::unique(prefix);
     let _guard = ContainerGuard(vec![w.clone()]);
     let dir = common::temp_dir();
     let manager = manager(dir.path());
     let url = manager.url();
     let _worker = worker(&w, dir.path(), &url);
     wait_ready(&url, &[&w]);
-    let id = run(
-        &url,
-        &[
-            "--image",
-            TEST_IMAGE,
-            "--health-http",
-            "8080/health",
-            "--health-interval",
-            "500ms",
-            "--health-retries",
-            "2",
-            "--health-timeout",
-            "500ms",
-            "--stop-grace",
-            "1s",
-            "--",
-            "httpd",
-            "-f",
-            "-p",
-            "8080",
-            "-h",
-            "/www",
-        ],
-    );
+    let mut args = vec!["--image", TEST_IMAGE];
+    args.extend_from_slice(check);
+    args.extend_from_slice(&[
+        "--health-interval",
+        "500ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "500ms",
+        "--stop-grace",
+        "1s",
+        "--",
+    ]);
+    args.extend_from_slice(command);
+    let id = run(&url, &args);
     let first = common::wait_for(Duration::from_secs(15), "RUNNING and healthy", || {
         let t = task(&url, &id);
         (t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true).then_some(t)
     });
     let container = first["containerId"].as_str().unwrap().to_string();
-    common::run_ok("docker", &["exec", &container, "rm", "/www/health"]);
+    let mut exec = vec!["exec", container.as_str()];
+    exec.extend_from_slice(breaker);
+    common::run_ok("docker", &exec);
     let broken_at = Instant::now();
     // interval x retries + 2 s, plus the first restart delay of the backoff (1 s).
     let budget = Duration::from_millis(500 * 2) + Duration::from_secs(2) + Duration::from_secs(1);
@@ -460,7 +497,7 @@ fn a_failed_health_check_restarts_the_task() {
         (restarts(&t) == 1 && t["state"] != "TASK_STATE_FAILED").then_some(())
     });
     eprintln!(
-        "MEASURE health file removed -> restarted in {} ms",
+        "MEASURE {prefix}: broken -> restarted in {} ms",
         broken_at.elapsed().as_millis()
     );
     let events = status(&url, &id)["events"].clone();
@@ -473,10 +510,9 @@ fn a_failed_health_check_restarts_the_task() {
         .clone();
     let message = health["message"].as_str().unwrap();
     assert!(message.starts_with("health check failed"), "{message}");
-    assert!(
-        message.contains("8080") || message.contains("/health"),
-        "{message}"
-    );
+    for name in named {
+        assert!(message.contains(name), "{message} should name {name}");
+    }
 }
 
 /// Drain a node with three tasks: they run elsewhere, it runs none; undrain makes it READY and
