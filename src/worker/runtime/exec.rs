@@ -60,7 +60,14 @@ struct Inner {
     known: Mutex<HashMap<String, TaskId>>,
     /// Pids of children this process waits on (their exit code is written when they are reaped).
     waiting: Mutex<HashSet<i32>>,
+    /// Runs that have ended, by task, with the run file's (mtime, length) when it was read: an
+    /// ended run does not change until its file does, so `list` (the monitor's sweep, every
+    /// few seconds) reads only the files of runs that may still be going.
+    ended: Mutex<HashMap<TaskId, (Stamp, Found)>>,
 }
+
+/// A run file's modification time and length.
+type Stamp = (Option<SystemTime>, u64);
 
 impl ExecRuntime {
     /// A runtime keeping its runs under `dir` (`<data dir>/exec`).
@@ -71,6 +78,7 @@ impl ExecRuntime {
                 hints: OnceLock::new(),
                 known: Mutex::new(HashMap::new()),
                 waiting: Mutex::new(HashSet::new()),
+                ended: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -308,6 +316,7 @@ impl Runtime for ExecRuntime {
                 }
                 // Keep the output files (logs); forget the run.
                 let _ = std::fs::remove_file(run_file);
+                self.inner.ended.lock().unwrap().remove(&id);
             }
         }
         self.inner.known.lock().unwrap().remove(container_id);
@@ -355,6 +364,17 @@ impl Runtime for ExecRuntime {
             let Ok(task_id) = TaskId::parse("run file", &stem) else {
                 continue;
             };
+            let meta = entry.metadata().ok();
+            let stamp: Stamp = (
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.as_ref().map_or(0, |m| m.len()),
+            );
+            if let Some((seen, ended)) = self.inner.ended.lock().unwrap().get(&task_id) {
+                if *seen == stamp {
+                    found.push(ended.clone());
+                    continue;
+                }
+            }
             let path = entry.path();
             let Some(run) = Run::read(&path) else {
                 continue;
@@ -368,18 +388,21 @@ impl Runtime for ExecRuntime {
                 .lock()
                 .unwrap()
                 .insert(container_id.clone(), task_id);
-            let created = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
+            let created = stamp
+                .0
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs() as i64);
-            found.push(Found {
+            let one = Found {
                 task_id,
                 running: run.alive() || self.inner.waiting.lock().unwrap().contains(&pid),
                 container_id,
                 created,
-            });
+            };
+            if !one.running && run.exit.is_some() {
+                let mut ended = self.inner.ended.lock().unwrap();
+                ended.insert(task_id, (stamp, one.clone()));
+            }
+            found.push(one);
         }
         Ok(found)
     }
@@ -542,6 +565,42 @@ fn follow_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `list` remembers ended runs, and forgets one as soon as the task runs again.
+    #[tokio::test]
+    async fn list_sees_a_restarted_run_of_an_ended_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = ExecRuntime::new(dir.path().join("exec"));
+        let id = TaskId::new();
+        let launch = |command: &[&str]| Launch {
+            id,
+            spec: pb::TaskSpec {
+                command: command.iter().map(|s| s.to_string()).collect(),
+                ..Default::default()
+            },
+            attempt: 0,
+        };
+        let first = runtime.start(&launch(&["true"])).await.unwrap();
+        let ended = loop {
+            let found = runtime.list().await.unwrap();
+            if found.iter().all(|f| !f.running) && runtime.inner.ended.lock().unwrap().len() == 1 {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(ended[0].container_id, first.container_id);
+        // Listed again from what it remembers.
+        let again = runtime.list().await.unwrap();
+        assert_eq!(again[0].container_id, first.container_id);
+        assert!(!again[0].running);
+
+        let second = runtime.start(&launch(&["sleep", "30"])).await.unwrap();
+        let found = runtime.list().await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].container_id, second.container_id);
+        assert!(found[0].running);
+        runtime.remove(&second.container_id).await.unwrap();
+    }
 
     #[test]
     fn run_file_lines_are_read_in_either_order() {
