@@ -189,3 +189,41 @@ fn exec_worker_runs_stops_reports_and_readopts() {
 
     assert!(proc.terminate(), "a clean exit on SIGTERM");
 }
+
+/// The long poll of ListTasks on a worker that has never had a task (revision 0): it waits for
+/// the first change and answers with it, instead of answering at once (which made the manager
+/// poll a fresh worker only once per interval).
+#[test]
+fn a_fresh_worker_holds_the_long_poll_until_its_first_task() {
+    let dir = temp_dir();
+    let data = dir.path().to_str().unwrap().to_string();
+    let proc = start_worker(&unique("lp"), &data);
+    let mut w = Worker::connect(&proc.addr);
+    let first = w.list_since(0, "");
+    assert_eq!(first.revision, 0);
+    assert!(first.tasks.is_empty());
+
+    let mut poller = w.client.clone();
+    let request = pb::WorkerServiceListTasksRequest {
+        since_revision: first.revision,
+        instance_id: first.instance_id.clone(),
+        wait: Some(prost_types::Duration {
+            seconds: 5,
+            nanos: 0,
+        }),
+    };
+    let asked = std::time::Instant::now();
+    let poll = w.rt.spawn(async move { poller.list_tasks(request).await });
+    std::thread::sleep(Duration::from_millis(300));
+    let id = new_id();
+    w.start(&id, exec_spec("first", &["sleep", "300"]), 0)
+        .unwrap();
+    let answer = w.rt.block_on(poll).unwrap().unwrap().into_inner();
+    let waited = asked.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+        "answered after {waited:?}"
+    );
+    assert!(answer.tasks.iter().any(|t| t.id == id), "{answer:?}");
+    w.stop(&id).unwrap();
+}

@@ -317,7 +317,9 @@ impl<R: Runtime> Core<R> {
     /// waits up to `wait` for a change: the manager's reconciler learns of a change at once
     /// while a quiet worker still answers only once per `wait`.
     pub async fn list_waiting(&self, since: u64, instance_id: &str, wait: Duration) -> Listing {
-        if !wait.is_zero() && since > 0 && instance_id == self.inner.instance_id {
+        // Revision 0 of this instance is a cursor too: a worker that has had no task yet
+        // waits for its first change like any other.
+        if !wait.is_zero() && instance_id == self.inner.instance_id {
             let mut changed = self.inner.changed.subscribe();
             // wait_for looks at the current revision first, so a change made before the
             // subscription is not missed; the timeout is the normal end of a quiet wait.
