@@ -93,16 +93,33 @@ impl DockerRuntime {
     }
 }
 
+/// What already carries a container name.
+enum Existing {
+    /// Nothing (the usual case: no call beyond the one inspect).
+    Nothing,
+    /// A container of this worker, or one whose owner cannot be told (removed before a start).
+    Ours,
+    /// A container of another worker sharing the engine.
+    Theirs,
+}
+
 impl DockerRuntime {
-    /// Whether a container called `name` exists and carries another worker's label.
-    async fn named_by_another_worker(&self, name: &str) -> bool {
+    /// What is called `name` now: one inspect.
+    async fn existing(&self, name: &str) -> Existing {
         match self.docker.inspect_container(name, None).await {
-            Ok(container) => container
-                .config
-                .and_then(|c| c.labels)
-                .and_then(|labels| labels.get(LABEL_WORKER).cloned())
-                .is_some_and(|worker| worker != self.worker),
-            Err(_) => false,
+            Ok(container) => {
+                let worker = container
+                    .config
+                    .and_then(|c| c.labels)
+                    .and_then(|labels| labels.get(LABEL_WORKER).cloned());
+                match worker {
+                    Some(worker) if worker != self.worker => Existing::Theirs,
+                    _ => Existing::Ours,
+                }
+            }
+            Err(e) if is_not_found(&e) => Existing::Nothing,
+            // The engine may be failing: the removal that follows reports it.
+            Err(_) => Existing::Ours,
         }
     }
 }
@@ -170,12 +187,15 @@ impl Runtime for DockerRuntime {
         // Workers sharing one Docker engine (tests, a laptop) share its names: a copy of this
         // task left running by another worker (cut off, its task placed here) is not ours to
         // remove; the manager stops it through that worker. Ours gets the worker's name added.
-        if self.named_by_another_worker(&name).await {
-            name = format!("{name}-{}", self.worker);
+        // A container of ours with that name is a leftover of an earlier run of this task.
+        match self.existing(&name).await {
+            Existing::Nothing => {}
+            Existing::Ours => self.remove(&name).await?,
+            Existing::Theirs => {
+                name = format!("{name}-{}", self.worker);
+                self.remove(&name).await?;
+            }
         }
-        // A container of that name is a leftover of an earlier run of this task.
-        self.remove(&name).await?;
-        self.ensure_image(&spec.image).await?;
 
         let mut labels: HashMap<String, String> = spec
             .labels
@@ -230,15 +250,32 @@ impl Runtime for DockerRuntime {
             name: Some(name.clone()),
             ..Default::default()
         };
-        let created = self
+        // The image is looked for only when the engine lacks it (404), which saves a call on
+        // every other start.
+        let created = match self
             .docker
-            .create_container(Some(options), body)
+            .create_container(Some(options.clone()), body.clone())
             .await
-            .map_err(|e| format!("creating container {name}: {}", short(&e)))?;
+        {
+            Err(e) if is_not_found(&e) => {
+                self.ensure_image(&spec.image).await?;
+                self.docker.create_container(Some(options), body).await
+            }
+            other => other,
+        }
+        .map_err(|e| format!("creating container {name}: {}", short(&e)))?;
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let message = format!("starting container {name}: {}", short(&e));
             let _ = self.remove(&created.id).await;
             return Err(message);
+        }
+        if spec.ports.is_empty() {
+            // Nothing to read back: the start time is now, to within the call's return.
+            return Ok(Started {
+                container_id: created.id,
+                ports: Vec::new(),
+                started_at: SystemTime::now(),
+            });
         }
         let inspected = self
             .docker
