@@ -289,14 +289,16 @@ impl Runtime for ExecRuntime {
             return Ok(None);
         };
         let run_file = self.file(id, "run");
-        let running = || alive(&run_file) || self.inner.waiting.lock().unwrap().contains(&pid);
-        if alive(&run_file) {
+        // The run's pid line does not change while it runs: read it once, then only /proc.
+        let run = Run::read(&run_file).unwrap_or_default();
+        let running = || run.alive() || self.inner.waiting.lock().unwrap().contains(&pid);
+        if run.alive() {
             signal_group(pid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
             while running() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(POLL).await;
             }
-            if alive(&run_file) {
+            if run.alive() {
                 signal_group(pid, libc::SIGKILL);
             }
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
