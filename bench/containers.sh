@@ -22,11 +22,17 @@ LABEL=cube.bench=containers
 
 now() { date +%s.%N; }
 elapsed() { echo "$2 - $1" | bc -l | xargs printf '%.2f'; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+# Removes every container carrying the label $1 (key=value).
+rm_labelled() {
+  local ids; ids=$(docker ps -aq --filter "label=$1")
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+}
 cleanup() {
   docker service rm cube-bench >/dev/null 2>&1 || true
   docker swarm leave --force >/dev/null 2>&1 || true
-  ids=$(docker ps -aq --filter "label=$LABEL"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
-  ids=$(docker ps -aq --filter "label=cube.worker=bench-worker"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  rm_labelled "$LABEL"
+  rm_labelled cube.worker=bench-worker
   # Each round's manager runs in a subshell (its time is captured), so it leaves its pid here.
   [ -f "$STATE/manager.pid" ] && kill "$(cat "$STATE/manager.pid")" 2>/dev/null || true
   rm -rf "$STATE"
@@ -45,7 +51,7 @@ run_raw() {
   local took; took=$(elapsed "$start" "$(now)")
   local running; running=$(docker ps -q --filter "label=$LABEL" | wc -l)
   [ "$running" -eq "$N" ] || { echo "only $running of $N raw containers run" >&2; exit 1; }
-  docker rm -f $(docker ps -aq --filter "label=$LABEL") >/dev/null
+  rm_labelled "$LABEL"
   echo "$took"
 }
 
@@ -84,7 +90,7 @@ run_cube() {
   local took; took=$(elapsed "$start" "$(now)")
   kill "$MANAGER_PID"; wait "$MANAGER_PID" 2>/dev/null || true
   rm -f "$STATE/manager.pid"
-  ids=$(docker ps -aq --filter "label=cube.worker=bench-worker"); [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  rm_labelled cube.worker=bench-worker
   rm -rf "$DATA"
   echo "$took"
 }
@@ -111,10 +117,10 @@ Command: \`bench/containers.sh $N $P $ROUNDS\` (the three take turns, $ROUNDS ro
 | how | all $N running after, median of $ROUNDS | ratio | every round |
 |---|---|---|---|
 | (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 | ${raws[*]} |
-| (b) \`docker service create --replicas $N\` | ${swarm} s | $(echo "$swarm / $raw" | bc -l | xargs printf '%.2f') | ${swarms[*]} |
-| (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(echo "$cube / $raw" | bc -l | xargs printf '%.2f') | ${cubes[*]} |
+| (b) \`docker service create --replicas $N\` | ${swarm} s | $(ratio "$swarm" "$raw") | ${swarms[*]} |
+| (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(ratio "$cube" "$raw") | ${cubes[*]} |
 
-Cube/raw = $(echo "$cube / $raw" | bc -l | xargs printf '%.2f'), Cube/Swarm = $(echo "$cube / $swarm" | bc -l | xargs printf '%.2f').
+Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm").
 EOF
 )
 echo
