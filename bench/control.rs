@@ -3,7 +3,9 @@
 //!
 //! - 10,000 `true` tasks submitted by 16 clients: tasks per second from the first submit until
 //!   the manager shows every task SCHEDULED, and until it shows every task COMPLETED (seen
-//!   through `WatchTasks`, as a user of Cube would see them).
+//!   through `WatchTasks`, as a user of Cube would see them). Twice: one task a call
+//!   (SubmitTask), then 1,000 a call (SubmitTasks, as `cubectl run --count` or a Nomad job's
+//!   count would submit them).
 //! - Submit-to-RUNNING latency p50/p99 at a steady 100 submissions per second (1,000
 //!   `sleep 600` tasks).
 //! - One reconcile cycle with 10,000 RUNNING `sleep 600` tasks on the 10 workers, in two
@@ -41,6 +43,8 @@ const WORKERS: usize = 10;
 const SHORT_TASKS: usize = 10_000;
 /// Concurrent submitting clients (one connection each).
 const CLIENTS: usize = 16;
+/// Tasks per SubmitTasks call in the batched runs (the most one call may carry).
+const SUBMIT_BATCH: usize = cube::task::MAX_SUBMIT_BATCH;
 /// The steady submission rate of the latency run, per second.
 const STEADY_RATE: u64 = 100;
 /// Tasks of the latency run (10 s at the steady rate).
@@ -112,8 +116,15 @@ fn spec(i: usize, command: &[&str]) -> pb::TaskSpec {
     }
 }
 
-/// Submits `count` tasks from `CLIENTS` clients; returns their ids.
-async fn submit_many(url: &str, first: usize, count: usize, command: &[&str]) -> Vec<String> {
+/// Submits `count` tasks from `CLIENTS` clients, `batch` a call (1: SubmitTask, more:
+/// SubmitTasks); returns their ids.
+async fn submit_many(
+    url: &str,
+    first: usize,
+    count: usize,
+    batch: usize,
+    command: &[&str],
+) -> Vec<String> {
     let next = Arc::new(AtomicUsize::new(0));
     let ids = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let mut handles = Vec::new();
@@ -124,21 +135,26 @@ async fn submit_many(url: &str, first: usize, count: usize, command: &[&str]) ->
             let command: Vec<&str> = command.iter().map(String::as_str).collect();
             let mut c = ManagerServiceClient::connect(url).await.unwrap();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+                let from = next.fetch_add(batch, Ordering::Relaxed);
+                if from >= count {
                     return;
                 }
-                let task = c
-                    .submit_task(pb::SubmitTaskRequest {
-                        spec: Some(spec(first + i, &command)),
-                        request_id: String::new(),
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .task
-                    .unwrap();
-                ids.lock().unwrap().push(task.id);
+                let requests = (from..count.min(from + batch)).map(|i| pb::SubmitTaskRequest {
+                    spec: Some(spec(first + i, &command)),
+                    request_id: String::new(),
+                });
+                let tasks: Vec<pb::Task> = if batch == 1 {
+                    let request = requests.into_iter().next().unwrap();
+                    let answer = c.submit_task(request).await.unwrap().into_inner();
+                    answer.task.into_iter().collect()
+                } else {
+                    let request = pb::SubmitTasksRequest {
+                        tasks: requests.collect(),
+                    };
+                    let answer = c.submit_tasks(request).await.unwrap().into_inner();
+                    answer.tasks.into_iter().filter_map(|a| a.task).collect()
+                };
+                ids.lock().unwrap().extend(tasks.into_iter().map(|t| t.id));
             }
         }));
     }
@@ -146,6 +162,37 @@ async fn submit_many(url: &str, first: usize, count: usize, command: &[&str]) ->
         h.await.unwrap();
     }
     Arc::try_unwrap(ids).unwrap().into_inner().unwrap()
+}
+
+/// Submits `SHORT_TASKS` `true` tasks, `batch` a call, and measures when the manager shows
+/// them all submitted, SCHEDULED and finished.
+async fn short_tasks(url: &str, board: &Board, first: usize, batch: usize) -> Throughput {
+    let t0 = Instant::now();
+    let ids = submit_many(url, first, SHORT_TASKS, batch, &["true"]).await;
+    let submitted = t0.elapsed();
+    wait_all(board, &ids, "SCHEDULED", |s| s.scheduled.is_some()).await;
+    wait_all(board, &ids, "finished", |s| s.finished.is_some()).await;
+    let board = board.lock().unwrap();
+    let seen: Vec<Seen> = ids.iter().map(|id| board[id]).collect();
+    let throughput = Throughput {
+        submitted,
+        scheduled: seen.iter().filter_map(|s| s.scheduled).max().unwrap() - t0,
+        finished: seen.iter().filter_map(|s| s.finished).max().unwrap() - t0,
+        failed: seen.iter().filter(|s| s.failed).count(),
+    };
+    println!(
+        "   submitted in {:?}, all SCHEDULED after {:?}, all finished after {:?} ({} FAILED)",
+        throughput.submitted, throughput.scheduled, throughput.finished, throughput.failed
+    );
+    throughput
+}
+
+/// One run of the short tasks: from the first submit until each point.
+struct Throughput {
+    submitted: Duration,
+    scheduled: Duration,
+    finished: Duration,
+    failed: usize,
 }
 
 /// Waits until `done` holds for every id in `ids`, or panics after PHASE_TIMEOUT.
@@ -289,28 +336,15 @@ async fn main() {
     watch(manager.url.clone(), board.clone());
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // 1. Throughput of short tasks.
-    println!("== {SHORT_TASKS} `true` tasks, {CLIENTS} clients");
-    let t0 = Instant::now();
-    let short = submit_many(&manager.url, 0, SHORT_TASKS, &["true"]).await;
-    let submitted = t0.elapsed();
-    wait_all(&board, &short, "SCHEDULED", |s| s.scheduled.is_some()).await;
-    wait_all(&board, &short, "finished", |s| s.finished.is_some()).await;
-    let (last_scheduled, last_finished, failed) = {
-        let board = board.lock().unwrap();
-        let seen: Vec<Seen> = short.iter().map(|id| board[id]).collect();
-        (
-            seen.iter().filter_map(|s| s.scheduled).max().unwrap() - t0,
-            seen.iter().filter_map(|s| s.finished).max().unwrap() - t0,
-            seen.iter().filter(|s| s.failed).count(),
-        )
-    };
-    let rate = |d: Duration| SHORT_TASKS as f64 / d.as_secs_f64();
-    println!(
-        "   submitted in {submitted:?}, all SCHEDULED after {last_scheduled:?}, all finished after {last_finished:?} ({failed} FAILED)"
-    );
+    // 1. Throughput of short tasks: one per SubmitTask, then SUBMIT_BATCH per SubmitTasks.
+    println!("== {SHORT_TASKS} `true` tasks, {CLIENTS} clients, one task a call");
+    let single = short_tasks(&manager.url, &board, 0, 1).await;
     let ramp = cycles(&manager);
     let busiest = ramp.iter().max_by_key(|c| c.tasks);
+    println!("== {SHORT_TASKS} `true` tasks, {CLIENTS} clients, {SUBMIT_BATCH} tasks a call");
+    let batched = short_tasks(&manager.url, &board, SHORT_TASKS, SUBMIT_BATCH).await;
+    let _ = cycles(&manager);
+    let first_steady = 2 * SHORT_TASKS;
 
     // 2. Submit-to-RUNNING latency at a steady rate.
     println!("== {STEADY_TASKS} `sleep 600` tasks at {STEADY_RATE}/s");
@@ -328,7 +362,7 @@ async fn main() {
             let at = Instant::now();
             let task = c
                 .submit_task(pb::SubmitTaskRequest {
-                    spec: Some(spec(SHORT_TASKS + i, &["sleep", "600"])),
+                    spec: Some(spec(first_steady + i, &["sleep", "600"])),
                     request_id: String::new(),
                 })
                 .await
@@ -360,8 +394,9 @@ async fn main() {
     println!("== {more} more `sleep 600` tasks, to {RUNNING_TASKS} RUNNING");
     let mut running_ids = submit_many(
         &manager.url,
-        SHORT_TASKS + STEADY_TASKS,
+        first_steady + STEADY_TASKS,
         more,
+        SUBMIT_BATCH,
         &["sleep", "600"],
     )
     .await;
@@ -420,6 +455,13 @@ async fn main() {
     println!("   cleanup: killed {groups} task process groups; none left");
 
     let ms = |us: f64| us / 1000.0;
+    let rate = |d: Duration, failed: Option<usize>| {
+        let per_second = SHORT_TASKS as f64 / d.as_secs_f64();
+        match failed {
+            None => format!("{per_second:.0} tasks/s ({d:.2?})"),
+            Some(failed) => format!("{per_second:.0} tasks/s ({d:.2?}; {failed} FAILED)"),
+        }
+    };
     let busiest = busiest.map_or("-".to_string(), |c| {
         format!(
             "apply {:.1} ms, round trip {:.1} ms ({} tasks in the answer)",
@@ -433,9 +475,12 @@ async fn main() {
 One manager and {WORKERS} `cube-worker --runtime exec` processes (release builds) on one machine: {machine}; {date}.\n\
 Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | measurement | result |\n|---|---|\n\
-| {SHORT_TASKS} `true` tasks, {CLIENTS} clients: submitted | {sub:.0} tasks/s ({submitted:.2?}) |\n\
-| ... submit to all SCHEDULED | **{sched:.0} tasks/s** ({last_scheduled:.2?}) |\n\
-| ... submit to all COMPLETED | **{done:.0} tasks/s** ({last_finished:.2?}; {failed} FAILED) |\n\
+| {SHORT_TASKS} `true` tasks, {CLIENTS} clients, one task a call (SubmitTask): submitted | {s1} |\n\
+| ... submit to all SCHEDULED | **{d1}** |\n\
+| ... submit to all COMPLETED | **{c1}** |\n\
+| {SHORT_TASKS} `true` tasks, {CLIENTS} clients, {SUBMIT_BATCH} tasks a call (SubmitTasks): submitted | {s2} |\n\
+| ... submit to all SCHEDULED | **{d2}** |\n\
+| ... submit to all COMPLETED | **{c2}** |\n\
 | submit to RUNNING at a steady {STEADY_RATE}/s ({STEADY_TASKS} tasks): p50 | {p50:.0} ms |\n\
 | ... p99 | {p99:.0} ms |\n\
 | one reconcile cycle, {RUNNING_TASKS} RUNNING on {WORKERS} workers ({held} tasks held per worker), nothing changed: delta ListTasks round trip (no wait), median of {np} | {p50q:.2} ms (max {pmaxq:.2} ms) |\n\
@@ -445,9 +490,12 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | busiest cycle while the short tasks ran | {busiest} |\n\
 | manager restart with {total} tasks in the store, to `listening on` | {reload:.2?} |\n",
         date = common::date(),
-        sub = rate(submitted),
-        sched = rate(last_scheduled),
-        done = rate(last_finished),
+        s1 = rate(single.submitted, None),
+        d1 = rate(single.scheduled, None),
+        c1 = rate(single.finished, Some(single.failed)),
+        s2 = rate(batched.submitted, None),
+        d2 = rate(batched.scheduled, None),
+        c2 = rate(batched.finished, Some(batched.failed)),
         np = quiet_polls.len(),
         p50q = ms(quantile(&quiet_polls, 0.5)),
         pmaxq = ms(quiet_polls.last().copied().unwrap_or(f64::NAN)),
@@ -459,7 +507,7 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
         nf = full_us.len(),
         f50 = ms(quantile(&full_us, 0.5)),
         fmax = ms(full_us.last().copied().unwrap_or(f64::NAN)),
-        total = SHORT_TASKS + RUNNING_TASKS,
+        total = 2 * SHORT_TASKS + RUNNING_TASKS,
     );
     common::record("Control plane", &table);
 }

@@ -154,22 +154,32 @@ impl Client {
         &self,
         spec: pb::TaskSpec,
         request_id: &str,
-        mut on_retry: impl FnMut(&ClientError),
+        on_retry: impl FnMut(&ClientError),
     ) -> Result<pb::SubmitTaskResponse, ClientError> {
-        let deadline = tokio::time::Instant::now() + SUBMIT_RETRY_BUDGET;
-        let mut pause = SUBMIT_RETRY_FIRST_PAUSE;
-        loop {
-            match self.submit_task_once(spec.clone(), request_id).await {
-                Err(error)
-                    if error.is_retryable() && tokio::time::Instant::now() + pause < deadline =>
-                {
-                    on_retry(&error);
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(SUBMIT_RETRY_MAX_PAUSE);
-                }
-                result => return result,
-            }
-        }
+        retry_submission(on_retry, || self.submit_task_once(spec.clone(), request_id)).await
+    }
+
+    /// Submits several tasks in one call (all or none), each `(spec, request_id)`, retrying
+    /// the same request ids while the manager is unavailable, as [`Client::submit_task`] does.
+    pub async fn submit_tasks(
+        &self,
+        tasks: &[(pb::TaskSpec, String)],
+        on_retry: impl FnMut(&ClientError),
+    ) -> Result<pb::SubmitTasksResponse, ClientError> {
+        retry_submission(on_retry, || async {
+            let request = self.request(pb::SubmitTasksRequest {
+                tasks: tasks
+                    .iter()
+                    .map(|(spec, request_id)| pb::SubmitTaskRequest {
+                        spec: Some(spec.clone()),
+                        request_id: request_id.clone(),
+                    })
+                    .collect(),
+            });
+            let response = self.inner.clone().submit_tasks(request).await;
+            response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+        })
+        .await
     }
 
     /// Asks for a task to stop.
@@ -329,6 +339,32 @@ impl Client {
 /// Transport failures (refused connection, broken stream) carry the transport error as their
 /// source, and a deadline that passed before the server said anything is tonic's own
 /// `Timeout expired`; a status the manager sent has no source.
+/// Calls `attempt` until it succeeds, fails for good, or [`SUBMIT_RETRY_BUDGET`] is spent on
+/// retryable errors (a submission carries request ids, so a retry cannot create a task twice).
+async fn retry_submission<T, F, Fut>(
+    mut on_retry: impl FnMut(&ClientError),
+    mut attempt: F,
+) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = tokio::time::Instant::now() + SUBMIT_RETRY_BUDGET;
+    let mut pause = SUBMIT_RETRY_FIRST_PAUSE;
+    loop {
+        match attempt().await {
+            Err(error)
+                if error.is_retryable() && tokio::time::Instant::now() + pause < deadline =>
+            {
+                on_retry(&error);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(SUBMIT_RETRY_MAX_PAUSE);
+            }
+            result => return result,
+        }
+    }
+}
+
 fn classify(url: &str, timeout: Duration, status: Status) -> ClientError {
     use std::error::Error as _;
     if status.code() == Code::Cancelled && status.message() == "Timeout expired" {

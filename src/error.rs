@@ -71,6 +71,18 @@ impl Error {
         }
     }
 
+    /// The same error with an `InvalidArgument`'s field placed under `parent` (e.g.
+    /// `tasks[3]` makes `spec.image` into `tasks[3].spec.image`); other errors are unchanged.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            Self::InvalidArgument { field, reason } => Self::InvalidArgument {
+                field: format!("{parent}.{field}").into(),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// A `NotFound` for a task.
     pub fn task_not_found(id: impl ToString) -> Self {
         Self::NotFound {

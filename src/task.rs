@@ -124,6 +124,9 @@ pub fn state_name(state: TaskState) -> &'static str {
 /// The longest task name Cube accepts (a DNS label, so names fit in container names).
 pub const MAX_NAME_LEN: usize = 63;
 
+/// The most tasks one `ManagerService.SubmitTasks` call may carry.
+pub const MAX_SUBMIT_BATCH: usize = 1000;
+
 /// The grace period of a stop when the spec sets none: Docker's own default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 

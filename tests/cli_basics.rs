@@ -204,6 +204,12 @@ fn task_files_submit_lists_and_name_bad_fields() {
     let (code, _, stderr) = cubectl(&url, &["run", "-f", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("colour"), "{stderr}");
+    // A list the manager refuses (a bad name in its second task) is refused whole.
+    std::fs::write(&bad, "- image: x\n- image: x\n  name: no spaces\n").unwrap();
+    let (code, stdout, stderr) = cubectl(&url, &["run", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("tasks[1].spec.name"), "{stderr}");
     let (_, stdout, _) = cubectl(&url, &["status", "-o", "json"]);
     assert!(
         json(&stdout).get("tasks").is_none(),
@@ -227,6 +233,27 @@ fn task_files_submit_lists_and_name_bad_fields() {
     assert_eq!(task["spec"]["name"], "two");
     assert_eq!(task["spec"]["resources"]["cpuMillis"], "250");
     assert_eq!(task["spec"]["resources"]["memoryBytes"], "1048576");
+
+    // --count: that many copies, one id per line; with -f, that many of each.
+    let (code, stdout, stderr) = cubectl(
+        &url,
+        &["run", "--image", "x", "--name", "copies", "--count", "3"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let copies: Vec<&str> = stdout.lines().collect();
+    assert_eq!(copies.len(), 3, "{stdout}");
+    for id in &copies {
+        let (_, stdout, _) = cubectl(&url, &["status", id, "-o", "json"]);
+        assert_eq!(json(&stdout)["task"]["spec"]["name"], "copies");
+    }
+    let (code, stdout, stderr) = cubectl(
+        &url,
+        &["run", "-f", good.to_str().unwrap(), "--replicas", "2"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 4, "{stdout}");
+    let (code, _, stderr) = cubectl(&url, &["run", "--image", "x", "--count", "0"]);
+    assert_eq!(code, 2, "{stderr}");
 }
 
 /// Proves `run` prints the id alone on stdout, and that `-o json` on every read verb prints

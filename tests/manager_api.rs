@@ -396,3 +396,114 @@ fn grpcurl_lists_and_calls_the_manager() {
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["tasks"][0]["id"], id.as_str());
 }
+
+/// SubmitTasks accepts a batch in order and all at once: a bad request anywhere rejects the
+/// call, naming its index, and creates nothing; a request_id repeated within the call or in a
+/// retry answers the same task; an acknowledged batch survives a SIGKILL of the manager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_tasks_is_all_or_nothing_and_durable() {
+    let dir = temp_dir();
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    let manager = Proc::start("cube-manager", &args);
+    let mut c = client(&manager).await;
+    let request = |name: &str, request_id: &str| pb::SubmitTaskRequest {
+        spec: Some(sleep_spec(name)),
+        request_id: request_id.into(),
+    };
+    let count = |c: &mut ManagerServiceClient<Channel>| {
+        let mut c = c.clone();
+        async move {
+            c.list_tasks(pb::ListTasksRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .tasks
+                .len()
+        }
+    };
+
+    let err = c
+        .submit_tasks(pb::SubmitTasksRequest {
+            tasks: vec![request("a", ""), request("bad name!", ""), request("c", "")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("tasks[1].spec.name"),
+        "{}",
+        err.message()
+    );
+    let err = c
+        .submit_tasks(pb::SubmitTasksRequest { tasks: vec![] })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("tasks: holds 0"),
+        "{}",
+        err.message()
+    );
+    let too_many = (0..1001).map(|i| request(&format!("t{i}"), "")).collect();
+    let err = c
+        .submit_tasks(pb::SubmitTasksRequest { tasks: too_many })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("1 to 1000"), "{}", err.message());
+    assert_eq!(count(&mut c).await, 0, "a rejected call creates nothing");
+
+    let batch = pb::SubmitTasksRequest {
+        tasks: vec![
+            request("a", "ra"),
+            request("b", "rb"),
+            request("a-again", "ra"),
+        ],
+    };
+    let answers = c
+        .submit_tasks(batch.clone())
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    let shape: Vec<(String, bool)> = answers
+        .iter()
+        .map(|a| {
+            (
+                a.task.as_ref().unwrap().spec.as_ref().unwrap().name.clone(),
+                a.created,
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [("a".into(), true), ("b".into(), true), ("a".into(), false)],
+        "in order; the repeated request id answers its first task"
+    );
+    let ids: Vec<String> = answers.iter().map(|a| a.task.clone().unwrap().id).collect();
+    assert_eq!(ids[0], ids[2]);
+    assert_ne!(ids[0], ids[1]);
+    for answer in &answers {
+        assert_eq!(
+            answer.task.as_ref().unwrap().state(),
+            pb::TaskState::Pending
+        );
+    }
+
+    // Acknowledged means durable: SIGKILL, restart on the same data dir.
+    manager.kill9();
+    let manager = Proc::start("cube-manager", &args);
+    let mut c = client(&manager).await;
+    assert_eq!(count(&mut c).await, 2);
+    let retry = c.submit_tasks(batch).await.unwrap().into_inner().tasks;
+    assert!(retry.iter().all(|a| !a.created), "a retry creates nothing");
+    let retry_ids: Vec<String> = retry.iter().map(|a| a.task.clone().unwrap().id).collect();
+    assert_eq!(retry_ids[0], ids[0]);
+    assert_eq!(count(&mut c).await, 2);
+    assert!(manager.terminate(), "clean shutdown");
+}

@@ -14,7 +14,7 @@ use tonic::Code;
 use crate::{
     client::{Client, ClientError},
     proto::pb,
-    task::{format_bytes, format_cpu, parse_bytes, parse_cpu},
+    task::{format_bytes, format_cpu, parse_bytes, parse_cpu, MAX_SUBMIT_BATCH},
 };
 
 use super::{
@@ -33,6 +33,7 @@ const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(250);
     after_help = "Examples:\n  \
         cubectl run --image cube-test/busybox:latest -- sleep 300\n  \
         cubectl run --image nginx:alpine --name web -p 8080:80 --cpu 500m --memory 256Mi --wait\n  \
+        cubectl run --image cube-test/busybox:latest --count 20 -- sleep 300\n  \
         cubectl run -f tasks.yaml"
 )]
 pub struct RunArgs {
@@ -102,6 +103,11 @@ pub struct RunArgs {
     /// TaskSpec; `-` reads standard input.
     #[arg(short = 'f', long = "file", value_name = "FILE", conflicts_with_all = ["spec", "probe"])]
     pub file: Option<PathBuf>,
+    /// Run this many copies of the task (of each task, with -f), submitted together: all are
+    /// accepted or none (per call of up to 1000).
+    #[arg(long, visible_alias = "replicas", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub count: u32,
     /// After submitting, follow the task until it runs; exit 1 if it fails or stays pending.
     #[arg(long)]
     pub wait: bool,
@@ -299,28 +305,48 @@ fn read_task_file(path: &Path) -> Result<Vec<pb::TaskSpec>, Failure> {
     parse_task_file(&source, &text, json).map_err(|message| Failure::new(message, hint))
 }
 
-/// Runs `cubectl run`.
+/// Runs `cubectl run`. One task goes by SubmitTask; more (a task file's list, `--count`) go
+/// by SubmitTasks, up to 1000 a call, so a bad spec in the list submits none of that call.
 pub async fn run(client: &Client, args: RunArgs) -> Outcome {
     let specs = match &args.file {
         Some(path) => read_task_file(path)?,
         None => vec![args.spec()],
     };
-    let mut ids = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let mut warned = false;
+    let count = args.count as usize;
+    let tasks: Vec<(pb::TaskSpec, String)> = specs
+        .iter()
+        .flat_map(|spec| std::iter::repeat_n(spec, count))
+        .map(|spec| (spec.clone(), uuid::Uuid::new_v4().to_string()))
+        .collect();
+    let mut warned = false;
+    let mut on_retry = |error: &ClientError| {
+        if !warned {
+            print_err(&format!("cubectl: {error}; retrying\n"));
+            warned = true;
+        }
+    };
+    let mut ids = Vec::with_capacity(tasks.len());
+    if let [(spec, request_id)] = tasks.as_slice() {
         let response = client
-            .submit_task(spec, &request_id, |error| {
-                if !warned {
-                    print_err(&format!("cubectl: {error}; retrying\n"));
-                    warned = true;
-                }
-            })
+            .submit_task(spec.clone(), request_id, &mut on_retry)
             .await
             .map_err(submit_failure)?;
-        let task = response.task.unwrap_or_default();
-        print_out(&format!("{}\n", task.id));
-        ids.push(task.id);
+        let id = response.task.unwrap_or_default().id;
+        print_out(&format!("{id}\n"));
+        ids.push(id);
+    } else {
+        for chunk in tasks.chunks(MAX_SUBMIT_BATCH) {
+            let response = client
+                .submit_tasks(chunk, &mut on_retry)
+                .await
+                .map_err(submit_failure)?;
+            // Printed per call: an error in a later call leaves these accepted.
+            for answer in response.tasks {
+                let id = answer.task.unwrap_or_default().id;
+                print_out(&format!("{id}\n"));
+                ids.push(id);
+            }
+        }
     }
     if args.wait {
         for id in &ids {

@@ -595,17 +595,32 @@ impl Core {
     /// Accepts a validated spec; answers once it is durable. With a known `request_id`, the
     /// task that id created (and `false`).
     pub async fn submit(&self, spec: pb::TaskSpec, request_id: String) -> Result<(pb::Task, bool)> {
-        let (task, created, durable) = {
+        let mut answers = self.submit_many(vec![(spec, request_id)]).await?;
+        Ok(answers.remove(0))
+    }
+
+    /// Accepts validated specs, each with its optional `request_id`, in one commit; answers
+    /// once all are durable, in order. A known `request_id` (also one repeated within the
+    /// call) answers the task it created, and `false`.
+    pub async fn submit_many(
+        &self,
+        requests: Vec<(pb::TaskSpec, String)>,
+    ) -> Result<Vec<(pb::Task, bool)>> {
+        let (answers, durable) = {
             let mut state = self.lock();
-            if let Some(existing) = state
-                .requests
-                .get(&request_id)
-                .filter(|_| !request_id.is_empty())
-            {
-                let task = state.tasks[existing].task.clone();
-                // Wait for everything queued so far: the first submission may not be durable yet.
-                (task, false, self.shared.store.write(Vec::new()))
-            } else {
+            let mut changes = Changes::default();
+            let mut answers = Vec::with_capacity(requests.len());
+            for (spec, request_id) in requests {
+                if let Some(existing) = state
+                    .requests
+                    .get(&request_id)
+                    .filter(|_| !request_id.is_empty())
+                {
+                    // The commit below also waits for everything queued before it, so a
+                    // first submission that is not yet durable is by the time this answers.
+                    answers.push((state.tasks[existing].task.clone(), false));
+                    continue;
+                }
                 let id = TaskId::new();
                 let seq = state.next_seq;
                 state.next_seq += 1;
@@ -638,7 +653,6 @@ impl Core {
                         restart_at: None,
                     },
                 );
-                let mut changes = Changes::default();
                 state.update(
                     &self.shared,
                     &mut changes,
@@ -646,12 +660,12 @@ impl Core {
                     Some((EventType::Submitted, "accepted".into())),
                     |_| {},
                 );
-                let task = state.tasks[&id].task.clone();
-                (task, true, self.finish(changes))
+                answers.push((state.tasks[&id].task.clone(), true));
             }
+            (answers, self.finish(changes))
         };
         durable.wait().await?;
-        Ok((task, created))
+        Ok(answers)
     }
 
     /// Records the wish that a task stop; the stopper calls its worker. A finished task is

@@ -12,7 +12,7 @@ use crate::{
     proto::pb::{
         self, manager_service_server::ManagerService, worker_service_client::WorkerServiceClient,
     },
-    task::{validate_spec, TaskId},
+    task::{validate_spec, TaskId, MAX_SUBMIT_BATCH},
 };
 
 /// The page size when a request sets none.
@@ -55,6 +55,23 @@ impl Polls {
             ));
         }
     }
+}
+
+/// A submission's spec checked and its defaults filled, with its request id.
+fn checked_submission(request: pb::SubmitTaskRequest) -> Result<(pb::TaskSpec, String)> {
+    let spec = request
+        .spec
+        .ok_or_else(|| Error::invalid("spec", "is required"))?;
+    // The manager does not know which runtime will run the task; a worker on Docker
+    // rejects a spec without an image when it is sent.
+    let spec = validate_spec(spec, false)?;
+    if request.request_id.chars().count() > MAX_REQUEST_ID {
+        return Err(Error::invalid(
+            "request_id",
+            format!("is longer than {MAX_REQUEST_ID} characters"),
+        ));
+    }
+    Ok((spec, request.request_id))
 }
 
 fn page_size(field: &'static str, size: i32) -> Result<usize> {
@@ -101,25 +118,48 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::SubmitTaskRequest>,
     ) -> Result<Response<pb::SubmitTaskResponse>, Status> {
-        let request = request.into_inner();
-        let spec = request
-            .spec
-            .ok_or_else(|| Error::invalid("spec", "is required"))?;
-        // The manager does not know which runtime will run the task; a worker on Docker
-        // rejects a spec without an image when it is sent.
-        let spec = validate_spec(spec, false)?;
-        if request.request_id.chars().count() > MAX_REQUEST_ID {
-            return Err(Error::invalid(
-                "request_id",
-                format!("is longer than {MAX_REQUEST_ID} characters"),
-            )
-            .into());
-        }
-        let (task, created) = self.core.submit(spec, request.request_id).await?;
+        let (spec, request_id) = checked_submission(request.into_inner())?;
+        let (task, created) = self.core.submit(spec, request_id).await?;
         tracing::info!(task_id = %task.id, created, "task submitted");
         Ok(Response::new(pb::SubmitTaskResponse {
             task: Some(task),
             created,
+        }))
+    }
+
+    async fn submit_tasks(
+        &self,
+        request: Request<pb::SubmitTasksRequest>,
+    ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
+        let requests = request.into_inner().tasks;
+        if requests.is_empty() || requests.len() > MAX_SUBMIT_BATCH {
+            return Err(Error::invalid(
+                "tasks",
+                format!(
+                    "holds {} requests; send 1 to {MAX_SUBMIT_BATCH}",
+                    requests.len()
+                ),
+            )
+            .into());
+        }
+        let checked = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| {
+                checked_submission(request).map_err(|e| e.within(&format!("tasks[{i}]")))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let answers = self.core.submit_many(checked).await?;
+        let created = answers.iter().filter(|(_, created)| *created).count();
+        tracing::info!(tasks = answers.len(), created, "tasks submitted");
+        Ok(Response::new(pb::SubmitTasksResponse {
+            tasks: answers
+                .into_iter()
+                .map(|(task, created)| pb::SubmitTaskResponse {
+                    task: Some(task),
+                    created,
+                })
+                .collect(),
         }))
     }
 
