@@ -37,7 +37,12 @@ impl Server {
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            // `cargo bench` sets this for the benchmark's own sake; the release binaries need
+            // only system libraries and a deployed worker has no such path. Exec tasks inherit
+            // the worker's environment, and with it every task's dynamic loader would first
+            // search these four directories for libc.
+            .env_remove("LD_LIBRARY_PATH");
         for (k, v) in env {
             command.env(k, v);
         }

@@ -210,13 +210,28 @@ impl Runtime for ExecRuntime {
         if resolve(program, &env).is_none() {
             return Err(format!("command {program:?} not found"));
         }
-        let dir = &self.inner.dir;
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         let id = launch.id;
         let run_file = self.file(id, "run");
-        // A new run starts with an empty record (an earlier run's lines are gone).
-        std::fs::File::create(&run_file)
-            .map_err(|e| format!("creating {}: {e}", run_file.display()))?;
+        // Appending, so the pid line written below never overwrites an exit line the shim
+        // wrote first; kept open for that line. A new run starts with an empty record (an
+        // earlier run's lines are gone).
+        let open_run = || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&run_file)
+        };
+        let mut record = match open_run() {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let dir = &self.inner.dir;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                open_run()
+            }
+            opened => opened,
+        }
+        .and_then(|file| file.set_len(0).map(|()| file))
+        .map_err(|e| format!("creating {}: {e}", run_file.display()))?;
         let open = |kind: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -246,8 +261,9 @@ impl Runtime for ExecRuntime {
             .map_err(|e| format!("starting {program:?}: {e}"))?;
         let pid = child.id().ok_or("the process exited at once")? as i32;
         let start = proc_stat(pid).map(|(s, _)| s).unwrap_or(0);
-        append(&run_file, &format!("pid {pid} {start}\n"))
+        std::io::Write::write_all(&mut record, format!("pid {pid} {start}\n").as_bytes())
             .map_err(|e| format!("writing the run file: {e}"))?;
+        drop(record);
         let container_id = format!("pid:{pid}");
         self.inner
             .known
