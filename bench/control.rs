@@ -328,6 +328,7 @@ async fn wait_ready(url: &str, want: usize) {
 
 #[tokio::main]
 async fn main() {
+    common::settle_disk();
     let machine = common::machine();
     let interval = std::env::var("CUBE_BENCH_UPDATE_INTERVAL").unwrap_or_else(|_| "1s".to_string());
     let root = tempfile::tempdir().unwrap();

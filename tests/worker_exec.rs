@@ -175,6 +175,22 @@ fn exec_worker_runs_stops_reports_and_readopts() {
         "{}",
         l.message
     );
+    // Ends recorded before the SIGKILL (written without their own fsync, the last one just
+    // before it) are still the same ends.
+    for (id, state, code) in [
+        (&exits3, TaskState::Failed, 3),
+        (&exits0, TaskState::Completed, 0),
+        (&killed, TaskState::Failed, 137),
+        (&ticker, TaskState::Completed, 0),
+    ] {
+        let t = w.task(id).unwrap();
+        assert_eq!(
+            (t.state(), t.exit_code),
+            (state, Some(code)),
+            "{}",
+            t.message
+        );
+    }
 
     // Duplicate start and stop semantics.
     let err = w

@@ -77,7 +77,10 @@ pub(crate) struct Listing {
 pub(crate) enum Durability {
     /// Await the commit (answers that depend on the write).
     Wait,
-    /// Queue the write; observations can be made again after a crash.
+    /// Queue the write; observations can be made again after a crash. The end of a run (a
+    /// task becoming COMPLETED or FAILED) is written without its own fsync, and is on disk
+    /// within [`crate::worker::store::FLUSH_WITHIN`]: a restarted worker that lost it still
+    /// has the task RUNNING with its container, and finds the exit again by inspecting it.
     Later,
 }
 
@@ -206,7 +209,7 @@ impl<R: Runtime> Core<R> {
             if !change(&mut task)? {
                 return Ok(task);
             }
-            let write = self.commit(&mut state, id, &mut task);
+            let write = self.commit(&mut state, id, &mut task, durability);
             (task, write)
         };
         if durability == Durability::Wait {
@@ -222,6 +225,7 @@ impl<R: Runtime> Core<R> {
         state: &mut State,
         id: TaskId,
         task: &mut pb::Task,
+        durability: Durability,
     ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
         state.revision += 1;
         let old = state.tasks.get(&id).map(|t| t.revision);
@@ -237,7 +241,10 @@ impl<R: Runtime> Core<R> {
             state.unfinished.insert(id);
         }
         state.tasks.insert(id, task.clone());
-        self.inner.store.queue(vec![task.clone()])
+        // Only an ended run may wait for a later fsync: a lost RUNNING would leave the task
+        // SCHEDULED, and a restarted worker would start it a second time.
+        let fsync = durability == Durability::Wait || !is_finished(task.state());
+        self.inner.store.queue(vec![task.clone()], fsync)
     }
 
     /// Records a StartTask: a new task, or a higher attempt of a known one. Answers once the
@@ -279,7 +286,7 @@ impl<R: Runtime> Core<R> {
                     .or_else(|| Some(crate::proto::now())),
                 ..Default::default()
             };
-            let write = self.commit(&mut state, id, &mut task);
+            let write = self.commit(&mut state, id, &mut task, Durability::Wait);
             (task, write)
         };
         write.await?;
