@@ -127,6 +127,9 @@ pub const MAX_NAME_LEN: usize = 63;
 /// The most tasks one `ManagerService.SubmitTasks` call may carry.
 pub const MAX_SUBMIT_BATCH: usize = 1000;
 
+/// The most tasks one `WorkerService.StartTasks` call may carry.
+pub const MAX_START_BATCH: usize = 1000;
+
 /// The grace period of a stop when the spec sets none: Docker's own default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 

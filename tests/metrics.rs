@@ -398,7 +398,7 @@ fn endpoints_parse_and_move_when_tasks_run() {
             &worker_after,
             "cube_rpc_duration_seconds_count",
             &[
-                ("method", "/cube.v1.WorkerService/StartTask"),
+                ("method", "/cube.v1.WorkerService/StartTasks"),
                 ("code", "Ok")
             ]
         ) >= 1.0

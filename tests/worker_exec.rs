@@ -243,3 +243,81 @@ fn a_fresh_worker_holds_the_long_poll_until_its_first_task() {
     assert!(answer.tasks.iter().any(|t| t.id == id), "{answer:?}");
     w.stop(&id).unwrap();
 }
+
+/// StartTasks answers each task on its own: accepted ones are persisted (they survive a
+/// SIGKILL of the worker) and run; a bad request, or the same task twice, is refused in its
+/// own result with StartTask's code; an empty or oversized call is INVALID_ARGUMENT.
+#[test]
+fn start_tasks_answers_each_task_on_its_own() {
+    let name = unique("x");
+    let dir = temp_dir();
+    let data = dir.path().to_str().unwrap().to_string();
+    let proc = start_worker(&name, &data);
+    let mut w = Worker::connect(&proc.addr);
+    let request = |id: &str, command: &[&str]| pb::StartTaskRequest {
+        task_id: id.to_string(),
+        spec: Some(exec_spec("batch", command)),
+        attempt: 0,
+    };
+    let (a, b) = (new_id(), new_id());
+    let tasks = vec![
+        request(&a, &["sleep", "300"]),
+        request("not-a-uuid", &["true"]),
+        request(&b, &["sh", "-c", "exit 4"]),
+        request(&a, &["sleep", "300"]),
+    ];
+    let results =
+        w.rt.block_on(w.client.start_tasks(pb::StartTasksRequest { tasks }))
+            .unwrap()
+            .into_inner()
+            .results;
+    let codes: Vec<Code> = results.iter().map(|r| Code::from(r.code)).collect();
+    assert_eq!(
+        codes,
+        [
+            Code::Ok,
+            Code::InvalidArgument,
+            Code::Ok,
+            Code::AlreadyExists
+        ]
+    );
+    assert!(
+        results[1].message.starts_with("tasks[1].task_id"),
+        "{}",
+        results[1].message
+    );
+    assert!(results[1].task.is_none());
+    assert_eq!(results[0].task.as_ref().unwrap().id, a);
+    assert_eq!(
+        results[0].task.as_ref().unwrap().state(),
+        TaskState::Scheduled
+    );
+    let running = w.wait_state(&a, TaskState::Running, Duration::from_secs(5));
+    let failed = w.wait_state(&b, TaskState::Failed, Duration::from_secs(5));
+    assert_eq!(failed.exit_code, Some(4));
+
+    for tasks in [vec![], vec![request(&new_id(), &["true"]); 1001]] {
+        let err =
+            w.rt.block_on(w.client.start_tasks(pb::StartTasksRequest { tasks }))
+                .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("send 1 to 1000"),
+            "{}",
+            err.message()
+        );
+    }
+
+    // Accepted means persisted: after a SIGKILL the worker still has both, the sleeper adopted.
+    drop(w);
+    proc.kill9();
+    let proc = start_worker(&name, &data);
+    let mut w = Worker::connect(&proc.addr);
+    let adopted = w.task(&a).unwrap();
+    assert_eq!(adopted.state(), TaskState::Running);
+    assert_eq!(pid_of(&adopted), pid_of(&running));
+    assert_eq!(w.task(&b).unwrap().exit_code, Some(4));
+    w.stop(&a).unwrap();
+    w.wait_state(&a, TaskState::Completed, Duration::from_secs(10));
+    assert!(proc.terminate(), "a clean exit on SIGTERM");
+}

@@ -18,8 +18,12 @@ use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
 /// not to swamp one Docker engine.
 const PER_WORKER: usize = 8;
 
-/// How long a StartTask may take: the worker only persists the task before it answers.
+/// How long a StartTasks call may take: the worker only persists the tasks before it
+/// answers (in one commit).
 const START_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The most placements on one worker sent in one StartTasks call.
+const START_BATCH: usize = 100;
 
 /// The backstop: loops look again this often even when nothing woke them (a backoff ended, a
 /// node came back).
@@ -48,13 +52,20 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
         if !jobs.is_empty() {
             match durable.wait().await {
                 Ok(()) => {
+                    let mut by_worker: HashMap<String, Vec<Dispatch>> = HashMap::new();
                     for job in jobs {
-                        let core = core.clone();
-                        let limit = limits.of(&job.address);
-                        tracker.spawn(async move {
-                            let _permit = limit.acquire_owned().await;
-                            send(&core, &job).await;
-                        });
+                        by_worker.entry(job.address.clone()).or_default().push(job);
+                    }
+                    for (address, jobs) in by_worker {
+                        let limit = limits.of(&address);
+                        for batch in jobs.chunks(START_BATCH) {
+                            let (core, limit, batch) =
+                                (core.clone(), limit.clone(), batch.to_vec());
+                            tracker.spawn(async move {
+                                let _permit = limit.acquire_owned().await;
+                                send(&core, &batch).await;
+                            });
+                        }
                     }
                 }
                 Err(e) => {
@@ -77,33 +88,56 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
     }
 }
 
-/// Calls StartTask for `job` and records the outcome.
-pub(crate) async fn send(core: &Core, job: &Dispatch) {
+/// Calls StartTasks on the worker of `jobs` (all placed on the same worker) and records each
+/// outcome: accepted (or already there) is sent; anything else, or no answer, puts the task
+/// back with a backoff.
+pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
+    let Some(first) = jobs.first() else { return };
     let outcome = async {
-        let channel = core.channel(&job.address).map_err(|e| e.to_string())?;
+        let channel = core.channel(&first.address).map_err(|e| e.to_string())?;
         let mut client = WorkerServiceClient::new(channel);
-        let mut request = tonic::Request::new(pb::StartTaskRequest {
-            task_id: job.id.to_string(),
-            spec: Some(job.spec.clone()),
-            attempt: job.attempt,
-        });
+        let tasks = jobs
+            .iter()
+            .map(|job| pb::StartTaskRequest {
+                task_id: job.id.to_string(),
+                spec: Some(job.spec.clone()),
+                attempt: job.attempt,
+            })
+            .collect();
+        let mut request = tonic::Request::new(pb::StartTasksRequest { tasks });
         request.set_timeout(START_DEADLINE);
-        match tokio::time::timeout(START_DEADLINE, client.start_task(request)).await {
+        match tokio::time::timeout(START_DEADLINE, client.start_tasks(request)).await {
             Err(_) => Err(format!("no answer within {START_DEADLINE:?}")),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) if status.code() == Code::AlreadyExists => Ok(()),
             Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+            Ok(Ok(response)) if response.get_ref().results.len() != jobs.len() => Err(format!(
+                "the worker answered {} results for {} tasks",
+                response.get_ref().results.len(),
+                jobs.len()
+            )),
+            Ok(Ok(response)) => Ok(response.into_inner().results),
         }
     }
     .await;
-    match outcome {
-        Ok(()) => {
-            tracing::info!(task_id = %job.id, node = %job.node, attempt = job.attempt, "task sent");
-            core.dispatch_ok(job.id);
-        }
-        Err(error) => {
-            tracing::warn!(task_id = %job.id, node = %job.node, %error, "StartTask failed");
-            core.dispatch_failed(job, &error);
+    let results: Vec<Result<(), String>> = match outcome {
+        Err(error) => vec![Err(error); jobs.len()],
+        Ok(results) => results
+            .into_iter()
+            .map(|result| match Code::from_i32(result.code) {
+                Code::Ok | Code::AlreadyExists => Ok(()),
+                code => Err(format!("{code}: {}", result.message)),
+            })
+            .collect(),
+    };
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                tracing::info!(task_id = %job.id, node = %job.node, attempt = job.attempt, "task sent");
+                core.dispatch_ok(job.id);
+            }
+            Err(error) => {
+                tracing::warn!(task_id = %job.id, node = %job.node, %error, "StartTask failed");
+                core.dispatch_failed(job, &error);
+            }
         }
     }
 }

@@ -140,7 +140,9 @@ pub(crate) async fn run_restarter(core: Core, tracker: TaskTracker, shutdown: Ca
             }
             for job in jobs {
                 let core = core.clone();
-                tracker.spawn(async move { super::dispatcher::send(&core, &job).await });
+                tracker.spawn(async move {
+                    super::dispatcher::send(&core, std::slice::from_ref(&job)).await
+                });
             }
         }
         let sleep = async {

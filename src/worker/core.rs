@@ -250,49 +250,89 @@ impl<R: Runtime> Core<R> {
     /// Records a StartTask: a new task, or a higher attempt of a known one. Answers once the
     /// record is durable, then wakes the executor.
     pub async fn start(&self, id: TaskId, spec: pb::TaskSpec, attempt: u32) -> Result<pb::Task> {
-        let (task, write) = {
+        let mut results = self.start_many(vec![(id, spec, attempt)]).await;
+        results.remove(0)
+    }
+
+    /// Records several StartTasks, each `(id, spec, attempt)`, as [`Core::start`] does, in one
+    /// group commit; answers once all accepted ones are durable, one result per request.
+    pub async fn start_many(
+        &self,
+        starts: Vec<(TaskId, pb::TaskSpec, u32)>,
+    ) -> Vec<Result<pb::Task>> {
+        let (results, writes) = {
             let mut state = self.inner.state.lock().unwrap();
-            let previous = state.tasks.get(&id).cloned();
-            if let Some(previous) = &previous {
-                // A copy that still runs (or is starting) and is wanted is the same placement
-                // sent twice: ALREADY_EXISTS, which the manager takes as success. A copy that
-                // finished or was stopped here is history: the manager placing the task here
-                // again (after a lost node, a drain, a move back) starts a new run, even at
-                // the same attempt, or the task would wait forever on a copy that is gone.
-                let live = !is_finished(previous.state())
-                    && previous.desired_state() != DesiredState::Stopped;
-                if live && attempt <= previous.restart_count {
-                    return Err(Error::AlreadyExists {
-                        what: "task",
-                        id: format!("{id} (attempt {attempt})"),
-                    });
-                }
-            }
-            let mut task = pb::Task {
-                id: id.to_string(),
-                spec: Some(spec),
-                state: TaskState::Scheduled as i32,
-                desired_state: DesiredState::Running as i32,
-                node: self.inner.name.clone(),
-                // A restart keeps the old container's id so the executor removes it first.
-                container_id: previous
-                    .as_ref()
-                    .map(|p| p.container_id.clone())
-                    .unwrap_or_default(),
-                restart_count: attempt,
-                created_at: previous
-                    .as_ref()
-                    .and_then(|p| p.created_at)
-                    .or_else(|| Some(crate::proto::now())),
-                ..Default::default()
-            };
-            let write = self.commit(&mut state, id, &mut task, Durability::Wait);
-            (task, write)
+            let mut writes = Vec::new();
+            let results: Vec<Result<(TaskId, pb::Task)>> = starts
+                .into_iter()
+                .map(|(id, spec, attempt)| {
+                    let mut task = self.accepted(&state, id, spec, attempt)?;
+                    writes.push(self.commit(&mut state, id, &mut task, Durability::Wait));
+                    Ok((id, task))
+                })
+                .collect();
+            (results, writes)
         };
-        write.await?;
-        tracing::info!(task_id = %id, attempt, "task accepted");
-        self.wake(id);
-        Ok(task)
+        let written = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()
+            .map_err(|e| match e {
+                Error::Store(message) => message,
+                other => other.to_string(),
+            });
+        results
+            .into_iter()
+            .map(|result| {
+                let (id, task) = result?;
+                if let Err(message) = &written {
+                    return Err(Error::Store(message.clone()));
+                }
+                tracing::info!(task_id = %id, attempt = task.restart_count, "task accepted");
+                self.wake(id);
+                Ok(task)
+            })
+            .collect()
+    }
+
+    /// The record a StartTask makes, or why it is refused.
+    fn accepted(
+        &self,
+        state: &State,
+        id: TaskId,
+        spec: pb::TaskSpec,
+        attempt: u32,
+    ) -> Result<pb::Task> {
+        let previous = state.tasks.get(&id);
+        if let Some(previous) = previous {
+            // A copy that still runs (or is starting) and is wanted is the same placement
+            // sent twice: ALREADY_EXISTS, which the manager takes as success. A copy that
+            // finished or was stopped here is history: the manager placing the task here
+            // again (after a lost node, a drain, a move back) starts a new run, even at the
+            // same attempt, or the task would wait forever on a copy that is gone.
+            let live =
+                !is_finished(previous.state()) && previous.desired_state() != DesiredState::Stopped;
+            if live && attempt <= previous.restart_count {
+                return Err(Error::AlreadyExists {
+                    what: "task",
+                    id: format!("{id} (attempt {attempt})"),
+                });
+            }
+        }
+        Ok(pb::Task {
+            id: id.to_string(),
+            spec: Some(spec),
+            state: TaskState::Scheduled as i32,
+            desired_state: DesiredState::Running as i32,
+            node: self.inner.name.clone(),
+            // A restart keeps the old container's id so the executor removes it first.
+            container_id: previous.map(|p| p.container_id.clone()).unwrap_or_default(),
+            restart_count: attempt,
+            created_at: previous
+                .and_then(|p| p.created_at)
+                .or_else(|| Some(crate::proto::now())),
+            ..Default::default()
+        })
     }
 
     /// Records a StopTask and wakes the executor. Stopping a finished task changes nothing but

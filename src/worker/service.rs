@@ -13,8 +13,9 @@ use super::{
 };
 use crate::{
     error::Error,
+    error::Result,
     pb::{self, worker_service_server::WorkerService},
-    task::validate_spec,
+    task::{validate_spec, MAX_START_BATCH},
     TaskId,
 };
 
@@ -33,6 +34,18 @@ pub(crate) struct Service<R> {
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
+impl<R> Service<R> {
+    /// A StartTask's id and spec checked (its defaults filled), with its attempt.
+    fn checked_start(&self, request: pb::StartTaskRequest) -> Result<(TaskId, pb::TaskSpec, u32)> {
+        let id = TaskId::parse("task_id", &request.task_id)?;
+        let spec = request
+            .spec
+            .ok_or_else(|| Error::invalid("spec", "is required"))?;
+        let spec = validate_spec(spec, self.require_image)?;
+        Ok((id, spec, request.attempt))
+    }
+}
+
 type LogStream =
     Pin<Box<dyn Stream<Item = Result<pb::WorkerServiceStreamLogsResponse, Status>> + Send>>;
 
@@ -42,14 +55,61 @@ impl<R: Runtime> WorkerService for Service<R> {
         &self,
         request: Request<pb::StartTaskRequest>,
     ) -> Result<Response<pb::StartTaskResponse>, Status> {
-        let request = request.into_inner();
-        let id = TaskId::parse("task_id", &request.task_id)?;
-        let spec = request
-            .spec
-            .ok_or_else(|| Error::invalid("spec", "is required"))?;
-        let spec = validate_spec(spec, self.require_image)?;
-        let task = self.core.start(id, spec, request.attempt).await?;
+        let (id, spec, attempt) = self.checked_start(request.into_inner())?;
+        let task = self.core.start(id, spec, attempt).await?;
         Ok(Response::new(pb::StartTaskResponse { task: Some(task) }))
+    }
+
+    async fn start_tasks(
+        &self,
+        request: Request<pb::StartTasksRequest>,
+    ) -> Result<Response<pb::StartTasksResponse>, Status> {
+        let requests = request.into_inner().tasks;
+        if requests.is_empty() || requests.len() > MAX_START_BATCH {
+            return Err(Error::invalid(
+                "tasks",
+                format!(
+                    "holds {} requests; send 1 to {MAX_START_BATCH}",
+                    requests.len()
+                ),
+            )
+            .into());
+        }
+        // Checked one by one: a bad request is refused alone, in its own result.
+        let checked: Vec<Result<(TaskId, pb::TaskSpec, u32)>> = requests
+            .into_iter()
+            .enumerate()
+            .map(|(i, request)| {
+                self.checked_start(request)
+                    .map_err(|e| e.within(&format!("tasks[{i}]")))
+            })
+            .collect();
+        let valid = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        let mut started = self.core.start_many(valid).await.into_iter();
+        let results = checked
+            .into_iter()
+            .map(
+                |check| match check.and_then(|_| started.next().expect("one per start")) {
+                    Ok(task) => pb::StartTaskResult {
+                        task: Some(task),
+                        code: tonic::Code::Ok as i32,
+                        message: String::new(),
+                    },
+                    Err(error) => {
+                        let status = Status::from(error);
+                        pb::StartTaskResult {
+                            task: None,
+                            code: status.code() as i32,
+                            message: status.message().to_string(),
+                        }
+                    }
+                },
+            )
+            .collect();
+        Ok(Response::new(pb::StartTasksResponse { results }))
     }
 
     async fn stop_task(
