@@ -79,6 +79,9 @@ fn note(board: &Board, task: &pb::Task) {
     if matches!(state, TaskState::Running | TaskState::Completed) && task.started_at.is_some() {
         seen.running.get_or_insert(now);
     }
+    if state == TaskState::Failed && !seen.failed {
+        println!("   FAILED {}: {}", task.id, task.message);
+    }
     if matches!(state, TaskState::Completed | TaskState::Failed) {
         seen.finished.get_or_insert(now);
         seen.failed |= state == TaskState::Failed;

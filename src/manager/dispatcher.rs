@@ -23,7 +23,7 @@ const PER_WORKER: usize = 8;
 const START_DEADLINE: Duration = Duration::from_secs(5);
 
 /// The most placements on one worker sent in one StartTasks call.
-const START_BATCH: usize = 100;
+const START_BATCH: usize = 16;
 
 /// The backstop: loops look again this often even when nothing woke them (a backoff ended, a
 /// node came back).
