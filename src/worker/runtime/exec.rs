@@ -64,6 +64,8 @@ struct Inner {
     /// ended run does not change until its file does, so `list` (the monitor's sweep, every
     /// few seconds) reads only the files of runs that may still be going.
     ended: Mutex<HashMap<TaskId, (Stamp, Found)>>,
+    /// Where a command name was last found, by (name, PATH): see [`ExecRuntime::found`].
+    found: Mutex<HashMap<(String, String), PathBuf>>,
 }
 
 /// A run file's modification time and length.
@@ -79,7 +81,29 @@ impl ExecRuntime {
                 known: Mutex::new(HashMap::new()),
                 waiting: Mutex::new(HashSet::new()),
                 ended: Mutex::new(HashMap::new()),
+                found: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// Whether `program` exists on `path`: the check that turns a typo into a clear error
+    /// before anything is started (the shim's `sh` does the real lookup). Where a name was
+    /// found is remembered and checked first (one `stat` instead of one per PATH entry).
+    fn found(&self, program: &str, path: &str) -> bool {
+        let key = (program.to_string(), path.to_string());
+        let known = self.inner.found.lock().unwrap().get(&key).cloned();
+        if known.is_some_and(|file| file.is_file()) {
+            return true;
+        }
+        match resolve(program, path) {
+            Some(file) => {
+                self.inner.found.lock().unwrap().insert(key, file);
+                true
+            }
+            None => {
+                self.inner.found.lock().unwrap().remove(&key);
+                false
+            }
         }
     }
 
@@ -176,17 +200,20 @@ fn signal_group(pid: i32, signal: libc::c_int) {
 }
 
 /// Finds `program` the way a shell would, so a missing command is reported at start.
-fn resolve(program: &str, env: &HashMap<String, String>) -> Option<PathBuf> {
+/// The PATH a task's command is looked up in: its own, else the worker's, else a default.
+fn search_path(env: &HashMap<String, String>) -> String {
+    env.get("PATH")
+        .cloned()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+}
+
+fn resolve(program: &str, path: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let path = PathBuf::from(program);
         return path.exists().then_some(path);
     }
-    let path = env
-        .get("PATH")
-        .cloned()
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
+    std::env::split_paths(path)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
 }
@@ -207,7 +234,7 @@ impl Runtime for ExecRuntime {
             return Err("the Exec runtime needs a command".into());
         };
         let env: HashMap<String, String> = spec.env.clone().into_iter().collect();
-        if resolve(program, &env).is_none() {
+        if !self.found(program, &search_path(&env)) {
             return Err(format!("command {program:?} not found"));
         }
         let id = launch.id;
@@ -583,6 +610,28 @@ fn follow_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command found once is checked where it was found; one removed since is not found.
+    #[test]
+    fn found_remembers_where_a_command_was_and_notices_it_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = ExecRuntime::new(dir.path().join("exec"));
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let path = format!("/no/such/dir:{}", bin.display());
+        assert!(!runtime.found("tool", &path));
+        std::fs::write(bin.join("tool"), "").unwrap();
+        assert!(runtime.found("tool", &path));
+        let key = ("tool".to_string(), path.clone());
+        assert_eq!(runtime.inner.found.lock().unwrap()[&key], bin.join("tool"));
+        assert!(runtime.found("tool", &path));
+        std::fs::remove_file(bin.join("tool")).unwrap();
+        assert!(!runtime.found("tool", &path));
+        assert!(
+            !runtime.found("tool", "/no/such/dir"),
+            "another PATH, another answer"
+        );
+    }
 
     /// `list` remembers ended runs, and forgets one as soon as the task runs again.
     #[tokio::test]
