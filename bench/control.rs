@@ -332,6 +332,17 @@ async fn wait_ready(url: &str, want: usize) {
 #[tokio::main]
 async fn main() {
     common::settle_disk();
+    // Each RUNNING Exec task is two processes (the shim and the command).
+    let pid_max: usize = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    assert!(
+        pid_max >= 4 * RUNNING_TASKS,
+        "kernel.pid_max is {pid_max}: {RUNNING_TASKS} RUNNING tasks are {} processes, so \
+         `fork` fails near the end; raise it (sysctl kernel.pid_max=4194304)",
+        2 * RUNNING_TASKS
+    );
     let machine = common::machine();
     let interval = std::env::var("CUBE_BENCH_UPDATE_INTERVAL").unwrap_or_else(|_| "1s".to_string());
     let root = tempfile::tempdir().unwrap();
