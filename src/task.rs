@@ -130,6 +130,17 @@ pub const MAX_SUBMIT_BATCH: usize = 1000;
 /// The most tasks one `WorkerService.StartTasks` call may carry.
 pub const MAX_START_BATCH: usize = 1000;
 
+/// Checks that a batch call's `tasks` holds 1 to `max` requests.
+pub fn check_batch_len(len: usize, max: usize) -> Result<()> {
+    if len == 0 || len > max {
+        return Err(Error::invalid(
+            "tasks",
+            format!("holds {len} requests; send 1 to {max}"),
+        ));
+    }
+    Ok(())
+}
+
 /// The grace period of a stop when the spec sets none: Docker's own default.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 

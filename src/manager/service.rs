@@ -12,7 +12,7 @@ use crate::{
     proto::pb::{
         self, manager_service_server::ManagerService, worker_service_client::WorkerServiceClient,
     },
-    task::{validate_spec, TaskId, MAX_SUBMIT_BATCH},
+    task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
 };
 
 /// The page size when a request sets none.
@@ -132,16 +132,7 @@ impl ManagerService for Api {
         request: Request<pb::SubmitTasksRequest>,
     ) -> Result<Response<pb::SubmitTasksResponse>, Status> {
         let requests = request.into_inner().tasks;
-        if requests.is_empty() || requests.len() > MAX_SUBMIT_BATCH {
-            return Err(Error::invalid(
-                "tasks",
-                format!(
-                    "holds {} requests; send 1 to {MAX_SUBMIT_BATCH}",
-                    requests.len()
-                ),
-            )
-            .into());
-        }
+        check_batch_len(requests.len(), MAX_SUBMIT_BATCH)?;
         let checked = requests
             .into_iter()
             .enumerate()

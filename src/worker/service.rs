@@ -15,7 +15,7 @@ use crate::{
     error::Error,
     error::Result,
     pb::{self, worker_service_server::WorkerService},
-    task::{validate_spec, MAX_START_BATCH},
+    task::{check_batch_len, validate_spec, MAX_START_BATCH},
     TaskId,
 };
 
@@ -65,16 +65,7 @@ impl<R: Runtime> WorkerService for Service<R> {
         request: Request<pb::StartTasksRequest>,
     ) -> Result<Response<pb::StartTasksResponse>, Status> {
         let requests = request.into_inner().tasks;
-        if requests.is_empty() || requests.len() > MAX_START_BATCH {
-            return Err(Error::invalid(
-                "tasks",
-                format!(
-                    "holds {} requests; send 1 to {MAX_START_BATCH}",
-                    requests.len()
-                ),
-            )
-            .into());
-        }
+        check_batch_len(requests.len(), MAX_START_BATCH)?;
         // Checked one by one: a bad request is refused alone, in its own result.
         let checked: Vec<Result<(TaskId, pb::TaskSpec, u32)>> = requests
             .into_iter()
