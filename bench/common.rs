@@ -6,7 +6,7 @@
 #![allow(dead_code)] // each benchmark uses a different part of this module
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
@@ -58,8 +58,12 @@ impl Server {
         });
         let stderr = child.stderr.take().unwrap();
         let (err_tx, err_rx) = mpsc::channel();
+        let mut copy = log_copy(binary, args);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(file) = copy.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
                 if err_tx.send(line).is_err() {
                     // Nobody reads any more: keep draining so the child never blocks.
                     continue;
@@ -101,6 +105,29 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// With `CUBE_BENCH_LOGS=DIR`, a file `DIR/<name>.log` that gets a copy of the server's
+/// stderr (its log), named after its `--name` or its binary; appended to, so a restarted
+/// server continues its file.
+fn log_copy(binary: &str, args: &[String]) -> Option<std::fs::File> {
+    let dir = PathBuf::from(std::env::var_os("CUBE_BENCH_LOGS")?);
+    let name = args
+        .iter()
+        .position(|a| a == "--name")
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| {
+            Path::new(binary)
+                .file_name()
+                .map_or("server".into(), |n| n.to_string_lossy().into_owned())
+        });
+    std::fs::create_dir_all(&dir).ok()?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .map_err(|e| eprintln!("CUBE_BENCH_LOGS: {}: {e}", dir.display()))
+        .ok()
 }
 
 /// The release manager binary (cargo builds it for benchmarks).
