@@ -30,6 +30,10 @@ const TASKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_tasks"
 /// The longest a write queued without an fsync waits for one.
 pub(crate) const FLUSH_WITHIN: Duration = Duration::from_secs(1);
 
+/// A commit that takes this long is logged (a WARN): callers that wait for it, StartTask
+/// among them, wait as long.
+const SLOW_COMMIT: Duration = Duration::from_millis(500);
+
 /// One queued write and the caller waiting for it to be committed.
 struct Write {
     tasks: Vec<pb::Task>,
@@ -133,7 +137,17 @@ fn writer(db: Arc<Database>, queue: mpsc::Receiver<Write>) {
         }
         let fsync =
             group.iter().any(|w| w.fsync) || flush_due.is_some_and(|due| due <= Instant::now());
+        let started = Instant::now();
         let result = commit(&db, latest.values().copied(), fsync);
+        let took = started.elapsed();
+        if took >= SLOW_COMMIT {
+            tracing::warn!(
+                tasks = latest.len(),
+                fsync,
+                took_ms = took.as_millis() as u64,
+                "slow store commit"
+            );
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "writing the worker store failed");
         }
