@@ -41,6 +41,12 @@ const FIRST_DISPATCH_BACKOFF: Duration = Duration::from_millis(500);
 /// worker, short enough that a recovered one gets its task soon.
 const MAX_DISPATCH_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How many times a StartTask that got no answer is sent again to the same node before the
+/// task goes back to PENDING to be placed anew. The worker may have accepted the first call
+/// (an answer can be late on a loaded machine), and sending it again is harmless: the worker
+/// answers ALREADY_EXISTS for a task it holds.
+const MAX_RESENDS: u32 = 3;
+
 /// How long a connection to a worker may serve one call at most (streams of logs excepted:
 /// the timeout covers their start only). Each call sets its own, shorter deadline.
 const CHANNEL_TIMEOUT: Duration = Duration::from_secs(120);
@@ -76,6 +82,23 @@ pub(crate) struct Dispatch {
     pub address: String,
     pub spec: pb::TaskSpec,
     pub attempt: u32,
+}
+
+/// Why a StartTask for one task did not succeed.
+#[derive(Debug, Clone)]
+pub(crate) enum SendFailure {
+    /// The worker does not hold the task: it answered and refused it, or it was never sent.
+    Refused(String),
+    /// No answer (a deadline, a broken connection): the worker may hold the task anyway.
+    NoAnswer(String),
+}
+
+impl std::fmt::Display for SendFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendFailure::Refused(message) | SendFailure::NoAnswer(message) => f.write_str(message),
+        }
+    }
 }
 
 /// A StopTask call to make.
@@ -133,6 +156,9 @@ struct State {
     /// Tasks being moved off a draining node, with that node: its copy runs on until the new
     /// one is RUNNING.
     drain_moves: HashMap<TaskId, String>,
+    /// SCHEDULED tasks whose StartTask got no answer, to be sent to the same node again once
+    /// their backoff (`not_before`) ends.
+    resend: HashSet<TaskId>,
     /// Worker addresses with a poll loop.
     polled: HashSet<String>,
 }
@@ -173,6 +199,92 @@ struct Changes {
 }
 
 impl State {
+    /// Whether a worker's copy of a PENDING task is the task's current run, on a node that
+    /// takes tasks: a StartTask whose answer never came (so the task was sent back to be
+    /// placed anew) that the worker carried out after all, or a copy on a node that was lost
+    /// and is back. Keeping it beats stopping it and starting another.
+    fn adoptable(&self, node: &str, id: TaskId, seen: &pb::Task) -> bool {
+        let Some(task) = self.tasks.get(&id).map(|e| &e.task) else {
+            return false;
+        };
+        task.state() == TaskState::Pending
+            && task.node.is_empty()
+            && task.desired_state() == DesiredState::Running
+            && seen.restart_count == task.restart_count
+            && seen.state() != TaskState::Pending
+            && !self.drain_moves.contains_key(&id)
+            && self
+                .nodes
+                .by_name
+                .get(node)
+                .is_some_and(|n| n.alive && !n.draining)
+    }
+
+    /// Places a PENDING task where its copy already is ([`State::adoptable`]): it moves to
+    /// SCHEDULED there, and the worker's report is then applied as for any task of the node.
+    fn adopt(&mut self, shared: &Shared, changes: &mut Changes, node: &str, id: TaskId) {
+        tracing::info!(task_id = %id, node, "keeping the copy a worker reports of a PENDING task");
+        let message = format!("{node} holds the task after all; kept there");
+        self.update(shared, changes, id, None, |task| {
+            task.state = TaskState::Scheduled as i32;
+            task.node = node.to_string();
+            task.message = message;
+        });
+        if let Some(entry) = self.tasks.get_mut(&id) {
+            entry.not_before = None;
+            entry.dispatch_failures = 0;
+            entry.unfit_at = None;
+        }
+    }
+
+    /// The resends whose backoff ended, as calls to make (marked in flight); `next_due` learns
+    /// when the next one is due. A task that moved on meanwhile leaves the list; one whose node
+    /// does not answer waits (if the node is lost, the task is placed anew from there).
+    fn resends_due(
+        &mut self,
+        now: Instant,
+        jobs: &mut Vec<Dispatch>,
+        next_due: &mut Option<Instant>,
+    ) {
+        let ids: Vec<TaskId> = self.resend.iter().copied().collect();
+        for id in ids {
+            let Some(entry) = self.tasks.get_mut(&id) else {
+                self.resend.remove(&id);
+                continue;
+            };
+            if entry.task.state() != TaskState::Scheduled
+                || entry.task.desired_state() == DesiredState::Stopped
+                || entry.in_flight
+            {
+                self.resend.remove(&id);
+                continue;
+            }
+            if let Some(due) = entry.not_before.filter(|due| *due > now) {
+                *next_due = Some(next_due.map_or(due, |n| n.min(due)));
+                continue;
+            }
+            let Some(address) = self
+                .nodes
+                .by_name
+                .get(&entry.task.node)
+                .filter(|n| n.alive && !n.address.is_empty())
+                .map(|n| n.address.clone())
+            else {
+                continue;
+            };
+            self.resend.remove(&id);
+            entry.in_flight = true;
+            entry.dispatched_at = Some(now);
+            jobs.push(Dispatch {
+                id,
+                node: entry.task.node.clone(),
+                address,
+                spec: entry.task.spec.clone().unwrap_or_default(),
+                attempt: entry.task.restart_count,
+            });
+        }
+    }
+
     /// The one way a task changes: applies `f`, keeps every index in step, queues the write
     /// and the events, and tells watchers. `event` is recorded in addition to the automatic
     /// STATE_CHANGED event of a state move.
@@ -448,6 +560,7 @@ impl Core {
             channels: HashMap::new(),
             restarts: RestartQueue::default(),
             drain_moves: HashMap::new(),
+            resend: HashSet::new(),
             polled: HashSet::new(),
         };
         for (seq, task) in loaded.tasks {
@@ -847,10 +960,11 @@ impl Core {
         let mut messages = Changes::default();
         let mut jobs = Vec::new();
         let mut next_due: Option<Instant> = None;
-        if state.pending.is_empty() {
+        if state.pending.is_empty() && state.resend.is_empty() {
             return (jobs, crate::store::manager::Durable::done(), None);
         }
         let now_instant = Instant::now();
+        state.resends_due(now_instant, &mut jobs, &mut next_due);
         let mut views = state.nodes.views(self.shared.stale_after);
         // Everything pending when capacity changed since the last pass; otherwise only what
         // became pending since (so a burst of submissions costs each task one try).
@@ -942,22 +1056,47 @@ impl Core {
         }
     }
 
-    /// A StartTask call failed: the task goes back to PENDING with a backoff, unless it moved on
-    /// meanwhile (stopped, or the worker reported it after all).
-    pub fn dispatch_failed(&self, job: &Dispatch, error: &str) {
+    /// A StartTask call failed, unless it moved on meanwhile (stopped, or the worker reported
+    /// it after all). A call that got no answer is made again to the same node after a backoff,
+    /// up to [`MAX_RESENDS`] times: the worker may hold the task already. A refusal, or no
+    /// answer after that, puts the task back to PENDING with a backoff, to be placed anew.
+    pub fn dispatch_failed(&self, job: &Dispatch, failure: &SendFailure) {
         let mut state = self.lock();
         let Some(entry) = state.tasks.get_mut(&job.id) else {
             return;
         };
         entry.in_flight = false;
-        if entry.task.state() != TaskState::Scheduled || entry.task.node != job.node {
+        if entry.task.state() != TaskState::Scheduled
+            || entry.task.node != job.node
+            || entry.task.restart_count != job.attempt
+        {
             return;
         }
         entry.dispatch_failures += 1;
-        entry.not_before = Some(Instant::now() + dispatch_backoff(entry.dispatch_failures));
+        let backoff = dispatch_backoff(entry.dispatch_failures);
+        entry.not_before = Some(Instant::now() + backoff);
         let stopped = entry.task.desired_state() == DesiredState::Stopped;
-        let message = format!("sending to {} failed: {error}", job.node);
         let mut changes = Changes::default();
+        if let SendFailure::NoAnswer(error) = failure {
+            if !stopped && entry.dispatch_failures <= MAX_RESENDS {
+                let message = format!(
+                    "sending to {} got no answer ({error}); sending again in {backoff:?}",
+                    job.node
+                );
+                state.resend.insert(job.id);
+                state.update(
+                    &self.shared,
+                    &mut changes,
+                    job.id,
+                    Some((EventType::DispatchFailed, message.clone())),
+                    |task| task.message = message,
+                );
+                changes.wake_dispatcher = true;
+                self.finish_later(changes);
+                return;
+            }
+        }
+        let message = format!("sending to {} failed: {failure}", job.node);
         state.update(
             &self.shared,
             &mut changes,
@@ -1046,10 +1185,14 @@ impl Core {
                 continue;
             };
             known.insert(id);
-            let Some(entry) = state.tasks.get(&id) else {
+            if !state.tasks.contains_key(&id) {
                 tracing::debug!(task_id = %id, node, "worker reports a task this manager does not know");
                 continue;
-            };
+            }
+            if state.adoptable(node, id, &seen) {
+                state.adopt(&self.shared, &mut changes, node, id);
+            }
+            let entry = &state.tasks[&id];
             let seen_state = seen.state();
             let task = &entry.task;
             let elsewhere = task.node != node;
@@ -1613,6 +1756,137 @@ mod tests {
         core.drain("w1", true).unwrap();
         assert_eq!(state_of(&core, "w1"), pb::NodeState::Draining);
         assert!(core.drain("nope", true).is_err());
+    }
+
+    /// A worker that takes tasks: registered with fresh stats and room.
+    fn ready_node(core: &Core, name: &str) {
+        let stats = pb::NodeStats {
+            cpu_count: 2,
+            memory_total_bytes: 1 << 34,
+            memory_available_bytes: 1 << 34,
+            runtime_ready: true,
+            capacity: Some(pb::Resources {
+                cpu_millis: 2_000,
+                memory_bytes: 1 << 34,
+                disk_bytes: 0,
+            }),
+            ..Default::default()
+        };
+        let address = format!("127.0.0.1:{}", 1 + name.len());
+        assert!(core.register(name, &address, BTreeMap::new(), name.into(), Some(stats)));
+    }
+
+    async fn submitted(core: &Core) -> TaskId {
+        let spec = pb::TaskSpec {
+            name: "t".into(),
+            command: vec!["sleep".into(), "600".into()],
+            ..Default::default()
+        };
+        let (task, _) = core.submit(spec, String::new()).await.unwrap();
+        TaskId::parse("id", &task.id).unwrap()
+    }
+
+    /// The jobs of the next dispatcher pass, with every backoff cut short (their lengths are
+    /// `dispatch_backoff`'s test).
+    async fn next_jobs(core: &Core) -> Vec<Dispatch> {
+        for entry in core.lock().tasks.values_mut() {
+            entry.not_before = None;
+        }
+        let (jobs, durable, _) = core.place_pending();
+        durable.wait().await.unwrap();
+        jobs
+    }
+
+    fn task(core: &Core, id: TaskId) -> pb::Task {
+        core.lock().tasks[&id].task.clone()
+    }
+
+    /// A StartTask without an answer is made again to the same node, with the same attempt
+    /// (the worker may hold the task); after MAX_RESENDS more the task is placed anew. A
+    /// refusal places it anew at once.
+    #[tokio::test]
+    async fn a_start_without_an_answer_is_sent_again_to_the_same_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        ready_node(&core, "w1");
+        let id = submitted(&core).await;
+        let mut job = next_jobs(&core).await.pop().unwrap();
+        assert_eq!((job.node.as_str(), job.attempt), ("w1", 0));
+        for resend in 1..=MAX_RESENDS {
+            core.dispatch_failed(&job, &SendFailure::NoAnswer("no answer within 10s".into()));
+            let now = task(&core, id);
+            assert_eq!(
+                (now.state(), now.node.as_str()),
+                (TaskState::Scheduled, "w1")
+            );
+            assert!(now.message.contains("sending again"), "{}", now.message);
+            let again = next_jobs(&core).await;
+            assert_eq!(again.len(), 1, "resend {resend}");
+            assert_eq!(
+                (again[0].id, again[0].node.as_str(), again[0].attempt),
+                (id, "w1", 0)
+            );
+            job = again[0].clone();
+        }
+        core.dispatch_failed(&job, &SendFailure::NoAnswer("no answer within 10s".into()));
+        let now = task(&core, id);
+        assert_eq!((now.state(), now.node.as_str()), (TaskState::Pending, ""));
+
+        // Placed anew (only w1 is there), then refused: back to PENDING at once.
+        let job = next_jobs(&core).await.pop().unwrap();
+        core.dispatch_failed(&job, &SendFailure::Refused("INVALID_ARGUMENT: bad".into()));
+        assert_eq!(task(&core, id).state(), TaskState::Pending);
+        assert!(core.lock().resend.is_empty());
+    }
+
+    /// A worker reporting its copy of a PENDING task (its StartTask answer came too late) at
+    /// the task's attempt keeps it there rather than stopping it; a copy of another attempt
+    /// is stopped.
+    #[tokio::test]
+    async fn a_pending_task_keeps_the_copy_a_worker_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = core(dir.path());
+        ready_node(&core, "w1");
+        ready_node(&core, "w22");
+        let copy = |id: TaskId, node: &str, attempt| pb::Task {
+            id: id.to_string(),
+            state: TaskState::Running as i32,
+            node: node.into(),
+            container_id: "pid:42".into(),
+            restart_count: attempt,
+            started_at: Some(crate::proto::now()),
+            ..Default::default()
+        };
+        let mut kept = Vec::new();
+        for attempt in [0, 1] {
+            let id = submitted(&core).await;
+            let job = next_jobs(&core).await.pop().unwrap();
+            core.dispatch_failed(&job, &SendFailure::Refused("UNAVAILABLE: busy".into()));
+            assert_eq!(task(&core, id).state(), TaskState::Pending);
+            core.observed(
+                &job.node,
+                vec![copy(id, &job.node, attempt)],
+                false,
+                Instant::now(),
+            );
+            kept.push((id, job.node));
+        }
+        let (id, node) = &kept[0];
+        let now = task(&core, *id);
+        assert_eq!((now.state(), &now.node), (TaskState::Running, node));
+        assert_eq!(now.container_id, "pid:42");
+        let (other, other_node) = &kept[1];
+        assert_eq!(task(&core, *other).state(), TaskState::Pending);
+        let stops: Vec<StopJob> = core.lock().stops.iter().cloned().collect();
+        assert_eq!(
+            stops,
+            vec![StopJob {
+                id: *other,
+                node: other_node.clone(),
+                stale: true
+            }],
+            "only the copy of another attempt is stopped"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::Code;
 
-use super::core::{Core, Dispatch, StopJob};
+use super::core::{Core, Dispatch, SendFailure, StopJob};
 use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
 
 /// Calls in flight to one worker at most: enough to overlap a few container starts, few enough
@@ -19,8 +19,9 @@ use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
 const PER_WORKER: usize = 8;
 
 /// How long a StartTasks call may take: the worker only persists the tasks before it
-/// answers (in one commit).
-const START_DEADLINE: Duration = Duration::from_secs(5);
+/// answers (in one commit), but on a loaded machine an fsync can take seconds. A call past it
+/// is made again (see `Core::dispatch_failed`).
+const START_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The most placements on one worker sent in one StartTasks call.
 const START_BATCH: usize = 16;
@@ -71,7 +72,9 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
                 Err(e) => {
                     tracing::error!(error = %e, "placements could not be stored; retrying");
                     for job in &jobs {
-                        core.dispatch_failed(job, "the placement could not be stored");
+                        let failure =
+                            SendFailure::Refused("the placement could not be stored".into());
+                        core.dispatch_failed(job, &failure);
                     }
                 }
             }
@@ -89,12 +92,14 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
 }
 
 /// Calls StartTasks on the worker of `jobs` (all placed on the same worker) and records each
-/// outcome: accepted (or already there) is sent; anything else, or no answer, puts the task
-/// back with a backoff.
+/// outcome: accepted (or already there) is sent; a refusal, or no answer, goes to
+/// `Core::dispatch_failed`.
 pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
     let Some(first) = jobs.first() else { return };
     let outcome = async {
-        let channel = core.channel(&first.address).map_err(|e| e.to_string())?;
+        let channel = core
+            .channel(&first.address)
+            .map_err(|e| SendFailure::Refused(e.to_string()))?;
         let mut client = WorkerServiceClient::new(channel);
         let tasks = jobs
             .iter()
@@ -107,24 +112,39 @@ pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
         let mut request = tonic::Request::new(pb::StartTasksRequest { tasks });
         request.set_timeout(START_DEADLINE);
         match tokio::time::timeout(START_DEADLINE, client.start_tasks(request)).await {
-            Err(_) => Err(format!("no answer within {START_DEADLINE:?}")),
-            Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
-            Ok(Ok(response)) if response.get_ref().results.len() != jobs.len() => Err(format!(
-                "the worker answered {} results for {} tasks",
-                response.get_ref().results.len(),
-                jobs.len()
-            )),
+            Err(_) => Err(SendFailure::NoAnswer(format!(
+                "no answer within {START_DEADLINE:?}"
+            ))),
+            Ok(Err(status)) => {
+                let error = format!("{}: {}", status.code(), status.message());
+                // Whether the worker got the call is unknown after these; any other status
+                // is the worker's answer.
+                Err(match status.code() {
+                    Code::DeadlineExceeded
+                    | Code::Cancelled
+                    | Code::Unavailable
+                    | Code::Unknown => SendFailure::NoAnswer(error),
+                    _ => SendFailure::Refused(error),
+                })
+            }
+            Ok(Ok(response)) if response.get_ref().results.len() != jobs.len() => {
+                Err(SendFailure::Refused(format!(
+                    "the worker answered {} results for {} tasks",
+                    response.get_ref().results.len(),
+                    jobs.len()
+                )))
+            }
             Ok(Ok(response)) => Ok(response.into_inner().results),
         }
     }
     .await;
-    let results: Vec<Result<(), String>> = match outcome {
-        Err(error) => vec![Err(error); jobs.len()],
+    let results: Vec<Result<(), SendFailure>> = match outcome {
+        Err(failure) => vec![Err(failure); jobs.len()],
         Ok(results) => results
             .into_iter()
             .map(|result| match Code::from_i32(result.code) {
                 Code::Ok | Code::AlreadyExists => Ok(()),
-                code => Err(format!("{code}: {}", result.message)),
+                code => Err(SendFailure::Refused(format!("{code}: {}", result.message))),
             })
             .collect(),
     };
@@ -134,9 +154,9 @@ pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
                 tracing::info!(task_id = %job.id, node = %job.node, attempt = job.attempt, "task sent");
                 core.dispatch_ok(job.id);
             }
-            Err(error) => {
-                tracing::warn!(task_id = %job.id, node = %job.node, %error, "StartTask failed");
-                core.dispatch_failed(job, &error);
+            Err(failure) => {
+                tracing::warn!(task_id = %job.id, node = %job.node, error = %failure, "StartTask failed");
+                core.dispatch_failed(job, &failure);
             }
         }
     }
