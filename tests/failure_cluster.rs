@@ -14,8 +14,8 @@ use common::{
     cubectl, cubectl_run, docker_worker, json, wait_nodes_ready, ContainerGuard, Proc, TEST_IMAGE,
 };
 
-/// A manager with no static workers, polling every 500ms, heartbeats every 1s (the default
-/// grace of 3 s).
+/// A manager with no static workers, polling every 500ms, heartbeats every 1s, a node lost
+/// after 3 s of silence.
 fn manager(dir: &Path) -> Proc {
     let data = dir.join("manager");
     Proc::start(
@@ -29,6 +29,9 @@ fn manager(dir: &Path) -> Proc {
             "500ms",
             "--heartbeat-interval",
             "1s",
+            // Shorter than the default (10 heartbeats): the tests wait for lost nodes.
+            "--node-grace",
+            "3s",
         ],
     )
 }

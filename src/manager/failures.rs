@@ -32,9 +32,12 @@ pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 /// The default heartbeat period a manager asks of workers (DESIGN: 1 s).
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A node silent for this many heartbeat periods is lost: one late heartbeat is noise, three
-/// in a row is a dead or cut-off machine (Swarm uses the same factor).
-pub const GRACE_HEARTBEATS: u32 = 3;
+/// A node silent for this many heartbeat periods is lost (10 s at the default period). A busy
+/// worker answers late: one starting 900 tasks on a loaded 2-core machine went 5.4 s without
+/// answering, and with 3 periods such a worker was taken for lost again and again, each time
+/// with all its tasks placed anew (`cargo bench --bench control`). Swarm waits 15 s by
+/// default (3 periods of 5 s), Nomad at least 10 s plus a grace period.
+pub const GRACE_HEARTBEATS: u32 = 10;
 
 /// How often the drainer looks at draining nodes when nothing woke it.
 const DRAIN_TICK: Duration = Duration::from_millis(250);
