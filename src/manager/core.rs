@@ -1076,35 +1076,30 @@ impl Core {
         let backoff = dispatch_backoff(entry.dispatch_failures);
         entry.not_before = Some(Instant::now() + backoff);
         let stopped = entry.task.desired_state() == DesiredState::Stopped;
+        let resend = matches!(failure, SendFailure::NoAnswer(_))
+            && !stopped
+            && entry.dispatch_failures <= MAX_RESENDS;
+        let message = if resend {
+            state.resend.insert(job.id);
+            format!(
+                "sending to {} got no answer ({failure}); sending again in {backoff:?}",
+                job.node
+            )
+        } else {
+            format!("sending to {} failed: {failure}", job.node)
+        };
         let mut changes = Changes::default();
-        if let SendFailure::NoAnswer(error) = failure {
-            if !stopped && entry.dispatch_failures <= MAX_RESENDS {
-                let message = format!(
-                    "sending to {} got no answer ({error}); sending again in {backoff:?}",
-                    job.node
-                );
-                state.resend.insert(job.id);
-                state.update(
-                    &self.shared,
-                    &mut changes,
-                    job.id,
-                    Some((EventType::DispatchFailed, message.clone())),
-                    |task| task.message = message,
-                );
-                changes.wake_dispatcher = true;
-                self.finish_later(changes);
-                return;
-            }
-        }
-        let message = format!("sending to {} failed: {failure}", job.node);
         state.update(
             &self.shared,
             &mut changes,
             job.id,
             Some((EventType::DispatchFailed, message.clone())),
             |task| {
-                task.node.clear();
                 task.message = message;
+                if resend {
+                    return; // still SCHEDULED on its node
+                }
+                task.node.clear();
                 if stopped {
                     task.state = TaskState::Failed as i32;
                     task.message = "stopped before it was started".into();
@@ -1113,6 +1108,7 @@ impl Core {
                 }
             },
         );
+        changes.wake_dispatcher |= resend;
         self.finish_later(changes);
     }
 
