@@ -172,6 +172,26 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// CPU time of process `pid` in seconds: its own (user + system), and that of the children it
+/// has reaped (for a worker: its tasks' processes).
+pub fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    // After "pid (comm) ", fields 14 to 17 (utime stime cutime cstime) are indices 11 to 14.
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|t| t.parse().unwrap_or(0.0))
+        .collect();
+    // SAFETY: sysconf(3) has no memory-safety preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    match ticks[..] {
+        [u, s, cu, cs] => ((u + s) / hz, (cu + cs) / hz),
+        _ => (0.0, 0.0),
+    }
+}
+
 /// The Exec runtime's shims whose command line names `root` (their exit file lives in a
 /// worker data dir under it); each leads its own process group.
 fn shims_under(root: &Path) -> Vec<i32> {

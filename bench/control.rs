@@ -190,6 +190,57 @@ async fn short_tasks(url: &str, board: &Board, first: usize, batch: usize) -> Th
     throughput
 }
 
+/// CPU seconds used so far by the manager, the workers themselves, the task processes the
+/// workers reaped, and this benchmark process (its submitters and its watch).
+#[derive(Clone, Copy)]
+struct CpuUse {
+    manager: f64,
+    workers: f64,
+    tasks: f64,
+    bench: f64,
+}
+
+impl CpuUse {
+    fn now(manager: &Server, workers: &[Server]) -> CpuUse {
+        let (manager, _) = common::cpu_seconds(manager.pid());
+        let (mut own, mut tasks) = (0.0, 0.0);
+        for w in workers {
+            let (o, t) = common::cpu_seconds(w.pid());
+            own += o;
+            tasks += t;
+        }
+        CpuUse {
+            manager,
+            workers: own,
+            tasks,
+            bench: common::cpu_seconds(std::process::id()).0,
+        }
+    }
+
+    fn since(&self, before: &CpuUse) -> CpuUse {
+        CpuUse {
+            manager: self.manager - before.manager,
+            workers: self.workers - before.workers,
+            tasks: self.tasks - before.tasks,
+            bench: self.bench - before.bench,
+        }
+    }
+
+    /// Microseconds of CPU per short task, by who spent them.
+    fn per_task(&self) -> String {
+        let us = |s: f64| s * 1e6 / SHORT_TASKS as f64;
+        let total = self.manager + self.workers + self.tasks + self.bench;
+        format!(
+            "{:.0} µs in all: manager {:.0}, workers {:.0}, task processes {:.0}, this benchmark {:.0}",
+            us(total),
+            us(self.manager),
+            us(self.workers),
+            us(self.tasks),
+            us(self.bench)
+        )
+    }
+}
+
 /// One run of the short tasks: from the first submit until each point.
 struct Throughput {
     submitted: Duration,
@@ -363,7 +414,10 @@ async fn main() {
     let ramp = cycles(&manager);
     let busiest = ramp.iter().max_by_key(|c| c.tasks);
     println!("== {SHORT_TASKS} `true` tasks, {CLIENTS} clients, {SUBMIT_BATCH} tasks a call");
+    let before = CpuUse::now(&manager, &workers);
     let batched = short_tasks(&manager.url, &board, SHORT_TASKS, SUBMIT_BATCH).await;
+    let cpu = CpuUse::now(&manager, &workers).since(&before);
+    println!("   CPU per task: {}", cpu.per_task());
     let _ = cycles(&manager);
     let first_steady = 2 * SHORT_TASKS;
 
@@ -502,6 +556,7 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | {SHORT_TASKS} `true` tasks, {CLIENTS} clients, {SUBMIT_BATCH} tasks a call (SubmitTasks): submitted | {s2} |\n\
 | ... submit to all SCHEDULED | **{d2}** |\n\
 | ... submit to all COMPLETED | **{c2}** |\n\
+| ... CPU per task (user + system) | {cpu} |\n\
 | submit to RUNNING at a steady {STEADY_RATE}/s ({STEADY_TASKS} tasks): p50 | {p50:.0} ms |\n\
 | ... p99 | {p99:.0} ms |\n\
 | one reconcile cycle, {RUNNING_TASKS} RUNNING on {WORKERS} workers ({held} tasks held per worker), nothing changed: delta ListTasks round trip (no wait), median of {np} | {p50q:.2} ms (max {pmaxq:.2} ms) |\n\
@@ -517,6 +572,7 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
         s2 = rate(batched.submitted, None),
         d2 = rate(batched.scheduled, None),
         c2 = rate(batched.finished, Some(batched.failed)),
+        cpu = cpu.per_task(),
         np = quiet_polls.len(),
         p50q = ms(quantile(&quiet_polls, 0.5)),
         pmaxq = ms(quiet_polls.last().copied().unwrap_or(f64::NAN)),
