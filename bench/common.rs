@@ -172,14 +172,22 @@ pub fn rss_bytes(pid: u32) -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// The fields of `/proc/<pid>/stat` after "pid (comm) " (the state is index 0); `None` when
+/// the process is gone. The command name may hold spaces and parentheses, so the split is at
+/// its last `)`.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
 /// CPU time of process `pid` in seconds: its own (user + system), and that of the children it
 /// has reaped (for a worker: its tasks' processes).
 pub fn cpu_seconds(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    // After "pid (comm) ", fields 14 to 17 (utime stime cutime cstime) are indices 11 to 14.
-    let ticks: Vec<f64> = rest
-        .split_whitespace()
+    // Fields 14 to 17 of the stat line (utime stime cutime cstime) are indices 11 to 14.
+    let ticks: Vec<f64> = stat_fields(pid as i32)
+        .unwrap_or_default()
+        .iter()
         .skip(11)
         .take(4)
         .map(|t| t.parse().unwrap_or(0.0))
@@ -219,15 +227,11 @@ fn members_of(groups: &[i32]) -> Vec<i32> {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(fields) = stat_fields(pid) else {
             continue;
         };
-        // After "pid (comm) ": state ppid pgrp session ...
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1) == Some(&"Z") {
+        // state ppid pgrp session ...
+        if fields.get(1).map(String::as_str) == Some("Z") {
             continue;
         }
         if let Some(group) = fields.get(2).and_then(|s| s.parse::<i32>().ok()) {

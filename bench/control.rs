@@ -192,7 +192,6 @@ async fn short_tasks(url: &str, board: &Board, first: usize, batch: usize) -> Th
 
 /// CPU seconds used so far by the manager, the workers themselves, the task processes the
 /// workers reaped, and this benchmark process (its submitters and its watch).
-#[derive(Clone, Copy)]
 struct CpuUse {
     manager: f64,
     workers: f64,
