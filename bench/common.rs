@@ -230,8 +230,8 @@ fn members_of(groups: &[i32]) -> Vec<i32> {
         let Some(fields) = stat_fields(pid) else {
             continue;
         };
-        // state ppid pgrp session ...
-        if fields.get(1).map(String::as_str) == Some("Z") {
+        // state ppid pgrp session ...: a zombie (state Z) is gone but for its exit status.
+        if fields.first().map(String::as_str) == Some("Z") {
             continue;
         }
         if let Some(group) = fields.get(2).and_then(|s| s.parse::<i32>().ok()) {
