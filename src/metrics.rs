@@ -57,6 +57,9 @@ pub struct Metrics {
     pub worker_runtime_seconds: HistogramVec,
     /// Worker: health checks that failed, by probe kind.
     pub worker_health_check_failures: IntCounterVec,
+    /// Manager and worker: moves of a task's state that the state machine refused, by
+    /// component and the two states.
+    pub illegal_transitions: IntCounterVec,
     /// Every server: rpc latency by method and gRPC status code.
     pub rpc_seconds: HistogramVec,
     /// Every server: rpcs that answered with a non-OK status, by method and code.
@@ -124,6 +127,11 @@ impl Metrics {
                 "Health checks that failed.",
                 &["probe"],
             ),
+            illegal_transitions: counter_vec(
+                "cube_illegal_transitions_total",
+                "Task state changes the state machine refused (a bug if ever non-zero).",
+                &["component", "from", "to"],
+            ),
             rpc_seconds: histogram(
                 "cube_rpc_duration_seconds",
                 "gRPC server latency (to the response headers), by method and status code.",
@@ -146,6 +154,7 @@ impl Metrics {
             Box::new(m.worker_tasks.clone()),
             Box::new(m.worker_runtime_seconds.clone()),
             Box::new(m.worker_health_check_failures.clone()),
+            Box::new(m.illegal_transitions.clone()),
             Box::new(m.rpc_seconds.clone()),
             Box::new(m.rpc_errors.clone()),
         ] {

@@ -104,6 +104,53 @@ pub fn check_transition(
     }
 }
 
+/// Which side of Cube moves a task's state: the label of the refused-move metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    /// The manager's copy (desired and placed state).
+    Manager,
+    /// A worker's copy (observed state).
+    Worker,
+}
+
+impl Component {
+    /// The name in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Manager => "manager",
+            Component::Worker => "worker",
+        }
+    }
+}
+
+/// The one way a task's state changes, on either side (DESIGN.md §3): the move is checked
+/// against [`check_transition`]; a legal one is made, an illegal one is refused (the task is
+/// left as it was), logged with both states and counted in `cube_illegal_transitions_total`.
+/// No other code assigns `Task::state`.
+pub fn move_state(
+    component: Component,
+    task: &mut pb::Task,
+    to: TaskState,
+) -> std::result::Result<(), TransitionError> {
+    let from = task.state();
+    if let Err(e) = check_transition(from, to) {
+        tracing::error!(
+            component = component.name(),
+            task_id = %task.id,
+            from = state_name(from),
+            to = state_name(to),
+            "illegal state change refused"
+        );
+        crate::metrics::metrics()
+            .illegal_transitions
+            .with_label_values(&[component.name(), state_name(from), state_name(to)])
+            .inc();
+        return Err(e);
+    }
+    task.state = to as i32;
+    Ok(())
+}
+
 /// Whether a task in this state will not change again by itself.
 pub fn is_finished(state: TaskState) -> bool {
     matches!(state, TaskState::Completed | TaskState::Failed)
@@ -424,6 +471,33 @@ pub fn format_bytes(bytes: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// An illegal move leaves the task as it was and is counted under its component.
+    #[test]
+    fn move_state_refuses_and_counts_an_illegal_move() {
+        use super::*;
+        let counter = || {
+            crate::metrics::metrics()
+                .illegal_transitions
+                .with_label_values(&["worker", "COMPLETED", "RUNNING"])
+                .get()
+        };
+        let before = counter();
+        let mut task = pb::Task {
+            state: TaskState::Completed as i32,
+            ..Default::default()
+        };
+        let err = move_state(Component::Worker, &mut task, TaskState::Running).unwrap_err();
+        assert_eq!(
+            (err.from, err.to),
+            (TaskState::Completed, TaskState::Running)
+        );
+        assert_eq!(task.state(), TaskState::Completed, "refused: unchanged");
+        assert_eq!(counter(), before + 1);
+        task.state = TaskState::Scheduled as i32;
+        move_state(Component::Worker, &mut task, TaskState::Running).unwrap();
+        assert_eq!(task.state(), TaskState::Running);
+    }
+
     use super::*;
     use TaskState::*;
 
