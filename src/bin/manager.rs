@@ -118,6 +118,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.update_interval = args.update_interval;
     config.heartbeat_interval = args.heartbeat_interval;
     config.node_grace = args.node_grace;
+    let mut dev_worker = None;
     if args.dev {
         let name = args
             .dev_worker_name
@@ -133,11 +134,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             cube::worker::RuntimeKind::Exec
         };
-        config.dev_worker = Some(worker);
+        // The embedded worker listens on its own loopback port, and the manager polls it like
+        // a static worker.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind the dev worker: {e}"))?;
+        let address = listener.local_addr()?.to_string();
+        tracing::info!(%address, name = %worker.name, runtime = ?worker.runtime, "embedded dev worker");
+        config.workers.push(address);
+        dev_worker = Some((listener, worker));
     }
     let shutdown = cube::grpc::shutdown_on_signals();
     // Open the store before binding, so a locked or corrupt data dir fails at once.
     let manager = cube::manager::Manager::open(config)?;
+    let dev_worker = dev_worker.map(|(listener, worker)| {
+        let stop = shutdown.child_token();
+        tokio::spawn(async move {
+            if let Err(e) = cube::worker::serve(listener, worker, stop).await {
+                tracing::error!(error = %e, "the embedded dev worker failed");
+            }
+        })
+    });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -149,7 +166,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     cube::grpc::announce(address);
     tracing::info!(%address, "manager serving");
-    manager.serve(listener, shutdown).await?;
+    let served = manager.serve(listener, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(worker) = dev_worker {
+        let _ = worker.await;
+    }
+    served?;
     Ok(())
 }
 

@@ -11,8 +11,11 @@ use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tonic::Code;
 
-use super::core::{Core, Dispatch, SendFailure, StopJob};
-use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
+use super::{
+    core::{Core, Dispatch, SendFailure, StopJob},
+    pool::WorkerPool,
+};
+use crate::proto::pb;
 
 /// Calls in flight to one worker at most: enough to overlap a few container starts, few enough
 /// not to swamp one Docker engine.
@@ -46,7 +49,12 @@ impl Limits {
 }
 
 /// Places pending tasks and sends them to their workers until `shutdown`.
-pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
+pub(crate) async fn run_dispatcher(
+    core: Core,
+    pool: WorkerPool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let limits = Limits::default();
     loop {
         let (jobs, durable, next_due) = core.place_pending();
@@ -60,11 +68,11 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
                     for (address, jobs) in by_worker {
                         let limit = limits.of(&address);
                         for batch in jobs.chunks(START_BATCH) {
-                            let (core, limit, batch) =
-                                (core.clone(), limit.clone(), batch.to_vec());
+                            let (core, pool, limit, batch) =
+                                (core.clone(), pool.clone(), limit.clone(), batch.to_vec());
                             tracker.spawn(async move {
                                 let _permit = limit.acquire_owned().await;
-                                send(&core, &batch).await;
+                                send(&core, &pool, &batch).await;
                             });
                         }
                     }
@@ -94,13 +102,12 @@ pub(crate) async fn run_dispatcher(core: Core, tracker: TaskTracker, shutdown: C
 /// Calls StartTasks on the worker of `jobs` (all placed on the same worker) and records each
 /// outcome: accepted (or already there) is sent; a refusal, or no answer, goes to
 /// `Core::dispatch_failed`.
-pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
+pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
     let Some(first) = jobs.first() else { return };
     let outcome = async {
-        let channel = core
-            .channel(&first.address)
+        let mut client = pool
+            .client(&first.address)
             .map_err(|e| SendFailure::Refused(e.to_string()))?;
-        let mut client = WorkerServiceClient::new(channel);
         let tasks = jobs
             .iter()
             .map(|job| pb::StartTaskRequest {
@@ -163,15 +170,20 @@ pub(crate) async fn send(core: &Core, jobs: &[Dispatch]) {
 }
 
 /// Calls StopTask for every stop owed (the user's stops and stale copies) until `shutdown`.
-pub(crate) async fn run_stopper(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
+pub(crate) async fn run_stopper(
+    core: Core,
+    pool: WorkerPool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
     let limits = Limits::default();
     loop {
         for (job, address, grace) in core.stop_jobs() {
-            let core = core.clone();
+            let (core, pool) = (core.clone(), pool.clone());
             let limit = limits.of(&address);
             tracker.spawn(async move {
                 let _permit = limit.acquire_owned().await;
-                let outcome = stop(&core, &job, &address, grace + STOP_EXTRA).await;
+                let outcome = stop(&pool, &job, &address, grace + STOP_EXTRA).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(task_id = %job.id, node = %job.node, %error, "StopTask failed; will retry");
                 } else {
@@ -189,13 +201,12 @@ pub(crate) async fn run_stopper(core: Core, tracker: TaskTracker, shutdown: Canc
 }
 
 async fn stop(
-    core: &Core,
+    pool: &WorkerPool,
     job: &StopJob,
     address: &str,
     deadline: Duration,
 ) -> Result<Option<pb::Task>, String> {
-    let channel = core.channel(address).map_err(|e| e.to_string())?;
-    let mut client = WorkerServiceClient::new(channel);
+    let mut client = pool.client(address).map_err(|e| e.to_string())?;
     let mut request = tonic::Request::new(pb::WorkerServiceStopTaskRequest {
         task_id: job.id.to_string(),
         reason: if job.stale {

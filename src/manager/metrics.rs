@@ -1,12 +1,12 @@
 //! The manager's part of the metrics: gauges read from the core when the endpoint is scraped
-//! (tasks and nodes by state, the pending queue), and the submit-to-running latency.
+//! (tasks and nodes by state, the pending queue).
 
 use std::collections::BTreeMap;
 
 use super::core::Core;
 use crate::{
     metrics::{metrics, on_scrape, set_counts, ScrapeHook},
-    proto::pb::{self, NodeState, TaskState},
+    proto::pb::{NodeState, TaskState},
     task::state_name,
 };
 
@@ -54,21 +54,4 @@ pub(crate) fn register(core: &Core) -> ScrapeHook {
             &nodes,
         );
     })
-}
-
-/// Records the time from submission to the first RUNNING report of `task` (as the manager
-/// held it before that report).
-pub(crate) fn first_running(task: &pb::Task) {
-    let Some(created) = task
-        .created_at
-        .and_then(|t| std::time::SystemTime::try_from(t).ok())
-    else {
-        return;
-    };
-    if let Ok(elapsed) = created.elapsed() {
-        metrics()
-            .manager_submit_to_running_seconds
-            .with_label_values(&[] as &[&str])
-            .observe(elapsed.as_secs_f64());
-    }
 }

@@ -1,18 +1,23 @@
 //! The manager (control plane): accepts tasks, places them on workers, and keeps track of them.
 //!
-//! - [`core`]: the state handle (tasks, nodes, pending queue) over the durable store.
+//! A task's way through, file by file: [`service`] (the rpc) -> [`core`]`::api` (recorded
+//! PENDING) -> [`dispatcher`] wakes -> `core::placement` (SCHEDULED) -> [`dispatcher`] sends
+//! StartTasks over a [`pool`] channel -> [`reconciler`] polls the worker -> `core::observe`
+//! (RUNNING).
+//!
+//! - [`core`]: the state handle (tasks, nodes, pending queue) over the durable store, one file
+//!   per job.
 //! - [`service`]: the thin ManagerService handlers.
 //! - [`dispatcher`]: SendWork (StartTask) and the stopper (StopTask), event-driven.
 //! - [`reconciler`]: UpdateTasks, one poll loop per worker (ListTasks + GetStats).
+//! - [`supervisor`]: the loops that act on time: restarts due, liveness, drains.
+//! - [`pool`]: the channels to workers.
+//! - [`policy`]: pure decisions: restart backoff, StartTask backoff, the node grace.
 //! - [`nodes`]: the node tracker (liveness, stats, allocation).
-//! - [`metrics`]: the gauges read at scrape time and the submit-to-running latency.
+//! - [`metrics`]: the gauges read at scrape time.
 //!
 //! Nodes: a static `--workers` entry is known by its address until the worker answers with its
-//! name, then by that name (stored, so it keeps it across restarts). Membership by
-//! RegisterWorker/Heartbeat, DrainNode and restart policies (issue 6) fit the same core: a
-//! heartbeat is another way to call `worker_answered`, and a lost node moves its tasks with
-//! the same `update` the reconciler uses. [`failures`] holds the restart policies, the
-//! liveness check and the drainer.
+//! name, then by that name (stored, so it keeps it across restarts).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -27,18 +32,20 @@ use crate::{
 
 mod core;
 mod dispatcher;
-mod failures;
 mod metrics;
 mod nodes;
+mod policy;
+mod pool;
 mod reconciler;
 mod service;
+mod supervisor;
 
 /// The default poll period of each worker: quick enough that a started container shows as
 /// RUNNING within about a second, slow enough to cost nothing on an idle cluster.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The default heartbeat period (DESIGN: 1 s).
-pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = failures::DEFAULT_HEARTBEAT_INTERVAL;
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = policy::DEFAULT_HEARTBEAT_INTERVAL;
 
 /// The default scheduling strategy (the scheduler module's default: spread).
 pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
@@ -54,13 +61,10 @@ pub struct ManagerConfig {
     pub scheduler: String,
     /// How often each worker is polled.
     pub update_interval: Duration,
-    /// `--dev`: a worker to run inside this process, on its own `127.0.0.1:0` listener, polled
-    /// like a static worker.
-    pub dev_worker: Option<crate::worker::WorkerConfig>,
     /// The heartbeat period asked of registered workers.
     pub heartbeat_interval: Duration,
     /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
-    /// None means [`failures::GRACE_HEARTBEATS`] heartbeat periods.
+    /// None means [`policy::GRACE_HEARTBEATS`] heartbeat periods.
     pub node_grace: Option<Duration>,
 }
 
@@ -72,7 +76,6 @@ impl ManagerConfig {
             workers: Vec::new(),
             scheduler: DEFAULT_SCHEDULER.into(),
             update_interval: DEFAULT_UPDATE_INTERVAL,
-            dev_worker: None,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             node_grace: None,
         }
@@ -129,47 +132,35 @@ impl Manager {
     /// Serves ManagerService on `listener` and runs the loops until `shutdown`; then waits for
     /// them to end.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> Result<()> {
-        let Manager { core, mut config } = self;
+        let Manager { core, config } = self;
         let tracker = TaskTracker::new();
         let loops = shutdown.child_token();
-        if let Some(worker) = config.dev_worker.take() {
-            let listener = TcpListener::bind("127.0.0.1:0")
-                .await
-                .map_err(|e| Error::Unavailable(format!("cannot bind the dev worker: {e}")))?;
-            let address = listener
-                .local_addr()
-                .map_err(|e| Error::Internal(format!("the dev worker's address: {e}")))?
-                .to_string();
-            tracing::info!(%address, name = %worker.name, runtime = ?worker.runtime, "embedded dev worker");
-            config.workers.push(address);
-            let stop = loops.clone();
-            tracker.spawn(async move {
-                if let Err(e) = crate::worker::serve(listener, worker, stop).await {
-                    tracing::error!(error = %e, "the embedded dev worker failed");
-                }
-            });
-        }
+        let pool = pool::WorkerPool::default();
         tracker.spawn(dispatcher::run_dispatcher(
             core.clone(),
+            pool.clone(),
             tracker.clone(),
             loops.clone(),
         ));
         tracker.spawn(dispatcher::run_stopper(
             core.clone(),
+            pool.clone(),
             tracker.clone(),
             loops.clone(),
         ));
         let grace = config
             .node_grace
-            .unwrap_or(config.heartbeat_interval * failures::GRACE_HEARTBEATS);
-        tracker.spawn(failures::run_restarter(
+            .unwrap_or(config.heartbeat_interval * policy::GRACE_HEARTBEATS);
+        tracker.spawn(supervisor::run_restarter(
             core.clone(),
+            pool.clone(),
             tracker.clone(),
             loops.clone(),
         ));
-        tracker.spawn(failures::run_liveness(core.clone(), grace, loops.clone()));
-        tracker.spawn(failures::run_drainer(core.clone(), loops.clone()));
+        tracker.spawn(supervisor::run_liveness(core.clone(), grace, loops.clone()));
+        tracker.spawn(supervisor::run_drainer(core.clone(), loops.clone()));
         let polls = service::Polls {
+            pool,
             tracker: tracker.clone(),
             stop: loops.clone(),
             update_interval: config.update_interval,

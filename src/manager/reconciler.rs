@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::core::Core;
-use crate::proto::pb::{self, worker_service_client::WorkerServiceClient};
+use super::{core::Core, pool::WorkerPool};
+use crate::proto::pb;
 
 /// How long one poll (both calls) may take, beyond the long poll's wait, before the worker
 /// counts as not answering.
@@ -27,6 +27,7 @@ struct Cursor {
 /// Polls the worker at `address` every `interval` until `shutdown`.
 pub(crate) async fn run_worker_poll(
     core: Core,
+    pool: WorkerPool,
     address: String,
     interval: Duration,
     shutdown: CancellationToken,
@@ -42,7 +43,7 @@ pub(crate) async fn run_worker_poll(
         }
         let asked_at = Instant::now();
         let outcome;
-        match poll(&core, &address, &cursor, interval).await {
+        match poll(&pool, &address, &cursor, interval).await {
             Ok((stats, list)) => {
                 outcome = if list.tasks.is_empty() {
                     Outcome::Quiet
@@ -99,14 +100,13 @@ enum Outcome {
 
 /// One poll: GetStats, and ListTasks waiting up to `wait` for a change.
 async fn poll(
-    core: &Core,
+    pool: &WorkerPool,
     address: &str,
     cursor: &Cursor,
     wait: Duration,
 ) -> Result<(pb::GetStatsResponse, pb::WorkerServiceListTasksResponse), String> {
     let deadline = POLL_DEADLINE + wait;
-    let channel = core.channel(address).map_err(|e| e.to_string())?;
-    let mut client = WorkerServiceClient::new(channel);
+    let mut client = pool.client(address).map_err(|e| e.to_string())?;
     let mut stats_client = client.clone();
     let mut stats_request = tonic::Request::new(pb::GetStatsRequest {});
     stats_request.set_timeout(POLL_DEADLINE);

@@ -9,9 +9,7 @@ use tonic::{Request, Response, Status};
 use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
 use crate::{
     error::{Error, Result},
-    proto::pb::{
-        self, manager_service_server::ManagerService, worker_service_client::WorkerServiceClient,
-    },
+    proto::pb::{self, manager_service_server::ManagerService},
     task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
 };
 
@@ -37,6 +35,7 @@ pub(crate) struct Api {
 /// What a registration needs to start polling a worker like a static one.
 #[derive(Clone)]
 pub(crate) struct Polls {
+    pub pool: super::pool::WorkerPool,
     pub tracker: tokio_util::task::TaskTracker,
     pub stop: tokio_util::sync::CancellationToken,
     pub update_interval: std::time::Duration,
@@ -49,6 +48,7 @@ impl Polls {
         if core.claim_poll(&address) {
             self.tracker.spawn(super::reconciler::run_worker_poll(
                 core.clone(),
+                self.pool.clone(),
                 address,
                 self.update_interval,
                 self.stop.clone(),
@@ -169,8 +169,7 @@ impl ManagerService for Api {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
         let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
-        let task = self.core.task(id)?;
-        let events = self.core.task_events(id, 0, usize::MAX)?;
+        let (task, events) = self.core.task_with_events(id).await?;
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task),
             events,
@@ -282,11 +281,10 @@ impl ManagerService for Api {
         let after = page_token("page_token", &request.page_token)?;
         // One more than asked tells whether there is a next page.
         let mut events = if request.task_id.is_empty() {
-            self.core.events(after, limit + 1)?
+            self.core.events(after, limit + 1).await?
         } else {
             let id = TaskId::parse("task_id", &request.task_id)?;
-            self.core.task(id)?;
-            self.core.task_events(id, after, limit + 1)?
+            self.core.task_events(id, after, limit + 1).await?
         };
         let more = events.len() > limit;
         events.truncate(limit);
@@ -345,7 +343,7 @@ impl ManagerService for Api {
             ))
             .into());
         };
-        let mut client = WorkerServiceClient::new(self.core.channel(&address)?);
+        let mut client = self.polls.pool.client(&address)?;
         let upstream = client
             .stream_logs(pb::WorkerServiceStreamLogsRequest {
                 task_id: request.task_id,
@@ -387,14 +385,17 @@ impl ManagerService for Api {
         if request.address.is_empty() {
             return Err(Error::invalid("address", "is required").into());
         }
-        let needs_poll = self.core.register(
+        let registered = self.core.register(
             &request.name,
             &request.address,
             request.labels.into_iter().collect(),
             request.instance_id,
             request.stats,
         );
-        if needs_poll {
+        if let Some(old) = &registered.moved_from {
+            self.polls.pool.forget(old);
+        }
+        if registered.needs_poll {
             self.polls.start(&self.core, request.address);
         }
         Ok(Response::new(pb::RegisterWorkerResponse {

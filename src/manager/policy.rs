@@ -1,16 +1,14 @@
-//! Failures (issue 6): restart policies with their backoff, lost nodes, and drains.
+//! Pure policy, knowing nothing of the core: the restart policy and its backoff, the restart
+//! timer queue, the StartTask backoff, and how long a node may be silent.
 //!
-//! The decisions are plain functions (unit-tested with paused tokio time); the loops here only
-//! wait and call the core. Restart timers are event-driven: a queue ordered by due time, and
-//! one `sleep_until` for its first entry, so a thousand backing-off tasks cost nothing until
-//! one is due.
+//! Restart timers are event-driven: a queue ordered by due time, and one `sleep_until` for its
+//! first entry (see `supervisor`), so a thousand backing-off tasks cost nothing until one is
+//! due. Everything here is unit-tested, with paused tokio time where time matters.
 
 use std::{collections::BTreeSet, time::Duration};
 
 use tokio::time::Instant;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::core::Core;
 use crate::{
     proto::pb::{self, TaskState},
     task::{restart_policy, TaskId},
@@ -39,14 +37,31 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// default (3 periods of 5 s), Nomad at least 10 s plus a grace period.
 pub const GRACE_HEARTBEATS: u32 = 10;
 
-/// How often the drainer looks at draining nodes when nothing woke it.
-const DRAIN_TICK: Duration = Duration::from_millis(250);
-
 /// The wait before restart number `step + 1` of a backoff run: 1 s doubling to the cap.
 pub fn restart_delay(step: u32) -> Duration {
     FIRST_RESTART_DELAY
         .saturating_mul(2u32.saturating_pow(step.min(20)))
         .min(MAX_RESTART_DELAY)
+}
+
+/// The first retry delay after a failed StartTask; doubles up to [`MAX_DISPATCH_BACKOFF`].
+pub const FIRST_DISPATCH_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest wait between StartTask retries of one task: long enough not to hammer a sick
+/// worker, short enough that a recovered one gets its task soon.
+pub const MAX_DISPATCH_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How many times a StartTask that got no answer is sent again to the same node before the
+/// task goes back to PENDING to be placed anew. The worker may have accepted the first call
+/// (an answer can be late on a loaded machine), and sending it again is harmless: the worker
+/// answers ALREADY_EXISTS for a task it holds.
+pub const MAX_RESENDS: u32 = 3;
+
+/// The wait before the next StartTask of a task that failed `failures` times in a row.
+pub fn dispatch_backoff(failures: u32) -> Duration {
+    FIRST_DISPATCH_BACKOFF
+        .saturating_mul(1 << (failures.clamp(1, 16) - 1))
+        .min(MAX_DISPATCH_BACKOFF)
 }
 
 /// A delay as people read it in events: `500ms`, `2s`, `5m`, `1m30s`.
@@ -132,61 +147,6 @@ impl RestartQueue {
     }
 }
 
-/// Starts due restarts until `shutdown`: sleeps until the first timer, or until a new timer
-/// wakes it.
-pub(crate) async fn run_restarter(core: Core, tracker: TaskTracker, shutdown: CancellationToken) {
-    loop {
-        let (jobs, durable, next) = core.restarts_due(Instant::now());
-        if !jobs.is_empty() {
-            if let Err(e) = durable.wait().await {
-                tracing::error!(error = %e, "restarts could not be stored; retrying");
-            }
-            for job in jobs {
-                let core = core.clone();
-                tracker.spawn(async move {
-                    super::dispatcher::send(&core, std::slice::from_ref(&job)).await
-                });
-            }
-        }
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = core.restart_notify().notified() => {}
-            _ = sleep => {}
-        }
-    }
-}
-
-/// Marks nodes silent for `grace` DOWN and places their tasks again, until `shutdown`. Checks
-/// nodes (not tasks) ten times per grace period, so detection lags at most a tenth of it.
-pub(crate) async fn run_liveness(core: Core, grace: Duration, shutdown: CancellationToken) {
-    let tick = (grace / 10).max(Duration::from_millis(50));
-    loop {
-        core.check_liveness(grace);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(tick) => {}
-        }
-    }
-}
-
-/// Moves tasks off draining nodes one at a time, until `shutdown`.
-pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
-    loop {
-        core.drain_step();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = core.drain_notify().notified() => {}
-            _ = tokio::time::sleep(DRAIN_TICK) => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +214,15 @@ mod tests {
             verdict(&spec(OnFailure, Some(2)), TaskState::Failed, 2, 2),
             Verdict::UsedUp { max: 2 }
         );
+    }
+
+    #[test]
+    fn dispatch_backoff_doubles_up_to_its_cap() {
+        assert_eq!(dispatch_backoff(1), Duration::from_millis(500));
+        assert_eq!(dispatch_backoff(2), Duration::from_secs(1));
+        assert_eq!(dispatch_backoff(4), Duration::from_secs(4));
+        assert_eq!(dispatch_backoff(7), MAX_DISPATCH_BACKOFF);
+        assert_eq!(dispatch_backoff(1000), MAX_DISPATCH_BACKOFF);
     }
 
     #[tokio::test(start_paused = true)]

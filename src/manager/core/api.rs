@@ -1,0 +1,290 @@
+//! What users ask of the core: submit and stop (recorded durably before the answer), and the
+//! reads: one task, lists, watches, events, nodes, counts and placement explanations.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
+
+use tokio::sync::broadcast;
+
+use super::{
+    state::{holds, Entry},
+    Core,
+};
+use crate::{
+    error::{Error, Result},
+    manager::nodes::NodeEntry,
+    proto::{
+        now,
+        pb::{self, DesiredState, EventType, TaskState},
+    },
+    scheduler::{Decision, Demand},
+    task::{is_finished, TaskId},
+};
+
+/// The longest `request_id` accepted (the proto's promise).
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// Filters of ListTasks and WatchTasks.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TaskFilter {
+    pub ids: HashSet<String>,
+    pub state: Option<TaskState>,
+    pub node: Option<String>,
+}
+
+impl TaskFilter {
+    /// Whether `task` passes every filter that is set.
+    pub fn matches(&self, task: &pb::Task) -> bool {
+        (self.ids.is_empty() || self.ids.contains(&task.id))
+            && self.state.is_none_or(|s| task.state == s as i32)
+            && self.node.as_ref().is_none_or(|n| &task.node == n)
+    }
+}
+
+impl Core {
+    /// Accepts a validated spec; answers once it is durable. With a known `request_id`, the
+    /// task that id created (and `false`).
+    pub async fn submit(&self, spec: pb::TaskSpec, request_id: String) -> Result<(pb::Task, bool)> {
+        let mut answers = self.submit_many(vec![(spec, request_id)]).await?;
+        Ok(answers.remove(0))
+    }
+
+    /// Accepts validated specs, each with its optional `request_id`, in one commit; answers
+    /// once all are durable, in order. A known `request_id` (also one repeated within the
+    /// call) answers the task it created, and `false`.
+    pub async fn submit_many(
+        &self,
+        requests: Vec<(pb::TaskSpec, String)>,
+    ) -> Result<Vec<(pb::Task, bool)>> {
+        let (answers, durable) = {
+            let mut tx = self.tx();
+            let mut answers = Vec::with_capacity(requests.len());
+            for (spec, request_id) in requests {
+                if let Some(existing) = tx
+                    .state
+                    .requests
+                    .get(&request_id)
+                    .filter(|_| !request_id.is_empty())
+                {
+                    // The commit below also waits for everything queued before it, so a
+                    // first submission that is not yet durable is by the time this answers.
+                    answers.push((tx.state.tasks[existing].task.clone(), false));
+                    continue;
+                }
+                let id = TaskId::new();
+                let state = &mut *tx.state;
+                let seq = state.next_seq;
+                state.next_seq += 1;
+                let task = pb::Task {
+                    id: id.to_string(),
+                    spec: Some(spec),
+                    // A new task starts PENDING: its creation, not a move.
+                    state: TaskState::Pending as i32,
+                    desired_state: DesiredState::Running as i32,
+                    created_at: Some(now()),
+                    message: "waiting to be placed".into(),
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                };
+                if !request_id.is_empty() {
+                    state.requests.insert(request_id, id);
+                }
+                state.order.insert(seq, id);
+                state.to_try.insert(seq);
+                state.tasks.insert(id, Entry::new(seq, task));
+                let event = (EventType::Submitted, "accepted".to_string());
+                tx.update(id, None, Some(event), |_| {});
+                answers.push((tx.state.tasks[&id].task.clone(), true));
+            }
+            (answers, tx.commit())
+        };
+        durable.wait().await?;
+        Ok(answers)
+    }
+
+    /// Records the wish that a task stop; the stopper calls its worker. A finished task is
+    /// answered as it is. A PENDING task is never placed: it becomes FAILED ("stopped before
+    /// it was placed"), the one legal move out of PENDING that is not a placement; its
+    /// desired state STOPPED keeps any restart policy from starting it.
+    pub async fn stop(&self, id: TaskId) -> Result<pb::Task> {
+        let (task, durable) = {
+            let mut tx = self.tx();
+            let entry = tx
+                .state
+                .tasks
+                .get(&id)
+                .ok_or_else(|| Error::task_not_found(id))?;
+            if is_finished(entry.task.state())
+                || entry.task.desired_state() == DesiredState::Stopped
+            {
+                let task = entry.task.clone();
+                (task, tx.commit())
+            } else {
+                let pending = entry.task.state() == TaskState::Pending;
+                let to = pending.then_some(TaskState::Failed);
+                let event = (EventType::StopRequested, "stop requested".to_string());
+                tx.update(id, to, Some(event), |task| {
+                    task.desired_state = DesiredState::Stopped as i32;
+                    if pending {
+                        task.message = "stopped before it was placed".into();
+                        task.finished_at = Some(now());
+                    }
+                });
+                let task = tx.state.tasks[&id].task.clone();
+                (task, tx.commit())
+            }
+        };
+        durable.wait().await?;
+        Ok(task)
+    }
+
+    /// One task.
+    pub fn task(&self, id: TaskId) -> Result<pb::Task> {
+        self.lock()
+            .tasks
+            .get(&id)
+            .map(|e| e.task.clone())
+            .ok_or_else(|| Error::task_not_found(id))
+    }
+
+    /// Waits until every write queued so far is in the store. A task's new state is visible
+    /// in memory the moment its write (the task and its events, one write) is queued, so a
+    /// reader that saw a state and then reads events after this barrier finds that state's
+    /// event: events are never behind the state a client was shown.
+    async fn written(&self) -> Result<()> {
+        self.shared.store.write(Vec::new()).wait().await
+    }
+
+    /// One task and its events, oldest first: the events include the task's current state.
+    pub async fn task_with_events(&self, id: TaskId) -> Result<(pb::Task, Vec<pb::TaskEvent>)> {
+        let task = self.task(id)?;
+        self.written().await?;
+        let events = self.shared.store.task_events(id, 0, usize::MAX)?;
+        Ok((task, events))
+    }
+
+    /// A task's events, oldest first, as far as every change made so far.
+    pub async fn task_events(
+        &self,
+        id: TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::TaskEvent>> {
+        self.task(id)?;
+        self.written().await?;
+        self.shared.store.task_events(id, after, limit)
+    }
+
+    /// Events of all tasks, oldest first, as far as every change made so far.
+    pub async fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.written().await?;
+        self.shared.store.events(after, limit)
+    }
+
+    /// Tasks matching `filter` with submission sequence above `after`, oldest first, at most
+    /// `limit`; and the sequence to continue from when there may be more.
+    pub fn list(
+        &self,
+        filter: &TaskFilter,
+        after: u64,
+        limit: usize,
+    ) -> (Vec<pb::Task>, Option<u64>) {
+        let state = self.lock();
+        let mut out = Vec::new();
+        let mut last = None;
+        for (seq, id) in state.order.range(after.saturating_add(1)..) {
+            let task = &state.tasks[id].task;
+            if filter.matches(task) {
+                if out.len() == limit {
+                    return (out, last);
+                }
+                out.push(task.clone());
+                last = Some(*seq);
+            }
+        }
+        (out, None)
+    }
+
+    /// Subscribes to changes, then takes the snapshot, so nothing falls between the two.
+    pub fn watch(
+        &self,
+        filter: &TaskFilter,
+    ) -> (Vec<pb::Task>, broadcast::Receiver<Arc<pb::Task>>) {
+        let state = self.lock();
+        let rx = self.shared.changes.subscribe();
+        let tasks = state
+            .order
+            .values()
+            .map(|id| &state.tasks[id].task)
+            .filter(|t| filter.matches(t))
+            .cloned()
+            .collect();
+        (tasks, rx)
+    }
+
+    /// Every node, by name.
+    pub fn nodes(&self) -> Vec<pb::Node> {
+        self.lock()
+            .nodes
+            .by_name
+            .values()
+            .map(NodeEntry::to_pb)
+            .collect()
+    }
+
+    /// Tasks by state, and the length of the pending queue (for the metrics).
+    pub fn task_counts(&self) -> (BTreeMap<TaskState, i64>, i64) {
+        let state = self.lock();
+        let mut counts = BTreeMap::new();
+        for entry in state.tasks.values() {
+            *counts.entry(entry.task.state()).or_default() += 1;
+        }
+        (counts, state.pending.len() as i64)
+    }
+
+    /// What the scheduler would decide for a task now, without moving any strategy state.
+    pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
+        let state = self.lock();
+        let task = state
+            .tasks
+            .get(&id)
+            .ok_or_else(|| Error::task_not_found(id))?
+            .task
+            .clone();
+        let mut views = state.nodes.views(self.shared.stale_after);
+        let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
+        // A placed task is explained as if it were being placed now: its own share of its
+        // node does not count against it, or a full node would "not fit" the task it runs.
+        if holds(&task) {
+            if let Some(view) = views.iter_mut().find(|v| v.name == task.node) {
+                view.allocated = view.allocated - demand.resources;
+                for port in &demand.host_ports {
+                    view.used_ports.remove(port);
+                }
+                view.task_count = view.task_count.saturating_sub(1);
+            }
+        }
+        let decision = self.shared.scheduler.place(&demand, &views, false);
+        Ok((task, decision))
+    }
+
+    /// The address of the node a task is (or was last) placed on.
+    pub fn node_address_of(&self, id: TaskId) -> Result<(pb::Task, Option<String>)> {
+        let state = self.lock();
+        let task = state
+            .tasks
+            .get(&id)
+            .ok_or_else(|| Error::task_not_found(id))?
+            .task
+            .clone();
+        let address = state
+            .nodes
+            .by_name
+            .get(&task.node)
+            .map(|n| n.address.clone())
+            .filter(|a| !a.is_empty());
+        Ok((task, address))
+    }
+}

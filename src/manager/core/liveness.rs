@@ -1,0 +1,50 @@
+//! Liveness: a node not heard from for the grace period is DOWN, and its unfinished tasks go
+//! back to PENDING (NODE_LOST) to be placed elsewhere.
+
+use std::time::Duration;
+
+use super::Core;
+use crate::{manager::policy::human, proto::pb::EventType, task::TaskId};
+
+impl Core {
+    /// Marks nodes not heard from for `grace` DOWN, and sends their unfinished tasks back to
+    /// PENDING with a NODE_LOST event, to be placed elsewhere. The cost is the number of
+    /// nodes plus the tasks actually moved.
+    pub fn check_liveness(&self, grace: Duration) {
+        let mut tx = self.tx();
+        let started = self.shared.started;
+        let lost: Vec<(String, Duration)> = tx
+            .state
+            .nodes
+            .by_name
+            .values()
+            .filter_map(|n| {
+                let silent = n.silent_for().unwrap_or_else(|| started.elapsed());
+                (silent >= grace && (n.alive || !n.tasks.is_empty()))
+                    .then(|| (n.name.clone(), silent))
+            })
+            .collect();
+        for (name, silent) in lost {
+            let state = &mut *tx.state;
+            let Some(node) = state.nodes.by_name.get_mut(&name) else {
+                continue;
+            };
+            let why = format!("no heartbeat for {}", human(grace));
+            if node.alive {
+                tracing::warn!(node = %name, silent_ms = silent.as_millis() as u64, "node lost");
+                node.alive = false;
+                node.message = why.clone();
+            }
+            let mut ids: Vec<TaskId> = node.tasks.iter().copied().collect();
+            ids.sort_by_key(|id| state.tasks.get(id).map(|e| e.seq));
+            for id in ids {
+                let message = format!("node {name} lost: {why}");
+                tx.state.drain_moves.remove(&id);
+                let event = message.clone();
+                let stopped = "stopped (its node was lost)";
+                tx.copy_gone(id, EventType::NodeLost, event, stopped, message);
+            }
+        }
+        tx.commit_later();
+    }
+}

@@ -1,0 +1,307 @@
+//! The tasks in memory: each task with what the dispatcher needs besides it, the indexes kept
+//! beside them, loading them from the store, and [`State::update`], the one way a task changes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::Instant,
+};
+
+use super::{Changes, Shared, StopJob};
+use crate::{
+    manager::{
+        nodes::{NodeEntry, Nodes},
+        policy::{verdict, RestartQueue, Verdict, FIRST_RESTART_DELAY},
+    },
+    proto::{
+        now,
+        pb::{self, DesiredState, EventType, TaskState},
+    },
+    store::manager::{Loaded, Op},
+    task::{is_finished, move_state, state_name, Component, TaskId},
+};
+
+/// A task in memory, with what the dispatcher needs besides the task itself.
+#[derive(Debug)]
+pub(super) struct Entry {
+    /// Submission order: the store key, the listing order and the pending order.
+    pub seq: u64,
+    pub task: pb::Task,
+    /// No placement before this (backoff after a failed StartTask).
+    pub not_before: Option<Instant>,
+    /// Failed StartTask calls in a row.
+    pub dispatch_failures: u32,
+    /// When it was last sent to its node; a full sync older than this may not know it yet.
+    pub dispatched_at: Option<Instant>,
+    /// Whether a StartTask call for it is under way.
+    pub in_flight: bool,
+    /// The capacity generation at which it last fitted nowhere: no need to try again until
+    /// nodes or capacity change.
+    pub unfit_at: Option<u64>,
+    /// Its position in the restart backoff (memory only: a manager restart starts it over).
+    pub backoff_step: u32,
+    /// When its armed restart timer is due, if one is.
+    pub restart_at: Option<tokio::time::Instant>,
+}
+
+impl Entry {
+    /// A task as loaded or just submitted: nothing under way.
+    pub fn new(seq: u64, task: pb::Task) -> Entry {
+        Entry {
+            seq,
+            task,
+            not_before: None,
+            dispatch_failures: 0,
+            dispatched_at: None,
+            in_flight: false,
+            unfit_at: None,
+            backoff_step: 0,
+            restart_at: None,
+        }
+    }
+}
+
+/// Everything the core keeps under its lock.
+pub(super) struct State {
+    pub tasks: HashMap<TaskId, Entry>,
+    /// seq -> id, oldest first.
+    pub order: BTreeMap<u64, TaskId>,
+    pub next_seq: u64,
+    pub next_event: u64,
+    pub revision: u64,
+    pub requests: HashMap<String, TaskId>,
+    /// Pending tasks by seq: the dispatcher's queue.
+    pub pending: BTreeSet<u64>,
+    pub nodes: Nodes,
+    /// Bumped whenever a placement could newly succeed (a node answers again, capacity is
+    /// freed, labels change), so a pass retries unfit tasks only then: its cost grows with
+    /// what changed, not with the length of the queue.
+    pub capacity_gen: u64,
+    /// The capacity generation of the last dispatcher pass: while it is current, a pass only
+    /// looks at `to_try`.
+    pub passed_gen: Option<u64>,
+    /// Pending tasks not tried since they became pending (new, sent back, or backing off).
+    pub to_try: BTreeSet<u64>,
+    /// Stop calls owed to workers.
+    pub stops: BTreeSet<StopJob>,
+    /// Stop calls under way.
+    pub stops_in_flight: HashSet<StopJob>,
+    /// Restart timers.
+    pub restarts: RestartQueue,
+    /// Tasks being moved off a draining node, with that node: its copy runs on until the new
+    /// one is RUNNING.
+    pub drain_moves: HashMap<TaskId, String>,
+    /// SCHEDULED tasks whose StartTask got no answer, to be sent to the same node again once
+    /// their backoff (`not_before`) ends.
+    pub resend: HashSet<TaskId>,
+    /// Worker addresses with a poll loop.
+    pub polled: HashSet<String>,
+}
+
+/// Whether a task counts against its node's capacity.
+pub(super) fn holds(task: &pb::Task) -> bool {
+    !task.node.is_empty() && !is_finished(task.state())
+}
+
+impl State {
+    /// The state as the store holds it, with a node for every static worker.
+    pub fn load(loaded: Loaded, workers: &[String]) -> State {
+        let mut nodes = Nodes::default();
+        for record in loaded.nodes {
+            nodes
+                .by_name
+                .insert(record.name.clone(), NodeEntry::from_record(record));
+        }
+        for address in workers {
+            nodes.key_for_address(address);
+        }
+        let mut state = State {
+            tasks: HashMap::with_capacity(loaded.tasks.len()),
+            order: BTreeMap::new(),
+            next_seq: loaded.tasks.last().map(|(s, _)| s + 1).unwrap_or(1),
+            next_event: loaded.next_event,
+            revision: 0,
+            requests: HashMap::new(),
+            pending: BTreeSet::new(),
+            nodes,
+            capacity_gen: 0,
+            passed_gen: None,
+            to_try: BTreeSet::new(),
+            stops: BTreeSet::new(),
+            stops_in_flight: HashSet::new(),
+            restarts: RestartQueue::default(),
+            drain_moves: HashMap::new(),
+            resend: HashSet::new(),
+            polled: HashSet::new(),
+        };
+        for (seq, task) in loaded.tasks {
+            state.load_task(seq, task);
+        }
+        state
+    }
+
+    fn load_task(&mut self, seq: u64, task: pb::Task) {
+        let Ok(id) = TaskId::parse("task_id", &task.id) else {
+            tracing::warn!(seq, "a stored task has no valid id; skipped");
+            return;
+        };
+        self.revision = self.revision.max(task.revision);
+        if !task.request_id.is_empty() {
+            self.requests.insert(task.request_id.clone(), id);
+        }
+        if task.state() == TaskState::Pending {
+            self.pending.insert(seq);
+        }
+        if holds(&task) {
+            let node = self
+                .nodes
+                .by_name
+                .entry(task.node.clone())
+                .or_insert_with(|| NodeEntry::new(&task.node, ""));
+            node.hold(id, task.spec.as_ref());
+            if task.desired_state() == DesiredState::Stopped {
+                self.stops.insert(StopJob {
+                    id,
+                    node: task.node.clone(),
+                    stale: false,
+                });
+            }
+        }
+        self.order.insert(seq, id);
+        // A restart that was waiting when the manager stopped: due again after the first
+        // delay (the backoff position is not stored, so it starts over).
+        let waiting = task.state() == TaskState::Failed
+            && task.desired_state() == DesiredState::Running
+            && matches!(
+                verdict(
+                    task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()),
+                    TaskState::Failed,
+                    task.restart_count,
+                    0
+                ),
+                Verdict::Restart { .. }
+            );
+        let mut entry = Entry::new(seq, task);
+        if waiting {
+            let at = tokio::time::Instant::now() + FIRST_RESTART_DELAY;
+            entry.restart_at = Some(at);
+            self.restarts.arm(at, id);
+        }
+        self.tasks.insert(id, entry);
+    }
+
+    /// The one way a task changes. Moves it to `to` (when given) through the state machine;
+    /// an illegal move is refused ([`move_state`] logs and counts it) and nothing changes.
+    /// Then applies `f` to the other fields (it never sets the state), keeps every index in
+    /// step, queues the task and its events as one write, and tells watchers. `event` is
+    /// recorded in addition to the automatic STATE_CHANGED event of a state move. Returns
+    /// whether the change was made.
+    pub fn update(
+        &mut self,
+        shared: &Shared,
+        changes: &mut Changes,
+        id: TaskId,
+        to: Option<TaskState>,
+        event: Option<(EventType, String)>,
+        f: impl FnOnce(&mut pb::Task),
+    ) -> bool {
+        let Some(entry) = self.tasks.get_mut(&id) else {
+            return false;
+        };
+        let before_state = entry.task.state();
+        let before_node = entry.task.node.clone();
+        let before_holds = holds(&entry.task);
+        if let Some(to) = to {
+            if move_state(Component::Manager, &mut entry.task, to).is_err() {
+                return false;
+            }
+        }
+        f(&mut entry.task);
+        let after_state = entry.task.state();
+        let after_holds = holds(&entry.task);
+        if before_holds && (!after_holds || before_node != entry.task.node) {
+            if let Some(node) = self.nodes.by_name.get_mut(&before_node) {
+                node.release(id, entry.task.spec.as_ref());
+            }
+            self.capacity_gen += 1;
+            changes.wake_dispatcher = true;
+        }
+        if after_holds && (!before_holds || before_node != entry.task.node) {
+            if let Some(node) = self.nodes.by_name.get_mut(&entry.task.node) {
+                node.hold(id, entry.task.spec.as_ref());
+            }
+        }
+        if after_state == TaskState::Pending {
+            self.pending.insert(entry.seq);
+            if before_state != TaskState::Pending {
+                self.to_try.insert(entry.seq);
+            }
+            changes.wake_dispatcher = true;
+        } else {
+            self.pending.remove(&entry.seq);
+        }
+        let job = StopJob {
+            id,
+            node: entry.task.node.clone(),
+            stale: false,
+        };
+        if entry.task.desired_state() == DesiredState::Stopped
+            && !is_finished(after_state)
+            && !entry.task.node.is_empty()
+        {
+            if self.stops.insert(job) {
+                changes.wake_stopper = true;
+            }
+        } else {
+            self.stops.remove(&job);
+        }
+        self.revision += 1;
+        entry.task.revision = self.revision;
+        let mut events = Vec::new();
+        if let Some((kind, message)) = event {
+            events.push((kind, message));
+        }
+        if after_state != before_state {
+            events.push((
+                EventType::StateChanged,
+                move_message(before_state, &entry.task),
+            ));
+        }
+        changes.ops.push(Op::task(entry.seq, &entry.task));
+        for (kind, message) in events {
+            let event = pb::TaskEvent {
+                seq: self.next_event,
+                task_id: entry.task.id.clone(),
+                time: Some(now()),
+                r#type: kind as i32,
+                state: after_state as i32,
+                node: entry.task.node.clone(),
+                message,
+            };
+            self.next_event += 1;
+            changes.ops.push(Op::event(id, &event));
+        }
+        let _ = shared.changes.send(Arc::new(entry.task.clone()));
+        true
+    }
+}
+
+/// The STATE_CHANGED event's text: `PENDING -> SCHEDULED on w1`, `RUNNING -> FAILED: why`.
+fn move_message(before: TaskState, task: &pb::Task) -> String {
+    let after = task.state();
+    if after == TaskState::Scheduled || task.message.is_empty() {
+        let on = if task.node.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", task.node)
+        };
+        format!("{} -> {}{on}", state_name(before), state_name(after))
+    } else {
+        format!(
+            "{} -> {}: {}",
+            state_name(before),
+            state_name(after),
+            task.message
+        )
+    }
+}

@@ -1,0 +1,272 @@
+//! The core's unit tests: registration and liveness on paused time, resends, adoption of a
+//! late copy, filters, and the state machine enforced on every change.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use super::*;
+use crate::{manager::policy::MAX_RESENDS, store::manager::ManagerStore};
+
+fn core(dir: &std::path::Path) -> Core {
+    let (store, loaded) = ManagerStore::open(dir).unwrap();
+    let scheduler = crate::scheduler::by_name("spread").unwrap();
+    Core::new(store, loaded, scheduler, &[], Duration::from_secs(5))
+}
+
+fn state_of(core: &Core, name: &str) -> pb::NodeState {
+    let node = core.nodes().into_iter().find(|n| n.name == name).unwrap();
+    node.state()
+}
+
+/// Registration, heartbeats, and the grace period measured on tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn a_node_silent_for_the_grace_period_is_down_until_it_heartbeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    let grace = Duration::from_secs(3);
+    assert!(
+        core.register("w1", "127.0.0.1:1", BTreeMap::new(), "i1".into(), None)
+            .needs_poll
+    );
+    assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+    assert_eq!(
+        core.heartbeat("w2", "i1", None),
+        None,
+        "unknown: register again"
+    );
+    assert_eq!(
+        core.heartbeat("w1", "other", None),
+        None,
+        "a new instance registers"
+    );
+    tokio::time::advance(Duration::from_millis(2900)).await;
+    core.check_liveness(grace);
+    assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+    assert_eq!(core.heartbeat("w1", "i1", None), Some(vec![]));
+    tokio::time::advance(Duration::from_millis(2900)).await;
+    core.check_liveness(grace);
+    assert_eq!(
+        state_of(&core, "w1"),
+        pb::NodeState::Ready,
+        "the heartbeat counted"
+    );
+    tokio::time::advance(Duration::from_millis(200)).await;
+    core.check_liveness(grace);
+    assert_eq!(state_of(&core, "w1"), pb::NodeState::Down);
+    assert_eq!(core.heartbeat("w1", "i1", None), Some(vec![]));
+    assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
+    core.drain("w1", true).unwrap();
+    assert_eq!(state_of(&core, "w1"), pb::NodeState::Draining);
+    assert!(core.drain("nope", true).is_err());
+}
+
+/// A worker that takes tasks: registered with fresh stats and room.
+fn ready_node(core: &Core, name: &str) {
+    let stats = pb::NodeStats {
+        cpu_count: 2,
+        memory_total_bytes: 1 << 34,
+        memory_available_bytes: 1 << 34,
+        runtime_ready: true,
+        capacity: Some(pb::Resources {
+            cpu_millis: 2_000,
+            memory_bytes: 1 << 34,
+            disk_bytes: 0,
+        }),
+        ..Default::default()
+    };
+    let address = format!("127.0.0.1:{}", 1 + name.len());
+    let registered = core.register(name, &address, BTreeMap::new(), name.into(), Some(stats));
+    assert!(registered.needs_poll);
+}
+
+async fn submitted(core: &Core) -> TaskId {
+    let spec = pb::TaskSpec {
+        name: "t".into(),
+        command: vec!["sleep".into(), "600".into()],
+        ..Default::default()
+    };
+    let (task, _) = core.submit(spec, String::new()).await.unwrap();
+    TaskId::parse("id", &task.id).unwrap()
+}
+
+/// The jobs of the next dispatcher pass, with every backoff cut short (their lengths are
+/// `dispatch_backoff`'s test).
+async fn next_jobs(core: &Core) -> Vec<Dispatch> {
+    for entry in core.lock().tasks.values_mut() {
+        entry.not_before = None;
+    }
+    let (jobs, durable, _) = core.place_pending();
+    durable.wait().await.unwrap();
+    jobs
+}
+
+fn task(core: &Core, id: TaskId) -> pb::Task {
+    core.lock().tasks[&id].task.clone()
+}
+
+/// A StartTask without an answer is made again to the same node, with the same attempt
+/// (the worker may hold the task); after MAX_RESENDS more the task is placed anew. A
+/// refusal places it anew at once.
+#[tokio::test]
+async fn a_start_without_an_answer_is_sent_again_to_the_same_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node(&core, "w1");
+    let id = submitted(&core).await;
+    let mut job = next_jobs(&core).await.pop().unwrap();
+    assert_eq!((job.node.as_str(), job.attempt), ("w1", 0));
+    for resend in 1..=MAX_RESENDS {
+        core.dispatch_failed(&job, &SendFailure::NoAnswer("no answer within 10s".into()));
+        let now = task(&core, id);
+        assert_eq!(
+            (now.state(), now.node.as_str()),
+            (TaskState::Scheduled, "w1")
+        );
+        assert!(now.message.contains("sending again"), "{}", now.message);
+        let again = next_jobs(&core).await;
+        assert_eq!(again.len(), 1, "resend {resend}");
+        assert_eq!(
+            (again[0].id, again[0].node.as_str(), again[0].attempt),
+            (id, "w1", 0)
+        );
+        job = again[0].clone();
+    }
+    core.dispatch_failed(&job, &SendFailure::NoAnswer("no answer within 10s".into()));
+    let now = task(&core, id);
+    assert_eq!((now.state(), now.node.as_str()), (TaskState::Pending, ""));
+
+    // Placed anew (only w1 is there), then refused: back to PENDING at once.
+    let job = next_jobs(&core).await.pop().unwrap();
+    core.dispatch_failed(&job, &SendFailure::Refused("INVALID_ARGUMENT: bad".into()));
+    assert_eq!(task(&core, id).state(), TaskState::Pending);
+    assert!(core.lock().resend.is_empty());
+}
+
+/// A worker reporting its copy of a PENDING task (its StartTask answer came too late) at
+/// the task's attempt keeps it there rather than stopping it; a copy of another attempt
+/// is stopped.
+#[tokio::test]
+async fn a_pending_task_keeps_the_copy_a_worker_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node(&core, "w1");
+    ready_node(&core, "w22");
+    let copy = |id: TaskId, node: &str, attempt| pb::Task {
+        id: id.to_string(),
+        state: TaskState::Running as i32,
+        node: node.into(),
+        container_id: "pid:42".into(),
+        restart_count: attempt,
+        started_at: Some(crate::proto::now()),
+        ..Default::default()
+    };
+    let mut kept = Vec::new();
+    for attempt in [0, 1] {
+        let id = submitted(&core).await;
+        let job = next_jobs(&core).await.pop().unwrap();
+        core.dispatch_failed(&job, &SendFailure::Refused("UNAVAILABLE: busy".into()));
+        assert_eq!(task(&core, id).state(), TaskState::Pending);
+        core.observed(
+            &job.node,
+            vec![copy(id, &job.node, attempt)],
+            false,
+            Instant::now(),
+        );
+        kept.push((id, job.node));
+    }
+    let (id, node) = &kept[0];
+    let now = task(&core, *id);
+    assert_eq!((now.state(), &now.node), (TaskState::Running, node));
+    assert_eq!(now.container_id, "pid:42");
+    let (other, other_node) = &kept[1];
+    assert_eq!(task(&core, *other).state(), TaskState::Pending);
+    let stops: Vec<StopJob> = core.lock().stops.iter().cloned().collect();
+    assert_eq!(
+        stops,
+        vec![StopJob {
+            id: *other,
+            node: other_node.clone(),
+            stale: true
+        }],
+        "only the copy of another attempt is stopped"
+    );
+}
+
+#[test]
+fn filters_match_ids_state_and_node() {
+    let task = pb::Task {
+        id: "a".into(),
+        state: TaskState::Running as i32,
+        node: "w1".into(),
+        ..Default::default()
+    };
+    assert!(TaskFilter::default().matches(&task));
+    let by_state = TaskFilter {
+        state: Some(TaskState::Pending),
+        ..Default::default()
+    };
+    assert!(!by_state.matches(&task));
+    let by_node = TaskFilter {
+        node: Some("w2".into()),
+        ..Default::default()
+    };
+    assert!(!by_node.matches(&task));
+    let by_id = TaskFilter {
+        ids: ["a".to_string()].into(),
+        ..Default::default()
+    };
+    assert!(by_id.matches(&task));
+}
+
+/// The manager's one update function refuses a move the state machine forbids: the task, its
+/// events and the store are left as they were, and the refusal is counted.
+#[tokio::test]
+async fn an_illegal_move_is_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    let id = submitted(&core).await;
+    core.stop(id).await.unwrap(); // PENDING -> FAILED: stopped before it was placed
+    let counter = || {
+        crate::metrics::metrics()
+            .illegal_transitions
+            .with_label_values(&["manager", "FAILED", "RUNNING"])
+            .get()
+    };
+    let (before, refused_before) = (task(&core, id), counter());
+    let mut tx = core.tx();
+    let moved = tx.update(id, Some(TaskState::Running), None, |task| {
+        task.message = "must not stick".into();
+    });
+    assert!(!moved);
+    assert!(tx.changes.ops.is_empty(), "nothing is written");
+    tx.commit().wait().await.unwrap();
+    assert_eq!(task(&core, id), before, "the task is unchanged");
+    assert_eq!(counter(), refused_before + 1);
+}
+
+/// A state a reader was shown has its event readable at once: GetTask's events and
+/// ListEvents reach the task's current state.
+#[tokio::test]
+async fn events_are_never_behind_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node(&core, "w1");
+    let id = submitted(&core).await;
+    let job = next_jobs(&core).await.pop().unwrap();
+    let running = pb::Task {
+        id: id.to_string(),
+        state: TaskState::Running as i32,
+        container_id: "pid:7".into(),
+        started_at: Some(crate::proto::now()),
+        ..Default::default()
+    };
+    core.observed(&job.node, vec![running], false, Instant::now());
+    // The RUNNING write is only queued (no answer waited for it) when the task is read.
+    let (task, events) = core.task_with_events(id).await.unwrap();
+    assert_eq!(task.state(), TaskState::Running);
+    assert_eq!(events.last().map(|e| e.state()), Some(TaskState::Running));
+    let all = core.events(0, usize::MAX).await.unwrap();
+    assert_eq!(all.last().map(|e| e.state()), Some(TaskState::Running));
+}

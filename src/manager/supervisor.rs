@@ -1,0 +1,74 @@
+//! The loops that act on time: restarts whose timers are due, nodes that went silent, and
+//! drains in progress. Each only waits and calls the core; the decisions are in `policy` and
+//! the core.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::core::Core;
+use super::pool::WorkerPool;
+
+/// How often the drainer looks at draining nodes when nothing woke it.
+const DRAIN_TICK: Duration = Duration::from_millis(250);
+
+/// Starts due restarts until `shutdown`: sleeps until the first timer, or until a new timer
+/// wakes it.
+pub(crate) async fn run_restarter(
+    core: Core,
+    pool: WorkerPool,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (jobs, durable, next) = core.restarts_due(Instant::now());
+        if !jobs.is_empty() {
+            if let Err(e) = durable.wait().await {
+                tracing::error!(error = %e, "restarts could not be stored; retrying");
+            }
+            for job in jobs {
+                let (core, pool) = (core.clone(), pool.clone());
+                tracker.spawn(async move {
+                    super::dispatcher::send(&core, &pool, std::slice::from_ref(&job)).await
+                });
+            }
+        }
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.restart_notify().notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// Marks nodes silent for `grace` DOWN and places their tasks again, until `shutdown`. Checks
+/// nodes (not tasks) ten times per grace period, so detection lags at most a tenth of it.
+pub(crate) async fn run_liveness(core: Core, grace: Duration, shutdown: CancellationToken) {
+    let tick = (grace / 10).max(Duration::from_millis(50));
+    loop {
+        core.check_liveness(grace);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+/// Moves tasks off draining nodes one at a time, until `shutdown`.
+pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
+    loop {
+        core.drain_step();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.drain_notify().notified() => {}
+            _ = tokio::time::sleep(DRAIN_TICK) => {}
+        }
+    }
+}
