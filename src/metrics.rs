@@ -1,5 +1,5 @@
 //! Prometheus metrics: the process-wide registry, the metrics Cube exports, a tower layer that
-//! times every rpc, and a small HTTP endpoint (`GET /metrics`) for `--metrics-listen`.
+//! times every rpc (and gives it a tracing span), and a small HTTP endpoint (`GET /metrics`) for `--metrics-listen`.
 //!
 //! The manager's metrics are `cube_manager_*`, the worker's `cube_worker_*`, the rpc metrics
 //! `cube_rpc_*`; a `--dev` manager with its embedded worker exports both from one endpoint.
@@ -278,31 +278,36 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let method = request.uri().path().to_string();
         let started = Instant::now();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let result = future.await;
-            // A status in the headers is a trailers-only answer: an error (or an OK with no
-            // body). An OK answer carries its status in the trailers, after the body.
-            let code = match &result {
-                Ok(response) => response
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<i32>().ok())
-                    .map(tonic::Code::from_i32)
-                    .unwrap_or(tonic::Code::Ok),
-                Err(_) => tonic::Code::Unavailable,
-            };
-            let code_name = format!("{code:?}");
-            let m = metrics();
-            m.rpc_seconds
-                .with_label_values(&[&method, &code_name])
-                .observe(started.elapsed().as_secs_f64());
-            if code != tonic::Code::Ok {
-                m.rpc_errors.with_label_values(&[&method, &code_name]).inc();
-            }
-            result
-        })
+        // One span per rpc: every line a handler logs carries the method.
+        let span = tracing::info_span!("rpc", method = %method);
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let result = future.await;
+                // A status in the headers is a trailers-only answer: an error (or an OK with no
+                // body). An OK answer carries its status in the trailers, after the body.
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map(tonic::Code::from_i32)
+                        .unwrap_or(tonic::Code::Ok),
+                    Err(_) => tonic::Code::Unavailable,
+                };
+                let code_name = format!("{code:?}");
+                let m = metrics();
+                m.rpc_seconds
+                    .with_label_values(&[&method, &code_name])
+                    .observe(started.elapsed().as_secs_f64());
+                if code != tonic::Code::Ok {
+                    m.rpc_errors.with_label_values(&[&method, &code_name]).inc();
+                }
+                result
+            },
+            span,
+        ))
     }
 }
 

@@ -102,6 +102,7 @@ pub(crate) async fn run_dispatcher(
 /// Calls StartTasks on the worker of `jobs` (all placed on the same worker) and records each
 /// outcome: accepted (or already there) is sent; a refusal, or no answer, goes to
 /// `Core::dispatch_failed`.
+#[tracing::instrument(skip_all, fields(node = jobs.first().map(|j| j.node.as_str()), tasks = jobs.len()))]
 pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
     let Some(first) = jobs.first() else { return };
     let outcome = async {
@@ -181,7 +182,8 @@ pub(crate) async fn run_stopper(
         for (job, address, grace) in core.stop_jobs() {
             let (core, pool) = (core.clone(), pool.clone());
             let limit = limits.of(&address);
-            tracker.spawn(async move {
+            let span = tracing::info_span!("stop", task_id = %job.id, node = %job.node);
+            tracker.spawn(tracing::Instrument::instrument(async move {
                 let _permit = limit.acquire_owned().await;
                 let outcome = stop(&pool, &job, &address, grace + STOP_EXTRA).await;
                 if let Err(error) = &outcome {
@@ -190,7 +192,7 @@ pub(crate) async fn run_stopper(
                     tracing::info!(task_id = %job.id, node = %job.node, stale = job.stale, "task stopped");
                 }
                 core.stop_done(&job, outcome);
-            });
+            }, span));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

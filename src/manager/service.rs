@@ -154,6 +154,7 @@ impl ManagerService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn stop_task(
         &self,
         request: Request<pb::StopTaskRequest>,
@@ -164,6 +165,7 @@ impl ManagerService for Api {
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn get_task(
         &self,
         request: Request<pb::GetTaskRequest>,
@@ -272,6 +274,7 @@ impl ManagerService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn list_events(
         &self,
         request: Request<pb::ListEventsRequest>,
@@ -295,6 +298,7 @@ impl ManagerService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn explain_task(
         &self,
         request: Request<pb::ExplainTaskRequest>,
@@ -330,6 +334,7 @@ impl ManagerService for Api {
 
     type StreamLogsStream = BoxStream<pb::StreamLogsResponse>;
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn stream_logs(
         &self,
         request: Request<pb::StreamLogsRequest>,
@@ -374,6 +379,7 @@ impl ManagerService for Api {
         Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().name))]
     async fn register_worker(
         &self,
         request: Request<pb::RegisterWorkerRequest>,
@@ -403,6 +409,7 @@ impl ManagerService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().name))]
     async fn heartbeat(
         &self,
         request: Request<pb::HeartbeatRequest>,
@@ -418,6 +425,7 @@ impl ManagerService for Api {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().node))]
     async fn drain_node(
         &self,
         request: Request<pb::DrainNodeRequest>,
@@ -426,6 +434,7 @@ impl ManagerService for Api {
         Ok(Response::new(pb::DrainNodeResponse { node: Some(node) }))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().node))]
     async fn undrain_node(
         &self,
         request: Request<pb::UndrainNodeRequest>,
