@@ -96,17 +96,43 @@ pub fn shutdown_on_signals() -> CancellationToken {
 }
 
 /// Installs the tracing subscriber of a binary: `RUST_LOG` filters (default `info`), output to
-/// stderr, as text or as JSON lines.
+/// stderr, as text or as JSON lines. Colour only when stderr is a terminal and `NO_COLOR` is
+/// unset, so a log written to a file or a pipe has no escape sequences.
+///
+/// A server outlives its log sink: once stderr is gone (a closed pipe, `| head`), log lines
+/// are dropped, and nothing reports the failed write with `eprintln!`, which would panic
+/// inside whichever task was logging (the signal handler or a request handler among them).
 pub fn init_tracing(json: bool) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(colour)
+        .log_internal_errors(false)
+        .with_writer(|| LossyStderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// Standard error that drops what it cannot write: a log line is never worth a failed
+/// request or a panic.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

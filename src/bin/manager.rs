@@ -1,6 +1,6 @@
 //! `cube-manager`: parse flags, install tracing, bind, and run `cube::manager::serve`.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
 
@@ -96,7 +96,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cube-manager: {e:#}");
+            let _ = writeln!(std::io::stderr(), "cube-manager: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -1,7 +1,7 @@
 //! `cube-worker`: a Cube worker. Parses flags, installs tracing, binds, and runs
 //! `cube::worker::serve` until SIGINT or SIGTERM.
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
@@ -84,7 +84,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cube-worker: {e:#}");
+            let _ = writeln!(std::io::stderr(), "cube-worker: {e:#}");
             ExitCode::FAILURE
         }
     }
