@@ -90,7 +90,8 @@ pub fn check_transition(
         return Ok(());
     }
     let legal = match from {
-        Pending => matches!(to, Scheduled | Failed),
+        // PENDING -> COMPLETED: the user stopped a task that was never placed.
+        Pending => matches!(to, Scheduled | Failed | Completed),
         Scheduled => matches!(to, Running | Failed | Pending | Completed),
         Running => matches!(to, Completed | Failed | Pending),
         Failed => matches!(to, Scheduled),
@@ -509,6 +510,8 @@ mod tests {
         let legal: &[(TaskState, TaskState)] = &[
             (Pending, Scheduled),
             (Pending, Failed),
+            // Stopped by the user before it was placed: done, not failed.
+            (Pending, Completed),
             (Scheduled, Running),
             (Scheduled, Failed),
             (Scheduled, Pending),

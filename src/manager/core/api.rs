@@ -105,9 +105,9 @@ impl Core {
     }
 
     /// Records the wish that a task stop; the stopper calls its worker. A finished task is
-    /// answered as it is. A PENDING task is never placed: it becomes FAILED ("stopped before
-    /// it was placed"), the one legal move out of PENDING that is not a placement; its
-    /// desired state STOPPED keeps any restart policy from starting it.
+    /// answered as it is. A PENDING task is never placed: a stop the user asked for ends it
+    /// COMPLETED ("stopped before it was placed; it never ran"); its desired state STOPPED
+    /// keeps any restart policy from starting it.
     pub async fn stop(&self, id: TaskId) -> Result<pb::Task> {
         let (task, durable) = {
             let mut tx = self.tx();
@@ -123,12 +123,12 @@ impl Core {
                 (task, tx.commit())
             } else {
                 let pending = entry.task.state() == TaskState::Pending;
-                let to = pending.then_some(TaskState::Failed);
+                let to = pending.then_some(TaskState::Completed);
                 let event = (EventType::StopRequested, "stop requested".to_string());
                 tx.update(id, to, Some(event), |task| {
                     task.desired_state = DesiredState::Stopped as i32;
                     if pending {
-                        task.message = "stopped before it was placed".into();
+                        task.message = "stopped before it was placed; it never ran".into();
                         task.finished_at = Some(now());
                     }
                 });

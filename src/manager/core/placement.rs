@@ -239,10 +239,10 @@ impl Core {
             format!("sending to {} failed: {failure}", job.node)
         };
         // A resend keeps the task SCHEDULED on its node; otherwise it goes back to be placed,
-        // or, stopped meanwhile, ends.
+        // or, stopped meanwhile, ends as a stop ends: COMPLETED, whatever the timing.
         let to = match (resend, stopped) {
             (true, _) => None,
-            (false, true) => Some(TaskState::Failed),
+            (false, true) => Some(TaskState::Completed),
             (false, false) => Some(TaskState::Pending),
         };
         let event = (EventType::DispatchFailed, message.clone());
@@ -253,7 +253,8 @@ impl Core {
             }
             task.node.clear();
             if stopped {
-                task.message = "stopped before it was started".into();
+                task.message = "stopped before it was started; it never ran".into();
+                task.finished_at = Some(crate::proto::now());
             }
         });
         tx.changes.wake_dispatcher |= resend;

@@ -227,11 +227,17 @@ async fn an_illegal_move_is_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let core = core(dir.path());
     let id = submitted(&core).await;
-    core.stop(id).await.unwrap(); // PENDING -> FAILED: stopped before it was placed
+    let stopped = core.stop(id).await.unwrap();
+    assert_eq!(
+        stopped.state(),
+        TaskState::Completed,
+        "a stop of PENDING ends it"
+    );
+    assert!(stopped.message.contains("never ran"), "{}", stopped.message);
     let counter = || {
         crate::metrics::metrics()
             .illegal_transitions
-            .with_label_values(&["manager", "FAILED", "RUNNING"])
+            .with_label_values(&["manager", "COMPLETED", "RUNNING"])
             .get()
     };
     let (before, refused_before) = (task(&core, id), counter());
