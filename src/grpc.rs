@@ -63,13 +63,31 @@ pub async fn serve(
         .await
 }
 
-/// A lazily connecting channel to `address` (`host:port` or a URL), with a connect timeout and
-/// a default per-call deadline of `timeout`.
+/// A lazily connecting channel to `address` (`host:port` or an `http://` URL), with a connect
+/// timeout and a default per-call deadline of `timeout`.
+///
+/// Only plaintext `http://` is spoken: any other scheme is refused, `https://` above all, which
+/// would otherwise silently talk plaintext to a server and let its user believe the link is
+/// encrypted.
 pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error> {
-    let url = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
+    let url = match address.split_once("://") {
+        None => format!("http://{address}"),
+        Some(("http", _)) => address.to_string(),
+        Some(("https", _)) => {
+            return Err(crate::Error::invalid(
+                "address",
+                format!(
+                    "{address:?}: https:// needs TLS, which this Cube does not speak yet; \
+                     use http:// (plaintext) knowingly"
+                ),
+            ))
+        }
+        Some((scheme, _)) => {
+            return Err(crate::Error::invalid(
+                "address",
+                format!("{address:?}: {scheme}:// is not a scheme Cube speaks (use http://)"),
+            ))
+        }
     };
     let endpoint = Endpoint::from_shared(url)
         .map_err(|e| crate::Error::invalid("address", format!("{address:?}: {e}")))?
