@@ -463,7 +463,10 @@ mod tests {
         let tls = Client::new("https://127.0.0.1:5555", DEFAULT_TIMEOUT).unwrap_err();
         assert!(tls.to_string().contains("https:// needs TLS"), "{tls}");
         let unix = Client::new("unix:///tmp/cube.sock", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(unix.to_string().contains("unix:// is not a scheme"), "{unix}");
+        assert!(
+            unix.to_string().contains("unix:// is not a scheme"),
+            "{unix}"
+        );
         let error = Client::new("http://[::1", DEFAULT_TIMEOUT).unwrap_err();
         assert!(matches!(error, ClientError::BadUrl { .. }), "{error:?}");
     }

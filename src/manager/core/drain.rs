@@ -1,8 +1,13 @@
 //! Drains: a DRAINING node takes no new tasks, and its tasks move one at a time. A task being
 //! moved is placed anew while its copy on the draining node runs on; once the new copy is
-//! RUNNING the old one is stopped.
+//! RUNNING the old one is stopped. A new copy that fails ends the move: the task is the old
+//! copy again, which kept running, and the drain leaves it there and says why (in the task's
+//! events and the node's message).
 
-use super::Core;
+use super::{
+    state::{DrainMove, State},
+    Changes, Core, Shared,
+};
 use crate::{
     error::{Error, Result},
     proto::pb::{self, DesiredState, EventType, TaskState},
@@ -27,11 +32,15 @@ impl Core {
                 id: name.to_string(),
             })?;
         node.draining = on;
+        if !on {
+            node.message.clear();
+        }
         let answer = node.to_pb();
         tx.changes.ops.push(Op::node(&node.record()));
         tracing::info!(node = name, draining = on, "drain changed");
         if !on {
-            state.drain_moves.retain(|_, from| from != name);
+            state.drain_moves.retain(|_, m| m.from != name);
+            state.unmovable.retain(|_, from| from != name);
         }
         state.capacity_gen += 1;
         tx.changes.wake_dispatcher = true;
@@ -60,7 +69,7 @@ impl Core {
                 .state
                 .drain_moves
                 .iter()
-                .find(|(_, from)| **from == name)
+                .find(|(_, m)| m.from == name)
                 .map(|(id, _)| *id);
             if let Some(id) = moving {
                 tx.move_progressed(id, &name);
@@ -75,12 +84,17 @@ impl Core {
                 .iter()
                 .filter_map(|id| state.tasks.get(id).map(|e| (e.seq, *id, &e.task)))
                 .filter(|(_, _, t)| t.desired_state() == DesiredState::Running)
+                .filter(|(_, id, _)| !state.unmovable.contains_key(id))
                 .min_by_key(|(seq, _, _)| *seq)
                 .map(|(_, id, _)| id);
             let Some(id) = next else {
                 continue;
             };
-            tx.state.drain_moves.insert(id, name.clone());
+            let original = tx.state.tasks[&id].task.clone();
+            let from = name.clone();
+            tx.state
+                .drain_moves
+                .insert(id, DrainMove { from, original });
             let message = format!("node {name} is draining; placing the task elsewhere");
             let event = Some((EventType::Drained, message.clone()));
             tx.update(id, Some(TaskState::Pending), event, |task| {
@@ -119,5 +133,62 @@ impl super::Tx<'_> {
             format!("finished while moving; stopping the copy on {from}")
         };
         self.update(id, None, Some((EventType::Drained, message)), |_| {});
+    }
+}
+
+impl State {
+    /// A task being moved reports that its new copy on `node` failed: the move ends, and the
+    /// task is its old copy again, which kept running on the draining node (the new copy's
+    /// restart policy does not apply: it never was the task's run). Returns whether it did.
+    pub(super) fn abandon_move(
+        &mut self,
+        shared: &Shared,
+        changes: &mut Changes,
+        id: TaskId,
+        node: &str,
+        seen: &pb::Task,
+    ) -> bool {
+        let Some(mv) = self.drain_moves.get(&id) else {
+            return false;
+        };
+        let wanted = self
+            .tasks
+            .get(&id)
+            .is_some_and(|e| e.task.desired_state() == DesiredState::Running);
+        if mv.from == node || !wanted || !self.nodes.by_name.contains_key(&mv.from) {
+            return false;
+        }
+        let Some(mv) = self.drain_moves.remove(&id) else {
+            return false;
+        };
+        let reason = if seen.message.is_empty() {
+            "it failed".to_string()
+        } else {
+            seen.message.clone()
+        };
+        let message = format!(
+            "the new copy on {node} failed ({reason}); the copy on {} keeps running and stays",
+            mv.from
+        );
+        tracing::warn!(task_id = %id, node, from = %mv.from, %reason, "a drain could not move a task");
+        let original = mv.original;
+        let event = Some((EventType::Drained, message.clone()));
+        let restored = self.update(shared, changes, id, Some(original.state()), event, |task| {
+            task.node = original.node.clone();
+            task.container_id = original.container_id.clone();
+            task.ports = original.ports.clone();
+            task.started_at = original.started_at;
+            task.exit_code = original.exit_code;
+            task.finished_at = original.finished_at;
+            task.healthy = original.healthy;
+            task.message = message.clone();
+        });
+        if restored {
+            if let Some(from) = self.nodes.by_name.get_mut(&mv.from) {
+                from.message = format!("draining; task {} cannot move: {message}", id.short());
+            }
+            self.unmovable.insert(id, mv.from);
+        }
+        restored
     }
 }

@@ -69,7 +69,7 @@ impl State {
         let unwanted = is_finished(task.state())
             && task.desired_state() == DesiredState::Stopped
             && !is_finished(seen_state);
-        let drain_hold = self.drain_moves.get(&id).is_some_and(|from| from == node);
+        let drain_hold = self.drain_moves.get(&id).is_some_and(|m| m.from == node);
         if elsewhere || unwanted {
             if !is_finished(seen_state) && !drain_hold {
                 let job = StopJob {
@@ -87,6 +87,10 @@ impl State {
         if seen.restart_count < task.restart_count {
             return; // a report of an earlier run
         }
+        if seen_state == TaskState::Failed && self.abandon_move(shared, changes, id, node, &seen) {
+            return;
+        }
+        let task = &self.tasks[&id].task;
         // A report can be older than what the manager decided since (a task placed again, a
         // stop): such a report is not applied. Only a move the report may make goes on to
         // `update`, which refuses (and counts) anything else as a bug.

@@ -61,6 +61,15 @@ impl Entry {
     }
 }
 
+/// A task on its way off a draining node.
+#[derive(Debug)]
+pub(super) struct DrainMove {
+    /// The draining node, where the old copy runs on.
+    pub from: String,
+    /// The task as it was there, restored if the new copy fails.
+    pub original: pb::Task,
+}
+
 /// Everything the core keeps under its lock.
 pub(super) struct State {
     pub tasks: HashMap<TaskId, Entry>,
@@ -88,9 +97,12 @@ pub(super) struct State {
     pub stops_in_flight: HashSet<StopJob>,
     /// Restart timers.
     pub restarts: RestartQueue,
-    /// Tasks being moved off a draining node, with that node: its copy runs on until the new
-    /// one is RUNNING.
-    pub drain_moves: HashMap<TaskId, String>,
+    /// Tasks being moved off a draining node: the old copy runs on until the new one is
+    /// RUNNING.
+    pub drain_moves: HashMap<TaskId, DrainMove>,
+    /// Tasks whose replacement failed, with the draining node their copy stays on: the drain
+    /// leaves them where they are until the node is undrained.
+    pub unmovable: HashMap<TaskId, String>,
     /// SCHEDULED tasks whose StartTask got no answer, to be sent to the same node again once
     /// their backoff (`not_before`) ends.
     pub resend: HashSet<TaskId>,
@@ -131,6 +143,7 @@ impl State {
             stops_in_flight: HashSet::new(),
             restarts: RestartQueue::default(),
             drain_moves: HashMap::new(),
+            unmovable: HashMap::new(),
             resend: HashSet::new(),
             polled: HashSet::new(),
         };

@@ -276,3 +276,68 @@ async fn events_are_never_behind_the_state() {
     let all = core.events(0, usize::MAX).await.unwrap();
     assert_eq!(all.last().map(|e| e.state()), Some(TaskState::Running));
 }
+
+/// A drain whose new copy fails leaves the task on its old copy, which kept running: no stop is
+/// sent to it, the drain does not try that task again, and the node says why.
+#[tokio::test]
+async fn a_drain_whose_new_copy_fails_keeps_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node(&core, "w1");
+    let id = submitted(&core).await;
+    assert_eq!(next_jobs(&core).await.pop().unwrap().node, "w1");
+    ready_node(&core, "w22");
+    let (from, to) = ("w1", "w22");
+    let running = |node: &str, container: &str, state: TaskState| pb::Task {
+        id: id.to_string(),
+        state: state as i32,
+        node: node.into(),
+        container_id: container.into(),
+        started_at: Some(crate::proto::now()),
+        message: if state == TaskState::Failed {
+            "command \"httpd\" not found".into()
+        } else {
+            String::new()
+        },
+        ..Default::default()
+    };
+    core.observed(
+        from,
+        vec![running(from, "pid:1", TaskState::Running)],
+        false,
+        Instant::now(),
+    );
+    core.drain(from, true).unwrap();
+    core.drain_step();
+    assert_eq!(task(&core, id).state(), TaskState::Pending, "moving");
+    let job = next_jobs(&core).await.pop().unwrap();
+    assert_eq!(job.node, to);
+    core.observed(
+        to,
+        vec![running(to, "pid:2", TaskState::Failed)],
+        false,
+        Instant::now(),
+    );
+    let now = task(&core, id);
+    assert_eq!((now.state(), now.node.as_str()), (TaskState::Running, from));
+    assert_eq!(
+        now.container_id, "pid:1",
+        "the original copy's record is back"
+    );
+    assert!(now.message.contains("keeps running"), "{}", now.message);
+    assert!(
+        core.lock().stops.is_empty(),
+        "the original is not stopped: {:?}",
+        core.lock().stops
+    );
+    core.drain_step();
+    assert_eq!(
+        task(&core, id).state(),
+        TaskState::Running,
+        "not moved again"
+    );
+    let node = core.nodes().into_iter().find(|n| n.name == from).unwrap();
+    assert!(node.message.contains("cannot move"), "{}", node.message);
+    core.drain(from, false).unwrap();
+    assert!(core.lock().unmovable.is_empty());
+}
