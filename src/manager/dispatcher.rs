@@ -151,7 +151,12 @@ pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
         Ok(results) => results
             .into_iter()
             .map(|result| match Code::from_i32(result.code) {
-                Code::Ok | Code::AlreadyExists => Ok(()),
+                Code::Ok => Ok(()),
+                Code::AlreadyExists => {
+                    // Its copy there may be one the manager will not hear of again by itself.
+                    core.resync(&first.address);
+                    Ok(())
+                }
                 code => Err(SendFailure::Refused(format!("{code}: {}", result.message))),
             })
             .collect(),

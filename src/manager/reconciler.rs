@@ -41,6 +41,9 @@ pub(crate) async fn run_worker_poll(
             );
             return;
         }
+        if core.take_resync(&address) {
+            cursor = Cursor::default();
+        }
         let asked_at = Instant::now();
         let outcome;
         match poll(&pool, &address, &cursor, interval).await {

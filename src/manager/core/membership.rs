@@ -32,6 +32,19 @@ impl Core {
         self.lock().polled.contains(address)
     }
 
+    /// Asks the next poll of `address` for every task the worker holds. A worker that answers
+    /// a StartTask with ALREADY_EXISTS holds a copy whose state may not have changed since
+    /// the manager last heard of it, so no delta would ever report it (a task moved back to a
+    /// node that still ran it, after a drain and undrain, stayed SCHEDULED forever).
+    pub fn resync(&self, address: &str) {
+        self.lock().resync.insert(address.to_string());
+    }
+
+    /// Whether the poll of `address` must ask for everything (once per [`Core::resync`]).
+    pub fn take_resync(&self, address: &str) -> bool {
+        self.lock().resync.remove(address)
+    }
+
     /// The worker at `address` answered GetStats: it is alive, known by its reported name.
     /// Returns the node's key.
     pub fn worker_answered(&self, address: &str, stats: pb::GetStatsResponse) -> String {

@@ -108,6 +108,8 @@ pub(super) struct State {
     pub resend: HashSet<TaskId>,
     /// Worker addresses with a poll loop.
     pub polled: HashSet<String>,
+    /// Worker addresses whose next poll asks for every task, not only what changed.
+    pub resync: HashSet<String>,
 }
 
 /// Whether a task counts against its node's capacity.
@@ -146,6 +148,7 @@ impl State {
             unmovable: HashMap::new(),
             resend: HashSet::new(),
             polled: HashSet::new(),
+            resync: HashSet::new(),
         };
         for (seq, task) in loaded.tasks {
             state.load_task(seq, task);
