@@ -142,11 +142,7 @@ impl Core {
 
     /// One task.
     pub fn task(&self, id: TaskId) -> Result<pb::Task> {
-        self.lock()
-            .tasks
-            .get(&id)
-            .map(|e| e.task.clone())
-            .ok_or_else(|| Error::task_not_found(id))
+        self.lock().task(id)
     }
 
     /// Waits until every write queued so far is in the store. A task's new state is visible
@@ -247,12 +243,7 @@ impl Core {
     /// What the scheduler would decide for a task now, without moving any strategy state.
     pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
         let state = self.lock();
-        let task = state
-            .tasks
-            .get(&id)
-            .ok_or_else(|| Error::task_not_found(id))?
-            .task
-            .clone();
+        let task = state.task(id)?;
         let mut views = state.nodes.views(self.shared.stale_after);
         let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
         // A placed task is explained as if it were being placed now: its own share of its
@@ -273,12 +264,7 @@ impl Core {
     /// The address of the node a task is (or was last) placed on.
     pub fn node_address_of(&self, id: TaskId) -> Result<(pb::Task, Option<String>)> {
         let state = self.lock();
-        let task = state
-            .tasks
-            .get(&id)
-            .ok_or_else(|| Error::task_not_found(id))?
-            .task
-            .clone();
+        let task = state.task(id)?;
         let address = state
             .nodes
             .by_name

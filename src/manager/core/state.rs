@@ -118,6 +118,14 @@ pub(super) fn holds(task: &pb::Task) -> bool {
 }
 
 impl State {
+    /// A copy of one task, or NOT_FOUND.
+    pub fn task(&self, id: TaskId) -> crate::error::Result<pb::Task> {
+        self.tasks
+            .get(&id)
+            .map(|e| e.task.clone())
+            .ok_or_else(|| crate::error::Error::task_not_found(id))
+    }
+
     /// The state as the store holds it, with a node for every static worker.
     pub fn load(loaded: Loaded, workers: &[String]) -> State {
         let mut nodes = Nodes::default();
