@@ -47,7 +47,7 @@ pub struct Global {
     pub manager: String,
     /// Deadline of each call to the manager, e.g. 10s, 500ms.
     #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
-          value_parser = output::parse_duration, display_order = 901)]
+          value_parser = crate::units::parse_duration, display_order = 901)]
     pub timeout: Duration,
 }
 

@@ -9,10 +9,9 @@ use crate::{client::Client, proto::pb, task::restart_policy};
 
 use super::{
     output::{
-        self, age, format_proto_duration, format_time, pairs, ports, shell_words, short_id,
-        task_state, Table,
+        self, age, format_proto_duration, format_time, pairs, ports, resources_text, shell_words,
+        short_id, task_state, Table,
     },
-    run::resources_text,
     state_filter, Outcome, OutputArg, StateArg,
 };
 

@@ -403,8 +403,8 @@ impl Tally {
 pub fn filter(demand: &Demand, node: &NodeView) -> Vec<FilterOutcome> {
     let free = node.free();
     let want = demand.resources;
-    let cpu = |m: i64| crate::task::format_cpu(m.max(0));
-    let bytes = |b: i64| crate::task::format_bytes(b.max(0));
+    let cpu = |m: i64| crate::units::format_cpu(m.max(0));
+    let bytes = |b: i64| crate::units::format_bytes(b.max(0));
     FILTERS
         .iter()
         .enumerate()
@@ -532,18 +532,18 @@ fn summary_of(
             "stats" => format!("{n} stats unknown"),
             "cpu" => format!(
                 "{n} insufficient cpu (wanted {}, largest free {})",
-                crate::task::format_cpu(want.cpu_millis),
-                crate::task::format_cpu(largest(|v| v.free().cpu_millis))
+                crate::units::format_cpu(want.cpu_millis),
+                crate::units::format_cpu(largest(|v| v.free().cpu_millis))
             ),
             "memory" => format!(
                 "{n} insufficient memory (wanted {}, largest free {})",
-                crate::task::format_bytes(want.memory_bytes),
-                crate::task::format_bytes(largest(|v| v.free().memory_bytes))
+                crate::units::format_bytes(want.memory_bytes),
+                crate::units::format_bytes(largest(|v| v.free().memory_bytes))
             ),
             "disk" => format!(
                 "{n} insufficient disk (wanted {}, largest free {})",
-                crate::task::format_bytes(want.disk_bytes),
-                crate::task::format_bytes(largest(|v| v.free().disk_bytes))
+                crate::units::format_bytes(want.disk_bytes),
+                crate::units::format_bytes(largest(|v| v.free().disk_bytes))
             ),
             "ports" => {
                 let ports: Vec<String> = demand
