@@ -124,7 +124,7 @@ fn spread_places_four_500m_tasks_two_per_node_and_a_fifth_nowhere_naming_cpu() {
     for verdict in &fifth.verdicts {
         let failed: Vec<_> = verdict.filters.iter().filter(|f| !f.passed).collect();
         assert_eq!(failed.len(), 1, "{verdict:?}");
-        assert_eq!(failed[0].filter, "cpu");
+        assert_eq!(failed[0].filter, Filter::Cpu);
         assert_eq!(failed[0].reason, "wanted 500m, free 0");
         assert_eq!(verdict.score, None);
     }
@@ -385,7 +385,7 @@ fn constraints_pick_only_the_labelled_node_and_name_the_constraint_when_it_is_fu
     let a = d.verdicts[0]
         .filters
         .iter()
-        .find(|f| f.filter == "constraints")
+        .find(|f| f.filter == Filter::Constraints)
         .unwrap();
     assert!(!a.passed);
     assert_eq!(a.reason, "constraint zone=b not met");
@@ -414,7 +414,7 @@ fn a_taken_host_port_excludes_the_node_but_another_protocol_does_not() {
         let ports = d.verdicts[0]
             .filters
             .iter()
-            .find(|f| f.filter == "ports")
+            .find(|f| f.filter == Filter::Ports)
             .unwrap();
         assert!(!ports.passed);
         assert_eq!(ports.reason, "host port 8080 in use");
