@@ -1,9 +1,15 @@
 //! Messages as proto3 JSON (the shape grpcurl prints) and back, through Cube's descriptor pool.
 
 use prost::Message;
-use prost_reflect::{DynamicMessage, ReflectMessage as _};
+use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage as _};
 
-use crate::proto::{descriptor_pool, pb};
+use crate::{
+    proto::{descriptor_pool, pb},
+    units::parse_duration,
+};
+
+/// The proto type of durations.
+const DURATION: &str = "google.protobuf.Duration";
 
 /// A generated message that knows its full proto name (prost writes no `Name` impls for Cube's
 /// build), so it can be rendered and read as proto3 JSON through the descriptor pool.
@@ -104,12 +110,15 @@ impl std::fmt::Display for FieldError {
 
 /// Reads a proto3 JSON value into a message of type `M`. Unknown fields and values of the wrong
 /// type are refused with the path of the field.
+/// Durations are read by Cube's one duration parser ([`parse_duration`]), so a task file takes
+/// `1m30s` as `cubectl run --stop-grace` does.
 pub fn from_json_value<M: ProtoMessage + Default>(
-    value: serde_json::Value,
+    mut value: serde_json::Value,
 ) -> Result<M, FieldError> {
     let descriptor = descriptor_pool()
         .get_message_by_name(M::FULL_NAME)
         .unwrap_or_else(|| panic!("{} is in Cube's descriptor set", M::FULL_NAME));
+    read_durations(&mut value, &descriptor, "")?;
     let mut track = serde_path_to_error::Track::new();
     let deserializer = serde_path_to_error::Deserializer::new(value, &mut track);
     let dynamic = DynamicMessage::deserialize(descriptor, deserializer).map_err(|error| {
@@ -123,6 +132,72 @@ pub fn from_json_value<M: ProtoMessage + Default>(
         path: String::new(),
         message: format!("{}: {e}", dynamic.descriptor().full_name()),
     })
+}
+
+/// Rewrites every duration in `value` (a message of type `descriptor` at `path`) from the text
+/// people write to the mapping's own `<seconds>.<nanos>s`. Whatever is not a duration is left
+/// for the deserializer to judge.
+fn read_durations(
+    value: &mut serde_json::Value,
+    descriptor: &MessageDescriptor,
+    path: &str,
+) -> Result<(), FieldError> {
+    let serde_json::Value::Object(fields) = value else {
+        return Ok(());
+    };
+    for (key, value) in fields.iter_mut() {
+        let Some(field) = descriptor
+            .get_field_by_json_name(key)
+            .or_else(|| descriptor.get_field_by_name(key))
+        else {
+            continue;
+        };
+        let Kind::Message(message) = field.kind() else {
+            continue;
+        };
+        let path = if path.is_empty() {
+            key.clone()
+        } else {
+            format!("{path}.{key}")
+        };
+        match value {
+            serde_json::Value::Array(items) if field.is_list() => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    read_message(item, &message, &format!("{path}[{i}]"))?;
+                }
+            }
+            value if !field.is_map() => read_message(value, &message, &path)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// [`read_durations`] for one value of message type `descriptor`, a duration or not.
+fn read_message(
+    value: &mut serde_json::Value,
+    descriptor: &MessageDescriptor,
+    path: &str,
+) -> Result<(), FieldError> {
+    if descriptor.full_name() != DURATION {
+        return read_durations(value, descriptor, path);
+    }
+    let text = match value {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => number.to_string(),
+        _ => return Ok(()),
+    };
+    let duration = parse_duration(&text).map_err(|error| FieldError {
+        path: path.to_string(),
+        message: error.to_string(),
+    })?;
+    let (seconds, nanos) = (duration.as_secs(), duration.subsec_nanos());
+    *value = serde_json::Value::String(if nanos == 0 {
+        format!("{seconds}s")
+    } else {
+        format!("{seconds}.{nanos:09}s")
+    });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -238,5 +313,37 @@ mod tests {
         }))
         .unwrap_err();
         assert_eq!(err.path, "restart.policy", "{err}");
+    }
+
+    #[test]
+    fn durations_read_as_flags_read_them() {
+        let spec: pb::TaskSpec = from_json_value(serde_json::json!({
+            "image": "busybox",
+            "stopGracePeriod": "1m30s",
+            "healthCheck": {"tcp": {"port": 80}, "interval": "500ms", "timeout": "1.5s",
+                            "start_period": 0},
+        }))
+        .unwrap();
+        let seconds = |d: Option<prost_types::Duration>| d.map(|d| (d.seconds, d.nanos));
+        assert_eq!(seconds(spec.stop_grace_period), Some((90, 0)));
+        let check = spec.health_check.unwrap();
+        assert_eq!(seconds(check.interval), Some((0, 500_000_000)));
+        assert_eq!(seconds(check.timeout), Some((1, 500_000_000)));
+        assert_eq!(seconds(check.start_period), Some((0, 0)));
+
+        let err = from_json_value::<pb::TaskSpec>(serde_json::json!({
+            "image": "busybox", "healthCheck": {"interval": 5},
+        }))
+        .unwrap_err();
+        assert_eq!(err.path, "healthCheck.interval");
+        assert!(err.message.contains("needs a unit, e.g. 5s"), "{err}");
+        let err = from_json_value::<pb::TaskSpec>(serde_json::json!({
+            "image": "busybox", "stopGracePeriod": "soon",
+        }))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "stopGracePeriod: \"soon\" is not a duration (e.g. 500ms, 10s, 2m or 1m30s)"
+        );
     }
 }
