@@ -1,8 +1,8 @@
 //! `cubectl run`: build a TaskSpec from flags (or read them from a task file), submit it with
 //! an idempotency key, print the new id, and with `--wait` follow it until it runs.
 //!
-//! The verb is here; [`flags`] turns flags into a spec, [`file`] reads task files and [`wait`]
-//! follows a task.
+//! The verb is here; `flags.rs` turns flags into a spec, `file.rs` reads task files and
+//! `wait.rs` follows a task until it runs.
 
 use tonic::Code;
 
