@@ -35,6 +35,14 @@ impl Quantity {
         }
     }
 
+    fn unit_noun(self) -> &'static str {
+        match self {
+            Quantity::Duration => "a unit of time",
+            Quantity::Cpu => "a cpu unit",
+            Quantity::Bytes => "a size unit",
+        }
+    }
+
     fn examples(self) -> &'static str {
         match self {
             Quantity::Duration => "500ms, 10s, 2m or 1m30s",
@@ -77,7 +85,7 @@ pub enum ParseError {
         text: String,
     },
     /// A unit that is not one of the quantity's.
-    #[error("{text:?}: {unit:?} is not a unit of {quantity} (use {})", .quantity.units())]
+    #[error("{text:?}: {unit:?} is not {} (use {})", .quantity.unit_noun(), .quantity.units())]
     UnknownUnit {
         /// What it was meant to be.
         quantity: Quantity,
@@ -411,12 +419,12 @@ mod tests {
     fn bad_durations_say_what_was_expected() {
         assert_eq!(
             message(parse_duration("10x")),
-            "\"10x\": \"x\" is not a unit of a duration (use ms, s, m, h or d)"
+            "\"10x\": \"x\" is not a unit of time (use ms, s, m, h or d)"
         );
         for bad in ["", "s", "ten", "-1s", "1.2.3s", "1s-", "ms5"] {
             let error = message(parse_duration(bad));
             assert!(
-                error.contains("is not a duration") || error.contains("is not a unit"),
+                error.contains("is not a duration") || error.contains("is not a unit of time"),
                 "{bad:?}: {error}"
             );
             assert!(!error.contains("invalid digit"), "{bad:?}: {error}");
@@ -438,7 +446,7 @@ mod tests {
         assert!(message(parse_cpu("-1")).contains("is not a cpu quantity"));
         assert_eq!(
             message(parse_cpu("2c")),
-            "\"2c\": \"c\" is not a unit of a cpu quantity (use m for millicores, or none for cores)"
+            "\"2c\": \"c\" is not a cpu unit (use m for millicores, or none for cores)"
         );
         assert!(message(parse_cpu("0.5m")).contains("finer than a millicore"));
         assert!(message(parse_cpu("99999999999999999999")).contains("too large"));
@@ -459,7 +467,7 @@ mod tests {
         assert_eq!(parse_bytes("1024B"), Ok(1024));
         assert_eq!(
             message(parse_bytes("1Zi")),
-            "\"1Zi\": \"Zi\" is not a unit of a byte quantity \
+            "\"1Zi\": \"Zi\" is not a size unit \
              (use Ki, Mi, Gi, Ti, k, M, G or T, with or without B)"
         );
         assert_eq!(
