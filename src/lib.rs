@@ -13,6 +13,8 @@
 //! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
 //! - [`cli`]: cubectl's verbs, one module each.
 //! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
+//! - [`units`]: durations, cpu and byte quantities: the one parser and printer of each.
+//! - [`paths`]: the default data dirs.
 
 pub mod cli;
 pub mod client;
@@ -20,10 +22,12 @@ pub mod error;
 pub mod grpc;
 pub mod manager;
 pub mod metrics;
+pub mod paths;
 pub mod proto;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod units;
 pub mod worker;
 
 pub use error::{Error, Result};

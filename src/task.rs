@@ -1,4 +1,4 @@
-//! Tasks without I/O: ids, spec validation, the state machine, and resource quantities.
+//! Tasks without I/O: ids, spec validation and the state machine.
 //!
 //! Everything here is pure and works on the generated proto types, so the manager, the worker,
 //! cubectl and the tests share one definition of what a valid task is and how it may move.
@@ -402,74 +402,6 @@ pub fn restart_policy(spec: &pb::TaskSpec) -> pb::RestartPolicy {
     }
 }
 
-/// Parses a cpu quantity as people write it: `500m`, `0.5`, `2` (cores).
-pub fn parse_cpu(text: &str) -> std::result::Result<i64, String> {
-    let text = text.trim();
-    if let Some(millis) = text.strip_suffix('m') {
-        return millis
-            .parse::<i64>()
-            .ok()
-            .filter(|m| *m >= 0)
-            .ok_or_else(|| format!("{text:?} is not a cpu quantity (try 500m or 0.5)"));
-    }
-    match text.parse::<f64>() {
-        Ok(cores) if cores >= 0.0 && cores.is_finite() => Ok((cores * 1000.0).round() as i64),
-        _ => Err(format!("{text:?} is not a cpu quantity (try 500m or 0.5)")),
-    }
-}
-
-/// Parses a byte quantity as people write it: `256Mi`, `1Gi`, `512M`, `1024` (bytes).
-pub fn parse_bytes(text: &str) -> std::result::Result<i64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor: f64 = match unit {
-        "" | "B" => 1.0,
-        "k" | "K" | "kB" | "KB" => 1e3,
-        "M" | "MB" => 1e6,
-        "G" | "GB" => 1e9,
-        "T" | "TB" => 1e12,
-        "Ki" | "KiB" => 1024.0,
-        "Mi" | "MiB" => 1024.0 * 1024.0,
-        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" | "TiB" => 1024.0f64.powi(4),
-        _ => return Err(format!("{text:?} has an unknown unit (try 256Mi or 1Gi)")),
-    };
-    match number.parse::<f64>() {
-        Ok(n) if n >= 0.0 && n.is_finite() => Ok((n * factor).round() as i64),
-        _ => Err(format!("{text:?} is not a size (try 256Mi or 1Gi)")),
-    }
-}
-
-/// Renders millicores as people read them: `500m`, `2`.
-pub fn format_cpu(millis: i64) -> String {
-    if millis % 1000 == 0 {
-        format!("{}", millis / 1000)
-    } else {
-        format!("{millis}m")
-    }
-}
-
-/// Renders bytes in binary units: `256Mi`, `1.5Gi`.
-pub fn format_bytes(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["", "Ki", "Mi", "Gi", "Ti"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}")
-    } else if value.fract() == 0.0 {
-        format!("{value:.0}{}", UNITS[unit])
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     /// An illegal move leaves the task as it was and is counted under its component.
@@ -543,23 +475,6 @@ mod tests {
             err.to_string(),
             "a task cannot move from COMPLETED to RUNNING"
         );
-    }
-
-    #[test]
-    fn quantities_parse_like_kubectl() {
-        assert_eq!(parse_cpu("500m"), Ok(500));
-        assert_eq!(parse_cpu("0.5"), Ok(500));
-        assert_eq!(parse_cpu("2"), Ok(2000));
-        assert!(parse_cpu("-1").is_err());
-        assert!(parse_cpu("lots").is_err());
-        assert_eq!(parse_bytes("256Mi"), Ok(256 << 20));
-        assert_eq!(parse_bytes("1Gi"), Ok(1 << 30));
-        assert_eq!(parse_bytes("1G"), Ok(1_000_000_000));
-        assert_eq!(parse_bytes("1024"), Ok(1024));
-        assert!(parse_bytes("1Zi").is_err());
-        assert_eq!(format_bytes(256 << 20), "256Mi");
-        assert_eq!(format_cpu(500), "500m");
-        assert_eq!(format_cpu(2000), "2");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, ValueEnum};
+use cube::units::parse_duration;
 
 /// Cube's control plane: accepts tasks and places them on workers.
 #[derive(Debug, Parser)]
@@ -62,33 +63,6 @@ enum LogFormat {
     Json,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h (e.g. 500ms, 1s)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("{unit:?} is not a unit: use ms, s, m or h")),
-    }
-}
-
-fn default_data_dir(leaf: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("cube").join(leaf)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -106,7 +80,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .clone()
-        .unwrap_or_else(|| default_data_dir(if args.dev { "dev" } else { "manager" }));
+        .unwrap_or_else(|| cube::paths::manager_data_dir(args.dev));
     let mut config = cube::manager::ManagerConfig::new(&data_dir);
     config.workers = args
         .workers
@@ -178,16 +152,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_take_a_unit() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("5").unwrap_err().contains("unit"));
-        assert!(parse_duration("1d").unwrap_err().contains("not a unit"));
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn every_flag_reads_an_env_var() {

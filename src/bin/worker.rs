@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::Parser;
-use cube::worker::{RuntimeKind, WorkerConfig};
+use cube::{
+    units::{parse_bytes, parse_cpu},
+    worker::{RuntimeKind, WorkerConfig},
+};
 
 /// A Cube worker: runs the tasks its manager sends as Docker containers (or processes) and
 /// reports them over gRPC.
@@ -33,15 +36,15 @@ struct Args {
     labels: Vec<(String, String)>,
 
     /// CPU to offer, e.g. 2 or 500m [default: every cpu of the machine].
-    #[arg(long, env = "CUBE_CPU", value_parser = cube::task::parse_cpu)]
+    #[arg(long, env = "CUBE_CPU", value_parser = parse_cpu)]
     cpu: Option<i64>,
 
     /// Memory to offer, e.g. 1Gi [default: the machine's].
-    #[arg(long, env = "CUBE_MEMORY", value_parser = cube::task::parse_bytes)]
+    #[arg(long, env = "CUBE_MEMORY", value_parser = parse_bytes)]
     memory: Option<i64>,
 
     /// Disk to offer, e.g. 10Gi [default: the data dir's disk].
-    #[arg(long, env = "CUBE_DISK", value_parser = cube::task::parse_bytes)]
+    #[arg(long, env = "CUBE_DISK", value_parser = parse_bytes)]
     disk: Option<i64>,
 
     /// The manager to register with, e.g. http://127.0.0.1:5555.
@@ -68,15 +71,6 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn default_data_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("cube").join(format!("worker-{name}"))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
@@ -95,7 +89,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(name) => name,
         None => gethostname::gethostname().to_string_lossy().into_owned(),
     };
-    let data_dir = args.data_dir.unwrap_or_else(|| default_data_dir(&name));
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| cube::paths::worker_data_dir(&name));
     let runtime = match args.runtime.as_str() {
         "exec" => RuntimeKind::Exec,
         _ => RuntimeKind::Docker,

@@ -47,7 +47,7 @@ pub struct Global {
     pub manager: String,
     /// Deadline of each call to the manager, e.g. 10s, 500ms.
     #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
-          value_parser = output::parse_duration, display_order = 901)]
+          value_parser = crate::units::parse_duration, display_order = 901)]
     pub timeout: Duration,
 }
 
@@ -246,6 +246,17 @@ impl From<StateArg> for pb::TaskState {
     }
 }
 
+/// `--state` and `--node`: which tasks `status` and `watch` show.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TaskFilterArgs {
+    /// Only tasks in this state.
+    #[arg(long, value_enum, ignore_case = true)]
+    pub state: Option<StateArg>,
+    /// Only tasks on this node.
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
+}
+
 /// The filter a `--state` option stands for (UNSPECIFIED: any state).
 pub fn state_filter(state: Option<StateArg>) -> pb::TaskState {
     state.map_or(pb::TaskState::Unspecified, Into::into)
@@ -313,7 +324,7 @@ mod tests {
         let Command::Status(args) = cli.command else {
             panic!("not status")
         };
-        assert_eq!(state_filter(args.state), pb::TaskState::Running);
+        assert_eq!(state_filter(args.filter.state), pb::TaskState::Running);
         assert_eq!(args.output.format, Format::Json);
     }
 

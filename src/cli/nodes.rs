@@ -7,7 +7,7 @@ use clap::Args;
 use crate::{
     client::Client,
     proto::pb,
-    task::{format_bytes, format_cpu},
+    units::{format_bytes, format_cpu},
 };
 
 use super::{

@@ -9,11 +9,10 @@ use crate::{client::Client, proto::pb, task::restart_policy};
 
 use super::{
     output::{
-        self, age, format_proto_duration, format_time, pairs, ports, shell_words, short_id,
-        task_state, Table,
+        self, age, format_proto_duration, format_time, pairs, ports, resources_text, shell_words,
+        short_id, task_state, Table,
     },
-    run::resources_text,
-    state_filter, Outcome, OutputArg, StateArg,
+    state_filter, Outcome, OutputArg, TaskFilterArgs,
 };
 
 /// Arguments of `cubectl status`.
@@ -28,12 +27,9 @@ pub struct StatusArgs {
     /// Show this task in detail, with its events.
     #[arg(value_name = "ID")]
     pub id: Option<String>,
-    /// Only tasks in this state.
-    #[arg(long, value_enum, ignore_case = true)]
-    pub state: Option<StateArg>,
-    /// Only tasks on this node.
-    #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    /// Which tasks.
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
     /// Keep printing a line for every change (Ctrl-C to stop).
     #[arg(short = 'w', long)]
     pub watch: bool,
@@ -47,8 +43,8 @@ pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
     if args.watch {
         let filter = super::watch::Filter {
             ids: args.id.into_iter().collect(),
-            state: args.state,
-            node: args.node,
+            state: args.filter.state,
+            node: args.filter.node,
         };
         return super::watch::follow(client, filter, args.output.format).await;
     }
@@ -59,7 +55,10 @@ pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
         });
     }
     let response = client
-        .list_all_tasks(state_filter(args.state), args.node.as_deref().unwrap_or(""))
+        .list_all_tasks(
+            state_filter(args.filter.state),
+            args.filter.node.as_deref().unwrap_or(""),
+        )
         .await?;
     output::print(args.output.format, &response, |r| {
         table(&r.tasks, SystemTime::now())

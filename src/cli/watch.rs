@@ -13,7 +13,7 @@ use crate::{
 
 use super::{
     output::to_json_line, print_err, print_out, state_filter, status, Failure, Format, Outcome,
-    OutputArg, StateArg,
+    OutputArg, StateArg, TaskFilterArgs,
 };
 
 /// Arguments of `cubectl watch`.
@@ -23,12 +23,9 @@ pub struct WatchArgs {
     /// Only this task.
     #[arg(value_name = "ID")]
     pub id: Option<String>,
-    /// Only tasks in this state.
-    #[arg(long, value_enum, ignore_case = true)]
-    pub state: Option<StateArg>,
-    /// Only tasks on this node.
-    #[arg(long, value_name = "NODE")]
-    pub node: Option<String>,
+    /// Which tasks.
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
     /// Output format (json: one WatchTasksResponse per line).
     #[command(flatten)]
     pub output: OutputArg,
@@ -49,8 +46,8 @@ pub struct Filter {
 pub async fn run(client: &Client, args: WatchArgs) -> Outcome {
     let filter = Filter {
         ids: args.id.into_iter().collect(),
-        state: args.state,
-        node: args.node,
+        state: args.filter.state,
+        node: args.filter.node,
     };
     follow(client, filter, args.output.format).await
 }

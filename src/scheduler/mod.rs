@@ -1,11 +1,11 @@
 //! Placement: which node a task goes to, and why. Pure: no I/O, no clocks, no tonic.
 //!
 //! A decision has three phases over a snapshot of the nodes: every node goes through the same
-//! filters (alive, not draining, runtime ready, fresh stats, cpu, memory, disk, host ports,
-//! constraints); the strategy scores the nodes that passed (lower is better); the lowest score
+//! [`Filter`]s (alive, not draining, runtime ready, fresh stats, cpu, memory, disk, host ports,
+//! constraints; in `filter.rs`); the strategy scores the nodes that passed (lower is better); the lowest score
 //! wins. The verdicts are kept, so `ExplainTask` can show them and a pending task can say why.
 //! The scheduling loop itself uses [`Scheduler::place_fast`], which makes the same choice and
-//! the same summary without building a reason for every filter on every node.
+//! the same summary (`summary.rs`) without building a reason for every filter on every node.
 //!
 //! Strategies, one file each: [`Spread`] (least allocated, the default), [`Binpack`] (most
 //! allocated that fits), [`Epvm`] (opportunity cost, Amir et al.), [`RoundRobin`].
@@ -16,15 +16,21 @@ use crate::proto::pb;
 
 mod binpack;
 mod epvm;
+mod filter;
 mod roundrobin;
 mod spread;
+mod summary;
 #[cfg(test)]
 mod tests;
 
 pub use binpack::Binpack;
 pub use epvm::Epvm;
+pub use filter::{filter, first_failure, Filter, FilterOutcome};
 pub use roundrobin::RoundRobin;
 pub use spread::Spread;
+pub use summary::summarize;
+
+use summary::{summary_of, Tally};
 
 /// Resources in plain units, as the scheduler counts them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,18 +154,6 @@ impl NodeView {
     }
 }
 
-/// One filter's verdict on one node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FilterOutcome {
-    /// The filter: "alive", "draining", "runtime", "stats", "cpu", "memory", "disk", "ports",
-    /// "constraints".
-    pub filter: &'static str,
-    /// Whether the node passed.
-    pub passed: bool,
-    /// What was checked, or why it failed.
-    pub reason: String,
-}
-
 /// Every filter's verdict on one node, and its score if it passed them all.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
@@ -229,56 +223,6 @@ pub trait Scheduler: Send + Sync {
     }
 }
 
-/// The filters, in the order they run; [`FilterOutcome::filter`] is one of these names. A node
-/// is counted in a summary by the first one it fails.
-pub const FILTERS: [&str; 9] = [
-    "alive",
-    "draining",
-    "runtime",
-    "stats",
-    "cpu",
-    "memory",
-    "disk",
-    "ports",
-    "constraints",
-];
-
-/// Whether `node` passes the filter at index `i` of [`FILTERS`]: the one place the checks
-/// live, shared by [`filter`] (with reasons) and [`first_failure`] (without).
-fn passes(i: usize, demand: &Demand, node: &NodeView) -> bool {
-    let want = &demand.resources;
-    let free = || node.free();
-    match i {
-        0 => node.alive,
-        1 => !node.draining,
-        2 => node.runtime_ready,
-        3 => node.stats_fresh,
-        4 => want.cpu_millis <= free().cpu_millis,
-        5 => want.memory_bytes <= free().memory_bytes,
-        6 => want.disk_bytes <= free().disk_bytes,
-        7 => demand
-            .host_ports
-            .iter()
-            .all(|p| !node.used_ports.contains(p)),
-        8 => demand
-            .constraints
-            .iter()
-            .all(|(k, v)| node.labels.get(k) == Some(v)),
-        _ => unreachable!("there are {} filters", FILTERS.len()),
-    }
-}
-
-/// The index in [`FILTERS`] of the first filter `node` fails, if any.
-fn first_failed(demand: &Demand, node: &NodeView) -> Option<usize> {
-    (0..FILTERS.len()).find(|&i| !passes(i, demand, node))
-}
-
-/// The first filter `node` fails, or `None` when it may take the task. Same checks as
-/// [`filter`], without building reasons (allocation-free).
-pub fn first_failure(demand: &Demand, node: &NodeView) -> Option<&'static str> {
-    first_failed(demand, node).map(|i| FILTERS[i])
-}
-
 /// A score the comparison can trust: NaN (a strategy's arithmetic gone wrong) ranks last
 /// instead of wherever `total_cmp` would put its sign.
 fn sane(score: f64) -> f64 {
@@ -340,7 +284,7 @@ pub fn decide_fast<S: Scheduler + ?Sized>(
     let mut tally = Tally::default();
     let mut best: Option<(usize, (f64, u32))> = None;
     for (i, node) in nodes.iter().enumerate() {
-        match first_failed(demand, node) {
+        match first_failure(demand, node) {
             Some(f) => tally.add(f),
             None => {
                 let key = (sane(strategy.score(demand, node)), strategy.tie_break(node));
@@ -357,214 +301,6 @@ pub fn decide_fast<S: Scheduler + ?Sized>(
         verdicts: Vec::new(),
         summary: summary_of(demand, nodes, &tally, picked),
     }
-}
-
-/// How many nodes failed each filter first, and in which order the filters first failed (so a
-/// summary reads in the order of the snapshot).
-#[derive(Debug, Clone)]
-pub(crate) struct Tally {
-    counts: [usize; FILTERS.len()],
-    first_seen: [usize; FILTERS.len()],
-    seen: usize,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            counts: [0; FILTERS.len()],
-            first_seen: [usize::MAX; FILTERS.len()],
-            seen: 0,
-        }
-    }
-}
-
-impl Tally {
-    /// Counts one node that failed filter `i` first.
-    pub(crate) fn add(&mut self, i: usize) {
-        if self.counts[i] == 0 {
-            self.first_seen[i] = self.seen;
-            self.seen += 1;
-        }
-        self.counts[i] += 1;
-    }
-
-    /// (filter index, nodes) in the order the filters first failed.
-    fn ordered(&self) -> Vec<(usize, usize)> {
-        let mut out: Vec<(usize, usize)> = (0..FILTERS.len())
-            .filter(|&i| self.counts[i] > 0)
-            .map(|i| (i, self.counts[i]))
-            .collect();
-        out.sort_by_key(|&(i, _)| self.first_seen[i]);
-        out
-    }
-}
-
-/// Runs every filter on a node, in order, with a reason a person can read.
-pub fn filter(demand: &Demand, node: &NodeView) -> Vec<FilterOutcome> {
-    let free = node.free();
-    let want = demand.resources;
-    let cpu = |m: i64| crate::task::format_cpu(m.max(0));
-    let bytes = |b: i64| crate::task::format_bytes(b.max(0));
-    FILTERS
-        .iter()
-        .enumerate()
-        .map(|(i, &name)| {
-            let passed = passes(i, demand, node);
-            let reason: String = match (i, passed) {
-                (0, true) => "answering".into(),
-                (0, false) => "down".into(),
-                (1, true) => "not draining".into(),
-                (1, false) => "draining".into(),
-                (2, true) => "runtime ready".into(),
-                (2, false) => "runtime not ready".into(),
-                (3, true) => "stats fresh".into(),
-                (3, false) => "stats unknown or stale".into(),
-                (4, _) => format!(
-                    "wanted {}, free {}",
-                    cpu(want.cpu_millis),
-                    cpu(free.cpu_millis)
-                ),
-                (5, _) => format!(
-                    "wanted {}, free {}",
-                    bytes(want.memory_bytes),
-                    bytes(free.memory_bytes)
-                ),
-                (6, _) => format!(
-                    "wanted {}, free {}",
-                    bytes(want.disk_bytes),
-                    bytes(free.disk_bytes)
-                ),
-                (7, true) => "host ports free".into(),
-                (7, false) => {
-                    let taken: Vec<String> = demand
-                        .host_ports
-                        .iter()
-                        .filter(|p| node.used_ports.contains(p))
-                        .map(|(port, _)| port.to_string())
-                        .collect();
-                    format!("host port {} in use", taken.join(", "))
-                }
-                (8, true) => "constraints met".into(),
-                (8, false) => {
-                    let missing: Vec<String> = demand
-                        .constraints
-                        .iter()
-                        .filter(|(k, v)| node.labels.get(*k) != Some(*v))
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect();
-                    format!("constraint {} not met", missing.join(", "))
-                }
-                _ => unreachable!("there are {} filters", FILTERS.len()),
-            };
-            FilterOutcome {
-                filter: name,
-                passed,
-                reason,
-            }
-        })
-        .collect()
-}
-
-/// A human summary of a decision: `placed on w1 (score 0.2500)` or
-/// `0/3 nodes fit: 2 insufficient cpu (wanted 500m, largest free 250m), 1 down`.
-///
-/// Each node that does not fit is counted once, by the first filter it failed; the groups are
-/// listed in the order they first appear in the snapshot. "Largest free" is taken over the
-/// nodes that pass every filter but the resource ones (alive, not draining, runtime ready,
-/// fresh stats, ports free, constraints met), so it says what the task would have to shrink to.
-pub fn summarize(
-    demand: &Demand,
-    nodes: &[NodeView],
-    verdicts: &[Verdict],
-    picked: Option<&str>,
-) -> String {
-    let mut tally = Tally::default();
-    for verdict in verdicts {
-        if let Some(failed) = verdict.filters.iter().find(|f| !f.passed) {
-            if let Some(i) = FILTERS.iter().position(|&f| f == failed.filter) {
-                tally.add(i);
-            }
-        }
-    }
-    let picked = picked.map(|name| {
-        let score = verdicts
-            .iter()
-            .find(|v| v.node == name)
-            .and_then(|v| v.score)
-            .unwrap_or_default();
-        (name, score)
-    });
-    summary_of(demand, nodes, &tally, picked)
-}
-
-/// The summary from a tally of first failures and the pick with its score.
-fn summary_of(
-    demand: &Demand,
-    nodes: &[NodeView],
-    tally: &Tally,
-    picked: Option<(&str, f64)>,
-) -> String {
-    if let Some((name, score)) = picked {
-        return format!("placed on {name} (score {score:.4})");
-    }
-    if nodes.is_empty() {
-        return "0/0 nodes fit: no nodes are known".into();
-    }
-    // Every filter but cpu, memory and disk (indices 4 to 6).
-    let could_fit = |n: &&NodeView| [0, 1, 2, 3, 7, 8].iter().all(|&i| passes(i, demand, n));
-    let largest = |f: fn(&NodeView) -> i64| {
-        nodes
-            .iter()
-            .filter(could_fit)
-            .map(f)
-            .max()
-            .unwrap_or(0)
-            .max(0)
-    };
-    let want = demand.resources;
-    let parts: Vec<String> = tally
-        .ordered()
-        .into_iter()
-        .map(|(i, n)| match FILTERS[i] {
-            "alive" => format!("{n} down"),
-            "draining" => format!("{n} draining"),
-            "runtime" => format!("{n} runtime not ready"),
-            "stats" => format!("{n} stats unknown"),
-            "cpu" => format!(
-                "{n} insufficient cpu (wanted {}, largest free {})",
-                crate::task::format_cpu(want.cpu_millis),
-                crate::task::format_cpu(largest(|v| v.free().cpu_millis))
-            ),
-            "memory" => format!(
-                "{n} insufficient memory (wanted {}, largest free {})",
-                crate::task::format_bytes(want.memory_bytes),
-                crate::task::format_bytes(largest(|v| v.free().memory_bytes))
-            ),
-            "disk" => format!(
-                "{n} insufficient disk (wanted {}, largest free {})",
-                crate::task::format_bytes(want.disk_bytes),
-                crate::task::format_bytes(largest(|v| v.free().disk_bytes))
-            ),
-            "ports" => {
-                let ports: Vec<String> = demand
-                    .host_ports
-                    .iter()
-                    .map(|(p, _)| p.to_string())
-                    .collect();
-                format!("{n} host port {} in use", ports.join(","))
-            }
-            "constraints" => {
-                let wanted: Vec<String> = demand
-                    .constraints
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                format!("{n} constraint {} not met", wanted.join(","))
-            }
-            other => format!("{n} {other}"),
-        })
-        .collect();
-    format!("0/{} nodes fit: {}", nodes.len(), parts.join(", "))
 }
 
 /// Used over capacity, as a fraction (1.0 = full). A resource a node does not offer at all

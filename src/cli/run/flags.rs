@@ -1,29 +1,15 @@
-//! `cubectl run`: build a TaskSpec from flags (or read them from a task file), submit it with
-//! an idempotency key, print the new id, and with `--wait` follow it until it runs.
+//! `cubectl run`'s flags and the TaskSpec they describe: parsers for ports, probes and pairs,
+//! and the flag-to-spec conversion.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Args, ValueEnum};
-use tokio::time::Instant;
-use tonic::Code;
 
 use crate::{
-    client::{Client, ClientError},
+    cli::output::to_proto_duration,
     proto::pb,
-    task::{format_bytes, format_cpu, parse_bytes, parse_cpu, MAX_SUBMIT_BATCH},
+    units::{parse_bytes, parse_cpu, parse_duration},
 };
-
-use super::{
-    output::{self, parse_duration, short_id, task_state, to_proto_duration},
-    print_err, print_out, Failure, Outcome,
-};
-
-/// How often `--wait` asks for the task when the manager cannot stream its changes.
-const WAIT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Arguments of `cubectl run`.
 #[derive(Debug, Args)]
@@ -252,284 +238,10 @@ impl RunArgs {
     }
 }
 
-/// Reads a task file's text: one TaskSpec or a list of them, in the proto3 JSON mapping,
-/// written as JSON (`.json`) or YAML (anything else, JSON included). Errors start with
-/// `source` and name the field: `task.yaml: [0].resources.cpu_millis: invalid type ...`.
-pub fn parse_task_file(source: &str, text: &str, json: bool) -> Result<Vec<pb::TaskSpec>, String> {
-    let value: serde_json::Value = if json {
-        serde_json::from_str(text).map_err(|e| format!("{source}: {e}"))?
-    } else {
-        serde_yaml_ng::from_str(text).map_err(|e| format!("{source}: {e}"))?
-    };
-    let (items, listed) = match value {
-        serde_json::Value::Array(items) => (items, true),
-        serde_json::Value::Null => return Err(format!("{source}: holds no task")),
-        single => (vec![single], false),
-    };
-    if items.is_empty() {
-        return Err(format!("{source}: holds no task"));
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let prefix = if listed {
-                format!("[{i}]")
-            } else {
-                String::new()
-            };
-            output::from_json_value::<pb::TaskSpec>(item)
-                .map_err(|e| format!("{source}: {}", e.within(&prefix)))
-        })
-        .collect()
-}
-
-fn read_task_file(path: &Path) -> Result<Vec<pb::TaskSpec>, Failure> {
-    let hint = "a task file holds a TaskSpec (or a list of them) in the proto3 JSON mapping, \
-                e.g. {\"image\": \"busybox\", \"args\": [\"sleep\", \"60\"]}";
-    let (source, text) = if path == Path::new("-") {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| Failure::new(format!("reading standard input: {e}"), hint))?;
-        ("<stdin>".to_string(), text)
-    } else {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Failure::new(
-                format!("cannot read {}: {e}", path.display()),
-                "check the path given to -f",
-            )
-        })?;
-        (path.display().to_string(), text)
-    };
-    let json = path.extension().is_some_and(|e| e == "json");
-    parse_task_file(&source, &text, json).map_err(|message| Failure::new(message, hint))
-}
-
-/// Runs `cubectl run`. One task goes by SubmitTask; more (a task file's list, `--count`) go
-/// by SubmitTasks, up to 1000 a call, so a bad spec in the list submits none of that call.
-pub async fn run(client: &Client, args: RunArgs) -> Outcome {
-    let specs = match &args.file {
-        Some(path) => read_task_file(path)?,
-        None => vec![args.spec()],
-    };
-    let count = args.count as usize;
-    let tasks: Vec<(pb::TaskSpec, String)> = specs
-        .iter()
-        .flat_map(|spec| std::iter::repeat_n(spec, count))
-        .map(|spec| (spec.clone(), uuid::Uuid::new_v4().to_string()))
-        .collect();
-    let mut warned = false;
-    let mut on_retry = |error: &ClientError| {
-        if !warned {
-            print_err(&format!("cubectl: {error}; retrying\n"));
-            warned = true;
-        }
-    };
-    let mut ids = Vec::with_capacity(tasks.len());
-    if let [(spec, request_id)] = tasks.as_slice() {
-        let response = client
-            .submit_task(spec.clone(), request_id, &mut on_retry)
-            .await
-            .map_err(submit_failure)?;
-        let id = response.task.unwrap_or_default().id;
-        print_out(&format!("{id}\n"));
-        ids.push(id);
-    } else {
-        for chunk in tasks.chunks(MAX_SUBMIT_BATCH) {
-            let response = client
-                .submit_tasks(chunk, &mut on_retry)
-                .await
-                .map_err(submit_failure)?;
-            // Printed per call: an error in a later call leaves these accepted.
-            for answer in response.tasks {
-                let id = answer.task.unwrap_or_default().id;
-                print_out(&format!("{id}\n"));
-                ids.push(id);
-            }
-        }
-    }
-    if args.wait {
-        for id in &ids {
-            wait_until_running(client, id, args.wait_timeout).await?;
-        }
-    }
-    Ok(())
-}
-
-fn submit_failure(error: ClientError) -> Failure {
-    let code = error.code();
-    let failure = Failure::from(error);
-    match code {
-        Code::InvalidArgument => failure.with_hint(
-            "fix the field named above; `cubectl run --help` lists the flags and their formats",
-        ),
-        _ => failure,
-    }
-}
-
-/// Follows one task until it is RUNNING (or finished well), printing each change on stderr.
-/// Uses WatchTasks, or polls GetTask when the manager does not stream.
-pub async fn wait_until_running(client: &Client, id: &str, timeout: Duration) -> Outcome {
-    let deadline = Instant::now() + timeout;
-    let mut progress = Progress::default();
-    let watch = client
-        .watch_tasks(pb::WatchTasksRequest {
-            task_ids: vec![id.to_string()],
-            ..Default::default()
-        })
-        .await;
-    match watch {
-        Ok(mut stream) => loop {
-            match tokio::time::timeout_at(deadline, stream.message()).await {
-                Err(_) => return Err(not_running_in_time(id, progress.last, timeout)),
-                Ok(Ok(Some(message))) => {
-                    if let Some(task) = message.task {
-                        if let Some(outcome) = progress.observe(task) {
-                            return outcome;
-                        }
-                    }
-                }
-                // The stream ended (the manager is stopping): keep asking by polling.
-                Ok(Ok(None)) => break,
-                Ok(Err(status)) => {
-                    let error = client.stream_error(status);
-                    if error.code() != Code::Unimplemented && !error.is_retryable() {
-                        return Err(error.into());
-                    }
-                    break;
-                }
-            }
-        },
-        Err(error) if error.code() == Code::Unimplemented => {}
-        Err(error) => return Err(error.into()),
-    }
-    loop {
-        match client.get_task(id).await {
-            Ok(response) => {
-                if let Some(outcome) = response.task.and_then(|task| progress.observe(task)) {
-                    return outcome;
-                }
-            }
-            Err(error) if error.is_retryable() => {}
-            Err(error) => return Err(error.into()),
-        }
-        if Instant::now() + WAIT_POLL_INTERVAL >= deadline {
-            return Err(not_running_in_time(id, progress.last, timeout));
-        }
-        tokio::time::sleep(WAIT_POLL_INTERVAL).await;
-    }
-}
-
-/// What `--wait` has seen of a task: prints a line on stderr when its state, node or message
-/// changes, and decides when the wait is over.
-#[derive(Debug, Default)]
-struct Progress {
-    last: Option<pb::Task>,
-}
-
-impl Progress {
-    fn observe(&mut self, task: pb::Task) -> Option<Outcome> {
-        let changed = self.last.as_ref().is_none_or(|last| {
-            (last.state, &last.node, &last.message) != (task.state, &task.node, &task.message)
-        });
-        if changed {
-            print_err(&progress_line(&task));
-        }
-        let outcome = wait_verdict(&task);
-        self.last = Some(task);
-        outcome
-    }
-}
-
-/// One progress line: `task 1234abcd: SCHEDULED on w1`.
-fn progress_line(task: &pb::Task) -> String {
-    let mut line = format!("task {}: {}", short_id(&task.id), task_state(task.state));
-    if !task.node.is_empty() {
-        line.push_str(&format!(" on {}", task.node));
-    }
-    if !task.message.is_empty() {
-        line.push_str(&format!(" ({})", task.message));
-    }
-    line.push('\n');
-    line
-}
-
-/// Whether waiting for `task` is over: RUNNING or COMPLETED succeed, FAILED fails.
-fn wait_verdict(task: &pb::Task) -> Option<Outcome> {
-    match pb::TaskState::try_from(task.state) {
-        Ok(pb::TaskState::Running | pb::TaskState::Completed) => Some(Ok(())),
-        Ok(pb::TaskState::Failed) => {
-            let mut message = format!("task {} FAILED", task.id);
-            if let Some(code) = task.exit_code {
-                message.push_str(&format!(" with exit code {code}"));
-            }
-            if !task.message.is_empty() {
-                message.push_str(&format!(": {}", task.message));
-            }
-            Some(Err(Failure::new(
-                message,
-                format!(
-                    "cubectl logs {0} shows its output, cubectl events {0} its history",
-                    task.id
-                ),
-            )))
-        }
-        _ => None,
-    }
-}
-
-fn not_running_in_time(id: &str, last: Option<pb::Task>, timeout: Duration) -> Failure {
-    let after = output::format_proto_duration(&to_proto_duration(timeout));
-    let Some(task) = last else {
-        return Failure::new(
-            format!("task {id} was not seen within {after}"),
-            format!("cubectl status {id} shows it"),
-        );
-    };
-    let state = task_state(task.state);
-    let mut message = format!("task {id} is still {state}");
-    if !task.node.is_empty() {
-        message.push_str(&format!(" on {}", task.node));
-    }
-    message.push_str(&format!(" after {after}"));
-    if !task.message.is_empty() {
-        message.push_str(&format!(": {}", task.message));
-    }
-    let hint = if task.state == i32::from(pb::TaskState::Pending) {
-        format!("cubectl explain {id} shows why no node takes it")
-    } else {
-        format!("cubectl events {id} shows its history")
-    };
-    Failure::new(message, hint)
-}
-
-/// A spec's resources as people read them: `cpu 500m, memory 256Mi`.
-pub fn resources_text(resources: Option<&pb::Resources>) -> String {
-    let Some(r) = resources else {
-        return String::new();
-    };
-    let mut parts = Vec::new();
-    if r.cpu_millis != 0 {
-        parts.push(format!("cpu {}", format_cpu(r.cpu_millis)));
-    }
-    if r.memory_bytes != 0 {
-        parts.push(format!("memory {}", format_bytes(r.memory_bytes)));
-    }
-    if r.disk_bytes != 0 {
-        parts.push(format!("disk {}", format_bytes(r.disk_bytes)));
-    }
-    parts.join(", ")
-}
-
-/// Maps as sorted `key=value` strings, for comparisons in tests and for rendering.
-pub fn sorted_pairs(map: &HashMap<String, String>) -> Vec<String> {
-    let mut pairs: Vec<_> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    pairs.sort();
-    pairs
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use crate::cli::{Cli, Command};
     use clap::Parser;
@@ -540,6 +252,13 @@ mod tests {
             Command::Run(args) => Ok(*args),
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    /// A map as sorted `key=value` strings, to compare with a list.
+    fn sorted_pairs(map: &HashMap<String, String>) -> Vec<String> {
+        let mut pairs: Vec<_> = map.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.sort();
+        pairs
     }
 
     #[test]
@@ -687,113 +406,5 @@ mod tests {
         assert!(parse_http_probe("health").is_err());
         assert_eq!(parse_pair("K=").unwrap(), ("K".into(), "".into()));
         assert!(parse_pair("=v").is_err());
-    }
-
-    #[test]
-    fn task_files_hold_one_or_many_specs() {
-        let yaml = "image: cube-test/busybox:latest\nname: one\nargs: [sleep, '60']\n\
-                    resources: {cpu_millis: 250, memoryBytes: 1048576}\n\
-                    restart: {policy: RESTART_POLICY_NEVER}\nstopGracePeriod: 2s\n";
-        let specs = parse_task_file("task.yaml", yaml, false).unwrap();
-        assert_eq!(specs.len(), 1);
-        assert_eq!(specs[0].name, "one");
-        assert_eq!(specs[0].args, ["sleep", "60"]);
-        assert_eq!(specs[0].resources.as_ref().unwrap().memory_bytes, 1 << 20);
-        assert_eq!(specs[0].stop_grace_period.unwrap().seconds, 2);
-
-        let list = "- image: a\n- image: b\n  env: {K: V}\n";
-        let specs = parse_task_file("tasks.yaml", list, false).unwrap();
-        assert_eq!(specs.len(), 2);
-        assert_eq!(specs[1].env["K"], "V");
-
-        let json =
-            r#"[{"image": "a", "ports": [{"containerPort": 80, "protocol": "PROTOCOL_UDP"}]}]"#;
-        let specs = parse_task_file("tasks.json", json, true).unwrap();
-        assert_eq!(specs[0].ports[0].container_port, 80);
-    }
-
-    #[test]
-    fn task_file_errors_name_the_field() {
-        let err = parse_task_file(
-            "task.yaml",
-            "- image: a\n- image: b\n  resources: {cpu_millis: lots}\n",
-            false,
-        )
-        .unwrap_err();
-        assert!(
-            err.starts_with("task.yaml: [1].resources.cpu_millis: "),
-            "{err}"
-        );
-
-        let err = parse_task_file("task.yaml", "image: a\ncolour: red\n", false).unwrap_err();
-        assert!(
-            err.starts_with("task.yaml: ") && err.contains("colour"),
-            "{err}"
-        );
-
-        let err = parse_task_file("t.json", "{\"image\": ", true).unwrap_err();
-        assert!(err.starts_with("t.json: "), "{err}");
-
-        let err = parse_task_file("t.yaml", "", false).unwrap_err();
-        assert_eq!(err, "t.yaml: holds no task");
-
-        let err = parse_task_file("t.yaml", "[]", false).unwrap_err();
-        assert_eq!(err, "t.yaml: holds no task");
-
-        let err = parse_task_file("t.yaml", "image: [1, 2]\n", false).unwrap_err();
-        assert!(err.starts_with("t.yaml: image: "), "{err}");
-    }
-
-    #[test]
-    fn wait_verdicts() {
-        let task = |state: pb::TaskState| pb::Task {
-            id: "0123456789".into(),
-            state: state.into(),
-            node: "w1".into(),
-            ..Default::default()
-        };
-        assert!(wait_verdict(&task(pb::TaskState::Pending)).is_none());
-        assert!(wait_verdict(&task(pb::TaskState::Scheduled)).is_none());
-        assert_eq!(wait_verdict(&task(pb::TaskState::Running)), Some(Ok(())));
-        let failed = pb::Task {
-            exit_code: Some(3),
-            message: "exited".into(),
-            ..task(pb::TaskState::Failed)
-        };
-        let failure = wait_verdict(&failed).unwrap().unwrap_err();
-        assert_eq!(
-            failure.message,
-            "task 0123456789 FAILED with exit code 3: exited"
-        );
-        assert_eq!(
-            progress_line(&failed),
-            "task 01234567: FAILED on w1 (exited)\n"
-        );
-
-        let pending = pb::Task {
-            node: String::new(),
-            message: "0/2 nodes fit: 2 insufficient cpu".into(),
-            ..task(pb::TaskState::Pending)
-        };
-        let failure = not_running_in_time("x", Some(pending), Duration::from_secs(60));
-        assert_eq!(
-            failure.message,
-            "task x is still PENDING after 1m: 0/2 nodes fit: 2 insufficient cpu"
-        );
-        assert_eq!(
-            failure.hint.as_deref(),
-            Some("cubectl explain x shows why no node takes it")
-        );
-    }
-
-    #[test]
-    fn resources_render() {
-        let r = pb::Resources {
-            cpu_millis: 1500,
-            memory_bytes: 256 << 20,
-            disk_bytes: 0,
-        };
-        assert_eq!(resources_text(Some(&r)), "cpu 1500m, memory 256Mi");
-        assert_eq!(resources_text(None), "");
     }
 }
