@@ -10,14 +10,17 @@ use crate::{
         human, next_step, verdict, Verdict, BACKOFF_RESET_AFTER, FIRST_RESTART_DELAY,
     },
     proto::pb::{self, DesiredState, EventType, TaskState},
-    scheduler::{Demand, NodeView},
+    scheduler::{Demand, Filter, NodeView},
     store::manager::Durable,
     task::TaskId,
 };
 
-/// Whether a node may take a task now (what the restart on the same node needs).
-fn eligible(view: &NodeView) -> bool {
-    view.alive && !view.draining && view.runtime_ready
+/// Whether a node may take a task now (what the restart on the same node needs: the
+/// scheduler's node filters, without the capacity ones, since the task's share is its own).
+fn eligible(demand: &Demand, view: &NodeView) -> bool {
+    [Filter::Alive, Filter::NotDraining, Filter::RuntimeReady]
+        .into_iter()
+        .all(|f| f.check(demand, view))
 }
 
 impl State {
@@ -160,16 +163,13 @@ impl Core {
                 continue;
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
+            let demand = Demand::of(&spec);
             let same = views
                 .iter()
-                .find(|v| v.name == entry.task.node && eligible(v))
+                .find(|v| v.name == entry.task.node && eligible(&demand, v))
                 .map(|v| v.name.clone());
-            let node = same.or_else(|| {
-                self.shared
-                    .scheduler
-                    .place_fast(&Demand::of(&spec), &views, true)
-                    .node
-            });
+            let node =
+                same.or_else(|| self.shared.scheduler.place_fast(&demand, &views, true).node);
             let Some(node) = node else {
                 // FAILED -> PENDING is not a move: wait on the timer instead.
                 let at = now + FIRST_RESTART_DELAY;
