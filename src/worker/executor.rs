@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    core::{exit_outcome, finish, Core, Durability},
+    core::{Core, Durability},
     runtime::{Launch, Runtime},
+    transition::{exit_outcome, finish, move_to},
 };
 use crate::{
     pb::{self, DesiredState, TaskState},
@@ -102,7 +103,7 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
             }
             match started {
                 Ok(started) => {
-                    task.state = TaskState::Running as i32;
+                    move_to(task, TaskState::Running)?;
                     task.container_id = started.container_id;
                     task.ports = started.ports;
                     task.started_at = Some(timestamp(started.started_at));

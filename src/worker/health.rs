@@ -15,8 +15,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    core::{finish, Core, Durability},
+    core::{Core, Durability},
     runtime::Runtime,
+    transition::finish,
 };
 use crate::{
     pb::{self, health_check::Probe, TaskState},

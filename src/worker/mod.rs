@@ -4,6 +4,8 @@
 //! # Layout
 //!
 //! - `core`: the cloneable handle over the worker's tasks (memory + store + revision).
+//! - `transition`: the one function that changes a task's state (through the state machine),
+//!   and how a run ends.
 //! - `service`: the thin WorkerService handlers.
 //! - `executor`: starts and stops tasks as requests arrive (event-driven).
 //! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
@@ -25,6 +27,7 @@ mod runtime;
 mod service;
 mod stats;
 mod store;
+mod transition;
 
 use std::{collections::BTreeMap, path::PathBuf};
 

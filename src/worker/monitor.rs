@@ -14,8 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    core::{exit_outcome, finish, Core, Durability},
+    core::{Core, Durability},
     runtime::{Found, Observed, Runtime},
+    transition::{exit_outcome, finish, move_to},
 };
 use crate::{
     error::{Error, Result},
@@ -211,7 +212,7 @@ pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
                             if task.state() == TaskState::Running {
                                 return Ok(false);
                             }
-                            task.state = TaskState::Running as i32;
+                            move_to(task, TaskState::Running)?;
                             task.container_id = container_id;
                             task.started_at = Some(timestamp(
                                 started_at.unwrap_or_else(std::time::SystemTime::now),
