@@ -95,22 +95,21 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
         attempt,
     };
     let result = runtime.start(&launch).await;
-    let started = result.clone();
     let outcome = core
-        .update(id, Durability::Later, move |task| {
+        .update(id, Durability::Later, |task| {
             if task.restart_count != attempt || task.state() != TaskState::Scheduled {
                 return Ok(false);
             }
-            match started {
+            match &result {
                 Ok(started) => {
                     move_to(task, TaskState::Running)?;
-                    task.container_id = started.container_id;
-                    task.ports = started.ports;
+                    task.container_id = started.container_id.clone();
+                    task.ports = started.ports.clone();
                     task.started_at = Some(timestamp(started.started_at));
                     task.message.clear();
                     Ok(true)
                 }
-                Err(message) => finish(task, TaskState::Failed, None, None, message),
+                Err(error) => finish(task, TaskState::Failed, None, None, error.to_string()),
             }
         })
         .await;
@@ -127,8 +126,8 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
             // Superseded (a newer attempt arrived while starting): this run is not wanted.
             let _ = runtime.remove(&started.container_id).await;
         }
-        (Err(message), _) => {
-            tracing::warn!(task_id = %id, error = %message, "task failed to start");
+        (Err(error), _) => {
+            tracing::warn!(task_id = %id, error = %error, "task failed to start");
         }
     }
 }

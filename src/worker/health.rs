@@ -231,7 +231,10 @@ async fn probe<R: Runtime>(
     let what = describe(check);
     match &check.probe {
         Some(Probe::Http(http)) => {
-            let address = runtime.address(container_id, http.port).await?;
+            let address = runtime
+                .address(container_id, http.port)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut stream = tokio::net::TcpStream::connect(address)
                 .await
                 .map_err(|e| format!("{what}: {e}"))?;
@@ -268,13 +271,20 @@ async fn probe<R: Runtime>(
             }
         }
         Some(Probe::Tcp(tcp)) => {
-            let address = runtime.address(container_id, tcp.port).await?;
+            let address = runtime
+                .address(container_id, tcp.port)
+                .await
+                .map_err(|e| e.to_string())?;
             tokio::net::TcpStream::connect(address)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("{what}: {e}"))
         }
-        Some(Probe::Exec(exec)) => match runtime.exec(container_id, &exec.command).await? {
+        Some(Probe::Exec(exec)) => match runtime
+            .exec(container_id, &exec.command)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             0 => Ok(()),
             code => Err(format!("{what} exited with {code}")),
         },

@@ -43,7 +43,10 @@ use self::{
 };
 use crate::{error::Error, pb::worker_service_server::WorkerServiceServer};
 
-pub use self::runtime::docker::{LABEL_TASK_ID, LABEL_WORKER};
+pub use self::runtime::{
+    docker::{LABEL_TASK_ID, LABEL_WORKER},
+    RuntimeError,
+};
 
 /// Which runtime runs the tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

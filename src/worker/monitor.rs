@@ -19,7 +19,7 @@ use super::{
     transition::{exit_outcome, finish, move_to},
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     pb::{DesiredState, TaskState},
     proto::timestamp,
     task::is_finished,
@@ -63,7 +63,7 @@ pub(crate) async fn run<R: Runtime>(
 
 /// Lists the containers once and looks at every running task whose container does not run.
 async fn sweep_once<R: Runtime>(core: &Core<R>) -> Result<()> {
-    let found = core.runtime().list().await.map_err(Error::Runtime)?;
+    let found = core.runtime().list().await?;
     let running: HashSet<String> = found
         .into_iter()
         .filter(|f| f.running)
@@ -140,7 +140,10 @@ async fn noticed_removal<R: Runtime>(core: &Core<R>, id: TaskId, task: crate::pb
     if task.desired_state() == DesiredState::Stopped || task.message.contains(REMOVED) {
         return;
     }
-    if core.runtime().inspect(&task.container_id).await != Ok(Observed::Missing) {
+    if !matches!(
+        core.runtime().inspect(&task.container_id).await,
+        Ok(Observed::Missing)
+    ) {
         return;
     }
     let container_id = task.container_id.clone();
@@ -161,7 +164,7 @@ async fn noticed_removal<R: Runtime>(core: &Core<R>, id: TaskId, task: crate::pb
 pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
     let runtime = core.runtime();
     let mut found: HashMap<TaskId, Vec<Found>> = HashMap::new();
-    for container in runtime.list().await.map_err(Error::Runtime)? {
+    for container in runtime.list().await? {
         found.entry(container.task_id).or_default().push(container);
     }
     let mut adopted = 0usize;
@@ -201,10 +204,7 @@ pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
                 core.watch_health(id, &task);
             }
             Some(current) => {
-                let observed = runtime
-                    .inspect(&current.container_id)
-                    .await
-                    .map_err(Error::Runtime)?;
+                let observed = runtime.inspect(&current.container_id).await?;
                 let container_id = current.container_id.clone();
                 let write = core
                     .update(id, Durability::Later, |task| match observed {

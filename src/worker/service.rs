@@ -183,7 +183,7 @@ impl<R: Runtime> WorkerService for Service<R> {
                 data: data.to_vec(),
                 stream: stream as i32,
             }),
-            Err(message) => Err(Status::from(Error::Runtime(message))),
+            Err(error) => Err(Status::from(Error::Runtime(error))),
         });
         let ends = self.shutdown.clone().cancelled_owned();
         Ok(Response::new(Box::pin(stream.take_until(ends))))

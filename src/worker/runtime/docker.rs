@@ -24,7 +24,10 @@ use futures::{stream::BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
+use super::{
+    error::short, Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeError,
+    RuntimeResult, Started,
+};
 use crate::{pb, task::protocol_of, TaskId};
 
 /// The label holding a container's task id.
@@ -40,13 +43,10 @@ const EVENTS_RETRY: Duration = Duration::from_secs(1);
 
 /// Connects to the local Docker engine and negotiates the API version (Engine 20.10 speaks
 /// API 1.41; without negotiation every call fails with "client version too new").
-pub async fn connect() -> Result<Docker, String> {
-    let docker = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| e.to_string())?;
-    docker.ping().await.map_err(|e| e.to_string())?;
+pub async fn connect() -> Result<Docker, DockerError> {
+    let docker = Docker::connect_with_local_defaults()?;
+    let docker = docker.negotiate_version().await?;
+    docker.ping().await?;
     Ok(docker)
 }
 
@@ -83,11 +83,9 @@ impl DockerRuntime {
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|e| {
-                format!(
-                    "image {image} not found locally and could not be pulled: {}",
-                    short(&e)
-                )
+            .map_err(|source| RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                source,
             })?;
         Ok(())
     }
@@ -149,15 +147,6 @@ fn is_not_modified(error: &DockerError) -> bool {
     )
 }
 
-/// Docker's message without bollard's "Docker responded with status code" preamble.
-fn short(error: &DockerError) -> String {
-    match error {
-        DockerError::DockerResponseServerError { message, .. } => message.clone(),
-        DockerError::DockerStreamError { error } => error.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn parse_time(text: Option<&str>) -> Option<SystemTime> {
     let text = text?;
     let ts = prost_types::Timestamp::from_str(text).ok()?;
@@ -178,7 +167,7 @@ impl Runtime for DockerRuntime {
             .ping()
             .await
             .map(|_| ())
-            .map_err(|e| format!("the Docker engine does not answer: {}", short(&e)))
+            .map_err(|source| RuntimeError::Unreachable { source })
     }
 
     async fn start(&self, launch: &Launch) -> RuntimeResult<Started> {
@@ -263,11 +252,11 @@ impl Runtime for DockerRuntime {
             }
             other => other,
         }
-        .map_err(|e| format!("creating container {name}: {}", short(&e)))?;
+        .map_err(|e| RuntimeError::docker(format!("creating container {name}"), e))?;
         if let Err(e) = self.docker.start_container(&created.id, None).await {
-            let message = format!("starting container {name}: {}", short(&e));
+            let error = RuntimeError::docker(format!("starting container {name}"), e);
             let _ = self.remove(&created.id).await;
-            return Err(message);
+            return Err(error);
         }
         if spec.ports.is_empty() {
             // Nothing to read back: the start time is now, to within the call's return.
@@ -281,7 +270,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_container(&created.id, None)
             .await
-            .map_err(|e| format!("inspecting container {name}: {}", short(&e)))?;
+            .map_err(|e| RuntimeError::docker(format!("inspecting container {name}"), e))?;
         let bound = inspected
             .network_settings
             .as_ref()
@@ -335,7 +324,7 @@ impl Runtime for DockerRuntime {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) if is_not_modified(&e) => {}
-            Err(e) => return Err(format!("stopping container: {}", short(&e))),
+            Err(e) => return Err(RuntimeError::docker("stopping container", e)),
         }
         match self.inspect(container_id).await? {
             Observed::Exited { code, .. } => Ok(code),
@@ -359,7 +348,7 @@ impl Runtime for DockerRuntime {
             Err(DockerError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(e) => Err(format!("removing container: {}", short(&e))),
+            Err(e) => Err(RuntimeError::docker("removing container", e)),
         }
     }
 
@@ -367,7 +356,7 @@ impl Runtime for DockerRuntime {
         let inspected = match self.docker.inspect_container(container_id, None).await {
             Ok(inspected) => inspected,
             Err(e) if is_not_found(&e) => return Ok(Observed::Missing),
-            Err(e) => return Err(format!("inspecting container: {}", short(&e))),
+            Err(e) => return Err(RuntimeError::docker("inspecting container", e)),
         };
         let state = inspected.state.unwrap_or_default();
         let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
@@ -402,7 +391,7 @@ impl Runtime for DockerRuntime {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| format!("listing containers: {}", short(&e)))?;
+            .map_err(|e| RuntimeError::docker("listing containers", e))?;
         Ok(containers
             .into_iter()
             .filter_map(|c| {
@@ -495,7 +484,7 @@ impl Runtime for DockerRuntime {
                     }
                     Ok(LogOutput::StdErr { message }) => Some(Ok((pb::LogStream::Stderr, message))),
                     Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(format!("reading logs: {}", short(&e)))),
+                    Err(e) => Some(Err(RuntimeError::docker("reading logs", e))),
                 }
             })
             .boxed()
@@ -513,12 +502,12 @@ impl Runtime for DockerRuntime {
             .docker
             .create_exec(container_id, config)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("creating the command in the container", e))?;
         if let StartExecResults::Attached { mut output, .. } = self
             .docker
             .start_exec(&created.id, None)
             .await
-            .map_err(|e| short(&e))?
+            .map_err(|e| RuntimeError::docker("running the command in the container", e))?
         {
             while output.next().await.is_some() {}
         }
@@ -526,7 +515,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_exec(&created.id)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("reading the command's exit code", e))?;
         Ok(inspected.exit_code.unwrap_or(-1))
     }
 
@@ -535,7 +524,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_container(container_id, None)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("inspecting container", e))?;
         let ip = inspected
             .network_settings
             .and_then(|n| n.networks)
@@ -543,8 +532,10 @@ impl Runtime for DockerRuntime {
                 n.into_values()
                     .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
             })
-            .ok_or_else(|| "the container has no IP address".to_string())?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("bad container IP {ip}"))?;
+            .ok_or(RuntimeError::Unexpected("the container has no IP address"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|source| RuntimeError::BadAddress { ip, source })?;
         Ok(SocketAddr::new(ip, port as u16))
     }
 }

@@ -12,7 +12,7 @@ use futures::{stream::BoxStream, StreamExt};
 use super::{run_file::alive, POLL};
 use crate::{
     pb,
-    worker::runtime::{LogChunk, LogRequest, RuntimeResult},
+    worker::runtime::{LogChunk, LogRequest, RuntimeError, RuntimeResult},
 };
 
 /// The most a log chunk carries.
@@ -45,6 +45,11 @@ fn tail_offset(file: &mut std::fs::File, lines: u32) -> std::io::Result<u64> {
         }
     }
     Ok(0)
+}
+
+/// The error of a failed read of the task's `name` output.
+fn reading(name: &str, e: std::io::Error) -> RuntimeError {
+    RuntimeError::io(format!("reading the task's {name}"), e)
 }
 
 /// Streams a run's output file: from the tail offset to its end, then (with follow) what is
@@ -83,7 +88,7 @@ pub(super) fn follow_file(
                 }
                 Err(e) => {
                     state.done = true;
-                    return Some((Err(format!("reading the task's {name}: {e}")), state));
+                    return Some((Err(reading(name, e)), state));
                 }
             };
             let start = if request.tail > 0 {
@@ -93,7 +98,7 @@ pub(super) fn follow_file(
             };
             if let Err(e) = start.and_then(|s| file.seek(SeekFrom::Start(s))) {
                 state.done = true;
-                return Some((Err(format!("reading the task's {name}: {e}")), state));
+                return Some((Err(reading(name, e)), state));
             }
             state.file = Some(file);
         }
@@ -112,7 +117,7 @@ pub(super) fn follow_file(
                 }
                 Err(e) => {
                     state.done = true;
-                    return Some((Err(format!("reading the task's {name}: {e}")), state));
+                    return Some((Err(reading(name, e)), state));
                 }
             }
         }

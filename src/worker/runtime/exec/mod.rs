@@ -37,7 +37,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use self::run_file::{alive, container_id, pid_of, read_exit, signal_group, Run};
-use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
+use super::{
+    Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeError, RuntimeResult, Started,
+};
 use crate::{pb, TaskId};
 
 /// How often a stop, or a following log reader, looks again.
@@ -176,7 +178,10 @@ impl Runtime for ExecRuntime {
         let entries = match std::fs::read_dir(&self.inner.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("reading {}: {e}", self.inner.dir.display())),
+            Err(e) => {
+                let action = format!("reading {}", self.inner.dir.display());
+                return Err(RuntimeError::io(action, e));
+            }
         };
         let mut found = Vec::new();
         for entry in entries.flatten() {
@@ -268,7 +273,7 @@ impl Runtime for ExecRuntime {
 
     async fn exec(&self, _container_id: &str, command: &[String]) -> RuntimeResult<i64> {
         let Some((program, args)) = command.split_first() else {
-            return Err("empty command".into());
+            return Err(RuntimeError::Invalid("empty command"));
         };
         let status = tokio::process::Command::new(program)
             .args(args)
@@ -278,7 +283,7 @@ impl Runtime for ExecRuntime {
             .kill_on_drop(true)
             .status()
             .await
-            .map_err(|e| format!("running {program:?}: {e}"))?;
+            .map_err(|e| RuntimeError::io(format!("running {program:?}"), e))?;
         Ok(status.code().map_or(-1, i64::from))
     }
 

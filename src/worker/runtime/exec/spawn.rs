@@ -8,7 +8,7 @@ use super::{
     run_file::{append, container_id, proc_stat, read_exit},
     ExecRuntime,
 };
-use crate::worker::runtime::{Launch, RuntimeResult, Started};
+use crate::worker::runtime::{Launch, RuntimeError, RuntimeResult, Started};
 
 /// The shim: `sh -c SHIM cube-shim <run file> <command> <args>...`. It runs the command and
 /// records its exit code, even if the worker is gone by then. Only shell builtins follow the
@@ -43,11 +43,14 @@ impl ExecRuntime {
         let spec = &launch.spec;
         let argv: Vec<String> = spec.command.iter().chain(&spec.args).cloned().collect();
         let Some(program) = argv.first() else {
-            return Err("the Exec runtime needs a command".into());
+            return Err(RuntimeError::Invalid("the Exec runtime needs a command"));
         };
         let env: HashMap<String, String> = spec.env.clone().into_iter().collect();
         if !self.found(program, &search_path(&env)) {
-            return Err(format!("command {program:?} not found"));
+            return Err(RuntimeError::NotFound {
+                what: "command",
+                name: program.clone(),
+            });
         }
         let id = launch.id;
         let run_file = self.file(id, "run");
@@ -64,19 +67,19 @@ impl ExecRuntime {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let dir = &self.inner.dir;
                 std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+                    .map_err(|e| RuntimeError::io(format!("creating {}", dir.display()), e))?;
                 open_run()
             }
             opened => opened,
         }
         .and_then(|file| file.set_len(0).map(|()| file))
-        .map_err(|e| format!("creating {}: {e}", run_file.display()))?;
+        .map_err(|e| RuntimeError::io(format!("creating {}", run_file.display()), e))?;
         let open = |kind: &str| {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(self.file(id, kind))
-                .map_err(|e| format!("opening the task's {kind} file: {e}"))
+                .map_err(|e| RuntimeError::io(format!("opening the task's {kind} file"), e))
         };
         let mut command = std::process::Command::new("/bin/sh");
         command
@@ -97,11 +100,14 @@ impl ExecRuntime {
         command.process_group(0);
         let mut child = tokio::process::Command::from(command)
             .spawn()
-            .map_err(|e| format!("starting {program:?}: {e}"))?;
-        let pid = child.id().ok_or("the process exited at once")? as i32;
+            .map_err(|e| RuntimeError::io(format!("starting {program:?}"), e))?;
+        let pid = child
+            .id()
+            .ok_or(RuntimeError::Unexpected("the process exited at once"))?
+            as i32;
         let start = proc_stat(pid).map(|(s, _)| s).unwrap_or(0);
         std::io::Write::write_all(&mut record, format!("pid {pid} {start}\n").as_bytes())
-            .map_err(|e| format!("writing the run file: {e}"))?;
+            .map_err(|e| RuntimeError::io("writing the run file", e))?;
         drop(record);
         let container_id = container_id(pid);
         self.inner
