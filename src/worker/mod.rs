@@ -8,8 +8,8 @@
 //!   and how a run ends.
 //! - `service`: the thin WorkerService handlers.
 //! - `executor`: starts and stops tasks as requests arrive (event-driven).
-//! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
-//!   after a restart.
+//! - `monitor`: records exits (runtime events + a sweep as backstop).
+//! - `adopt`: at start, takes over the containers a previous run of the worker left.
 //! - `health`: the health checks run next to each container.
 //! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
@@ -17,6 +17,7 @@
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
+mod adopt;
 mod core;
 mod executor;
 mod health;
@@ -176,7 +177,7 @@ async fn serve_with<R: Runtime + Clone>(
         let cancel = loops.clone();
         async move { runtime.watch(look_tx, cancel).await }
     });
-    monitor::adopt(&core).await?;
+    adopt::containers(&core).await?;
     tracker.spawn(executor::run(
         core.clone(),
         work_rx,
