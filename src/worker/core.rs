@@ -397,3 +397,23 @@ impl<R: Runtime> Core<R> {
         }
     }
 }
+
+#[cfg(test)]
+impl Core<super::runtime::exec::ExecRuntime> {
+    /// A core over `tasks` with the Exec runtime and its store in `dir`, for unit tests. No
+    /// executor or monitor runs: what they would be woken for is dropped.
+    pub(crate) fn for_test(dir: &std::path::Path, tasks: Vec<pb::Task>) -> Result<Self> {
+        let (store, _) = WorkerStore::open(dir)?;
+        let (work, _) = tokio::sync::mpsc::unbounded_channel();
+        let (look, _) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self::new(
+            "w1".into(),
+            super::runtime::exec::ExecRuntime::new(dir.join("exec")),
+            store,
+            tasks,
+            work,
+            look,
+            (CancellationToken::new(), TaskTracker::new()),
+        ))
+    }
+}

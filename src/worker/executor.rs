@@ -80,6 +80,8 @@ async fn reconcile<R: Runtime>(core: &Core<R>, id: TaskId) {
     }
 }
 
+/// Starts one run of a task and records it RUNNING, or FAILED with the runtime's reason.
+#[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let attempt = task.restart_count;
@@ -132,6 +134,8 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     }
 }
 
+/// Stops and removes a task's container and records how the run ended.
+#[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let spec = task.spec.clone().unwrap_or_default();
@@ -171,5 +175,71 @@ async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
             // A new run was started meanwhile.
             core.wake(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Where a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A task's log lines can be found by its id: a start runs in a span carrying the task id
+    /// and the node, so even the runtime's refusal of a missing command is logged inside it.
+    #[tokio::test]
+    async fn a_start_is_logged_in_a_span_with_the_task_id_and_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TaskId::new();
+        let task = pb::Task {
+            id: id.to_string(),
+            spec: Some(pb::TaskSpec {
+                name: "missing".into(),
+                command: vec!["cube-no-such-command".into()],
+                ..Default::default()
+            }),
+            state: TaskState::Scheduled as i32,
+            desired_state: DesiredState::Running as i32,
+            ..Default::default()
+        };
+        let core = Core::for_test(dir.path(), vec![task.clone()]).unwrap();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        start(&core, id, task).await;
+
+        let failed = core.get(id).unwrap();
+        assert_eq!(failed.state(), TaskState::Failed);
+        assert!(failed.message.contains("not found"), "{}", failed.message);
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = logged
+            .lines()
+            .find(|l| l.contains("task failed to start"))
+            .unwrap_or_else(|| panic!("no line for the failed start in {logged:?}"));
+        assert!(
+            line.contains(&format!("start{{task_id={id} node=w1}}")),
+            "{line}"
+        );
     }
 }

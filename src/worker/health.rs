@@ -117,6 +117,7 @@ impl Counter {
 }
 
 /// Probes one run of a task until it ends, its container changes, or `cancel`.
+#[tracing::instrument(name = "health", skip_all, fields(task_id = %id, node = %core.name()))]
 pub(crate) async fn run<R: Runtime>(
     core: Core<R>,
     id: TaskId,

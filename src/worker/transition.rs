@@ -59,17 +59,10 @@ pub(crate) fn exit_outcome(task: &pb::Task, code: Option<i64>) -> (TaskState, St
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::mpsc;
-    use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
     use super::*;
     use crate::{
         error::Error,
-        worker::{
-            core::{Core, Durability},
-            runtime::exec::ExecRuntime,
-            store::WorkerStore,
-        },
+        worker::core::{Core, Durability},
         TaskId,
     };
 
@@ -94,18 +87,7 @@ mod tests {
             message: "exited with code 0".into(),
             ..Default::default()
         };
-        let (store, _) = WorkerStore::open(dir.path()).unwrap();
-        let (work, _work_rx) = mpsc::unbounded_channel();
-        let (look, _look_rx) = mpsc::unbounded_channel();
-        let core = Core::new(
-            "w1".into(),
-            ExecRuntime::new(dir.path().join("exec")),
-            store,
-            vec![completed.clone()],
-            work,
-            look,
-            (CancellationToken::new(), TaskTracker::new()),
-        );
+        let core = Core::for_test(dir.path(), vec![completed.clone()]).unwrap();
 
         let before = illegal_count("COMPLETED", "RUNNING");
         let refused = core
