@@ -3,6 +3,12 @@
 //! Containers are named `cube-<task name>-<short id>` and labelled `cube.task-id` and
 //! `cube.worker`, so a restarted worker finds its own containers by label. Images are pulled
 //! only when absent; cpu and memory limits and port bindings come from the spec.
+//!
+//! Here: the runtime and its calls. `container` turns a task's spec into the container Docker
+//! creates, `events` turns Docker's event stream into hints for the monitor.
+
+mod container;
+mod events;
 
 use std::{
     collections::HashMap,
@@ -13,10 +19,10 @@ use std::{
 
 use bollard::{
     errors::Error as DockerError,
-    models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, PortBinding},
+    models::ContainerStateStatusEnum,
     query_parameters::{
-        CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
-        LogsOptions, RemoveContainerOptions, StopContainerOptions,
+        CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+        RemoveContainerOptions, StopContainerOptions,
     },
     Docker,
 };
@@ -25,10 +31,9 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    error::short, Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeError,
-    RuntimeResult, Started,
+    Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeError, RuntimeResult, Started,
 };
-use crate::{pb, task::protocol_of, TaskId};
+use crate::{pb, TaskId};
 
 /// The label holding a container's task id.
 pub const LABEL_TASK_ID: &str = "cube.task-id";
@@ -37,9 +42,6 @@ pub const LABEL_WORKER: &str = "cube.worker";
 
 /// Where bollard's local defaults point, for messages.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
-
-/// How long to wait before subscribing to Docker's events again after the stream broke.
-const EVENTS_RETRY: Duration = Duration::from_secs(1);
 
 /// Connects to the local Docker engine and negotiates the API version (Engine 20.10 speaks
 /// API 1.41; without negotiation every call fails with "client version too new").
@@ -186,55 +188,7 @@ impl Runtime for DockerRuntime {
             }
         }
 
-        let mut labels: HashMap<String, String> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(LABEL_TASK_ID.into(), launch.id.to_string());
-        labels.insert(LABEL_WORKER.into(), self.worker.clone());
-        labels.insert("cube.attempt".into(), launch.attempt.to_string());
-
-        let mut exposed = Vec::new();
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for port in &spec.ports {
-            let key = format!(
-                "{}/{}",
-                port.container_port,
-                protocol_name(protocol_of(port))
-            );
-            exposed.push(key.clone());
-            bindings.insert(
-                key,
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(if port.host_port == 0 {
-                        String::new()
-                    } else {
-                        port.host_port.to_string()
-                    }),
-                }]),
-            );
-        }
-        let resources = spec.resources.unwrap_or_default();
-        let host_config = HostConfig {
-            nano_cpus: (resources.cpu_millis > 0).then(|| resources.cpu_millis * 1_000_000),
-            memory: (resources.memory_bytes > 0).then_some(resources.memory_bytes),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            ..Default::default()
-        };
-        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.sort();
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
-            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
-            env: (!env.is_empty()).then_some(env),
-            labels: Some(labels),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        let body = container::create_body(launch, &self.worker);
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -271,32 +225,7 @@ impl Runtime for DockerRuntime {
             .inspect_container(&created.id, None)
             .await
             .map_err(|e| RuntimeError::docker(format!("inspecting container {name}"), e))?;
-        let bound = inspected
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.ports.clone())
-            .unwrap_or_default();
-        let ports = spec
-            .ports
-            .iter()
-            .map(|port| {
-                let key = format!(
-                    "{}/{}",
-                    port.container_port,
-                    protocol_name(protocol_of(port))
-                );
-                let host_port = bound
-                    .get(&key)
-                    .and_then(|b| b.as_ref())
-                    .and_then(|b| b.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))
-                    .unwrap_or(port.host_port);
-                pb::PortMapping {
-                    container_port: port.container_port,
-                    host_port,
-                    protocol: protocol_of(port) as i32,
-                }
-            })
-            .collect();
+        let ports = container::bound_ports(spec, &inspected);
         let started_at = inspected
             .state
             .as_ref()
@@ -413,48 +342,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn watch(&self, hints: UnboundedSender<TaskId>, cancel: CancellationToken) {
-        let mut filters = self.label_filter();
-        filters.insert("type".into(), vec!["container".into()]);
-        for event in ["start", "die", "destroy", "oom", "kill"] {
-            filters
-                .entry("event".into())
-                .or_default()
-                .push(event.into());
-        }
-        loop {
-            let options = EventsOptions {
-                filters: Some(filters.clone()),
-                ..Default::default()
-            };
-            let mut events = self.docker.events(Some(options));
-            loop {
-                let next = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    next = events.next() => next,
-                };
-                match next {
-                    Some(Ok(event)) => {
-                        let id = event
-                            .actor
-                            .and_then(|a| a.attributes)
-                            .and_then(|a| a.get(LABEL_TASK_ID).cloned())
-                            .and_then(|id| TaskId::parse("label", &id).ok());
-                        if let Some(id) = id {
-                            let _ = hints.send(id);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %short(&e), "docker event stream broke; subscribing again");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(EVENTS_RETRY) => {}
-            }
-        }
+        events::watch(&self.docker, self.label_filter(), hints, cancel).await;
     }
 
     fn logs(
@@ -537,12 +425,5 @@ impl Runtime for DockerRuntime {
             .parse()
             .map_err(|source| RuntimeError::BadAddress { ip, source })?;
         Ok(SocketAddr::new(ip, port as u16))
-    }
-}
-
-fn protocol_name(protocol: pb::Protocol) -> &'static str {
-    match protocol {
-        pb::Protocol::Udp => "udp",
-        pb::Protocol::Tcp | pb::Protocol::Unspecified => "tcp",
     }
 }
