@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use tonic::{Code, Status};
 
-use crate::task::TransitionError;
+use crate::{task::TransitionError, worker::RuntimeError};
 
 /// Cube's errors, each carrying what a person needs to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub enum Error {
     Store(String),
     /// The container runtime failed in a way that is not the caller's doing.
     #[error("runtime: {0}")]
-    Runtime(String),
+    Runtime(#[from] RuntimeError),
     /// A bug or an unexpected condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -102,7 +102,20 @@ impl Error {
             Error::Unavailable(_) => Code::Unavailable,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::Store(_) => Code::Internal,
-            Error::Runtime(_) => Code::Internal,
+            Error::Runtime(error) => match error {
+                // The engine being down is the worker's peer being unreachable.
+                RuntimeError::Unreachable { .. } => Code::Unavailable,
+                // A container or command the runtime does not find is not the caller's wrong
+                // id (that is the task, checked before): it stays INTERNAL, as is every other
+                // failure of the runtime.
+                RuntimeError::NotFound { .. } => Code::Internal,
+                RuntimeError::Docker { .. }
+                | RuntimeError::ImageUnavailable { .. }
+                | RuntimeError::Io { .. }
+                | RuntimeError::Invalid(_)
+                | RuntimeError::BadAddress { .. }
+                | RuntimeError::Unexpected(_) => Code::Internal,
+            },
             Error::Internal(_) => Code::Internal,
         }
     }

@@ -8,7 +8,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use tokio::sync::{mpsc::UnboundedSender, watch};
@@ -18,8 +18,7 @@ use super::{runtime::Runtime, store::WorkerStore};
 use crate::{
     error::{Error, Result},
     pb::{self, DesiredState, TaskState},
-    proto::timestamp,
-    task::{check_transition, is_finished},
+    task::is_finished,
     TaskId,
 };
 
@@ -399,38 +398,22 @@ impl<R: Runtime> Core<R> {
     }
 }
 
-/// Moves `task` to `to` if the state machine allows it, setting the finish fields when `to`
-/// is final. Returns whether anything changed.
-pub(crate) fn finish(
-    task: &mut pb::Task,
-    to: TaskState,
-    exit_code: Option<i64>,
-    finished_at: Option<SystemTime>,
-    message: String,
-) -> Result<bool> {
-    if is_finished(task.state()) {
-        return Ok(false);
-    }
-    check_transition(task.state(), to)?;
-    task.state = to as i32;
-    task.exit_code = exit_code.map(|c| c as i32);
-    task.finished_at = Some(timestamp(finished_at.unwrap_or_else(SystemTime::now)));
-    task.message = message;
-    task.healthy = None;
-    Ok(true)
-}
-
-/// The state a run that exited ends in, and the message that goes with it.
-pub(crate) fn exit_outcome(task: &pb::Task, code: Option<i64>) -> (TaskState, String) {
-    if task.desired_state() == DesiredState::Stopped {
-        return (TaskState::Completed, "stopped".into());
-    }
-    match code {
-        Some(0) => (TaskState::Completed, "exited with code 0".into()),
-        Some(code) => (TaskState::Failed, format!("exited with code {code}")),
-        None => (
-            TaskState::Failed,
-            "the container ended without an exit code".into(),
-        ),
+#[cfg(test)]
+impl Core<super::runtime::exec::ExecRuntime> {
+    /// A core over `tasks` with the Exec runtime and its store in `dir`, for unit tests. No
+    /// executor or monitor runs: what they would be woken for is dropped.
+    pub(crate) fn for_test(dir: &std::path::Path, tasks: Vec<pb::Task>) -> Result<Self> {
+        let (store, _) = WorkerStore::open(dir)?;
+        let (work, _) = tokio::sync::mpsc::unbounded_channel();
+        let (look, _) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Self::new(
+            "w1".into(),
+            super::runtime::exec::ExecRuntime::new(dir.join("exec")),
+            store,
+            tasks,
+            work,
+            look,
+            (CancellationToken::new(), TaskTracker::new()),
+        ))
     }
 }

@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    core::{exit_outcome, finish, Core, Durability},
+    core::{Core, Durability},
     runtime::{Launch, Runtime},
+    transition::{exit_outcome, finish, move_to},
 };
 use crate::{
     pb::{self, DesiredState, TaskState},
@@ -79,6 +80,8 @@ async fn reconcile<R: Runtime>(core: &Core<R>, id: TaskId) {
     }
 }
 
+/// Starts one run of a task and records it RUNNING, or FAILED with the runtime's reason.
+#[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let attempt = task.restart_count;
@@ -94,22 +97,21 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
         attempt,
     };
     let result = runtime.start(&launch).await;
-    let started = result.clone();
     let outcome = core
-        .update(id, Durability::Later, move |task| {
+        .update(id, Durability::Later, |task| {
             if task.restart_count != attempt || task.state() != TaskState::Scheduled {
                 return Ok(false);
             }
-            match started {
+            match &result {
                 Ok(started) => {
-                    task.state = TaskState::Running as i32;
-                    task.container_id = started.container_id;
-                    task.ports = started.ports;
+                    move_to(task, TaskState::Running)?;
+                    task.container_id = started.container_id.clone();
+                    task.ports = started.ports.clone();
                     task.started_at = Some(timestamp(started.started_at));
                     task.message.clear();
                     Ok(true)
                 }
-                Err(message) => finish(task, TaskState::Failed, None, None, message),
+                Err(error) => finish(task, TaskState::Failed, None, None, error.to_string()),
             }
         })
         .await;
@@ -126,12 +128,14 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
             // Superseded (a newer attempt arrived while starting): this run is not wanted.
             let _ = runtime.remove(&started.container_id).await;
         }
-        (Err(message), _) => {
-            tracing::warn!(task_id = %id, error = %message, "task failed to start");
+        (Err(error), _) => {
+            tracing::warn!(task_id = %id, error = %error, "task failed to start");
         }
     }
 }
 
+/// Stops and removes a task's container and records how the run ended.
+#[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let spec = task.spec.clone().unwrap_or_default();
@@ -171,5 +175,71 @@ async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
             // A new run was started meanwhile.
             core.wake(id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Where a test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A task's log lines can be found by its id: a start runs in a span carrying the task id
+    /// and the node, so even the runtime's refusal of a missing command is logged inside it.
+    #[tokio::test]
+    async fn a_start_is_logged_in_a_span_with_the_task_id_and_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TaskId::new();
+        let task = pb::Task {
+            id: id.to_string(),
+            spec: Some(pb::TaskSpec {
+                name: "missing".into(),
+                command: vec!["cube-no-such-command".into()],
+                ..Default::default()
+            }),
+            state: TaskState::Scheduled as i32,
+            desired_state: DesiredState::Running as i32,
+            ..Default::default()
+        };
+        let core = Core::for_test(dir.path(), vec![task.clone()]).unwrap();
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        start(&core, id, task).await;
+
+        let failed = core.get(id).unwrap();
+        assert_eq!(failed.state(), TaskState::Failed);
+        assert!(failed.message.contains("not found"), "{}", failed.message);
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line = logged
+            .lines()
+            .find(|l| l.contains("task failed to start"))
+            .unwrap_or_else(|| panic!("no line for the failed start in {logged:?}"));
+        assert!(
+            line.contains(&format!("start{{task_id={id} node=w1}}")),
+            "{line}"
+        );
     }
 }

@@ -15,8 +15,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    core::{finish, Core, Durability},
+    core::{Core, Durability},
     runtime::Runtime,
+    transition::finish,
 };
 use crate::{
     pb::{self, health_check::Probe, TaskState},
@@ -116,6 +117,7 @@ impl Counter {
 }
 
 /// Probes one run of a task until it ends, its container changes, or `cancel`.
+#[tracing::instrument(name = "health", skip_all, fields(task_id = %id, node = %core.name()))]
 pub(crate) async fn run<R: Runtime>(
     core: Core<R>,
     id: TaskId,
@@ -230,7 +232,10 @@ async fn probe<R: Runtime>(
     let what = describe(check);
     match &check.probe {
         Some(Probe::Http(http)) => {
-            let address = runtime.address(container_id, http.port).await?;
+            let address = runtime
+                .address(container_id, http.port)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut stream = tokio::net::TcpStream::connect(address)
                 .await
                 .map_err(|e| format!("{what}: {e}"))?;
@@ -267,13 +272,20 @@ async fn probe<R: Runtime>(
             }
         }
         Some(Probe::Tcp(tcp)) => {
-            let address = runtime.address(container_id, tcp.port).await?;
+            let address = runtime
+                .address(container_id, tcp.port)
+                .await
+                .map_err(|e| e.to_string())?;
             tokio::net::TcpStream::connect(address)
                 .await
                 .map(|_| ())
                 .map_err(|e| format!("{what}: {e}"))
         }
-        Some(Probe::Exec(exec)) => match runtime.exec(container_id, &exec.command).await? {
+        Some(Probe::Exec(exec)) => match runtime
+            .exec(container_id, &exec.command)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             0 => Ok(()),
             code => Err(format!("{what} exited with {code}")),
         },

@@ -4,10 +4,12 @@
 //! # Layout
 //!
 //! - `core`: the cloneable handle over the worker's tasks (memory + store + revision).
+//! - `transition`: the one function that changes a task's state (through the state machine),
+//!   and how a run ends.
 //! - `service`: the thin WorkerService handlers.
 //! - `executor`: starts and stops tasks as requests arrive (event-driven).
-//! - `monitor`: records exits (runtime events + a sweep as backstop) and re-adopts containers
-//!   after a restart.
+//! - `monitor`: records exits (runtime events + a sweep as backstop).
+//! - `adopt`: at start, takes over the containers a previous run of the worker left.
 //! - `health`: the health checks run next to each container.
 //! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
@@ -15,6 +17,7 @@
 //! - `store`: the worker's redb table.
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
+mod adopt;
 mod core;
 mod executor;
 mod health;
@@ -25,6 +28,7 @@ mod runtime;
 mod service;
 mod stats;
 mod store;
+mod transition;
 
 use std::{collections::BTreeMap, path::PathBuf};
 
@@ -40,7 +44,10 @@ use self::{
 };
 use crate::{error::Error, pb::worker_service_server::WorkerServiceServer};
 
-pub use self::runtime::docker::{LABEL_TASK_ID, LABEL_WORKER};
+pub use self::runtime::{
+    docker::{LABEL_TASK_ID, LABEL_WORKER},
+    RuntimeError,
+};
 
 /// Which runtime runs the tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -170,7 +177,7 @@ async fn serve_with<R: Runtime + Clone>(
         let cancel = loops.clone();
         async move { runtime.watch(look_tx, cancel).await }
     });
-    monitor::adopt(&core).await?;
+    adopt::containers(&core).await?;
     tracker.spawn(executor::run(
         core.clone(),
         work_rx,

@@ -1,26 +1,22 @@
-//! The monitor: notices when containers exit or vanish and records it, and, at start,
-//! re-adopts the containers a previous run of the worker left behind.
+//! The monitor: notices when containers exit or vanish and records it.
 //!
 //! It looks at a task when the runtime hints that its container changed (Docker's event
 //! stream, or an Exec child being reaped) and, as a backstop, sweeps every [`SWEEP`]: one
 //! `list` call, then an inspect only of the tasks whose container no longer runs.
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::Duration,
-};
+use std::{collections::HashSet, time::Duration};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    core::{exit_outcome, finish, Core, Durability},
-    runtime::{Found, Observed, Runtime},
+    core::{Core, Durability},
+    runtime::{Observed, Runtime},
+    transition::{exit_outcome, finish},
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     pb::{DesiredState, TaskState},
-    proto::timestamp,
     task::is_finished,
     TaskId,
 };
@@ -62,7 +58,7 @@ pub(crate) async fn run<R: Runtime>(
 
 /// Lists the containers once and looks at every running task whose container does not run.
 async fn sweep_once<R: Runtime>(core: &Core<R>) -> Result<()> {
-    let found = core.runtime().list().await.map_err(Error::Runtime)?;
+    let found = core.runtime().list().await?;
     let running: HashSet<String> = found
         .into_iter()
         .filter(|f| f.running)
@@ -78,6 +74,7 @@ async fn sweep_once<R: Runtime>(core: &Core<R>) -> Result<()> {
 }
 
 /// Inspects one running task's container and records an exit or a disappearance.
+#[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 pub(crate) async fn look<R: Runtime>(core: &Core<R>, id: TaskId) {
     let Some(task) = core.get(id) else { return };
     if task.container_id.is_empty() {
@@ -139,7 +136,10 @@ async fn noticed_removal<R: Runtime>(core: &Core<R>, id: TaskId, task: crate::pb
     if task.desired_state() == DesiredState::Stopped || task.message.contains(REMOVED) {
         return;
     }
-    if core.runtime().inspect(&task.container_id).await != Ok(Observed::Missing) {
+    if !matches!(
+        core.runtime().inspect(&task.container_id).await,
+        Ok(Observed::Missing)
+    ) {
         return;
     }
     let container_id = task.container_id.clone();
@@ -152,122 +152,4 @@ async fn noticed_removal<R: Runtime>(core: &Core<R>, id: TaskId, task: crate::pb
             Ok(true)
         })
         .await;
-}
-
-/// Re-adopts what a previous run of this worker left: running containers stay (never a
-/// second copy), exits that happened while the worker was down are recorded, containers of
-/// tasks told to stop are removed, and tasks whose container vanished are FAILED.
-pub(crate) async fn adopt<R: Runtime>(core: &Core<R>) -> Result<()> {
-    let runtime = core.runtime();
-    let mut found: HashMap<TaskId, Vec<Found>> = HashMap::new();
-    for container in runtime.list().await.map_err(Error::Runtime)? {
-        found.entry(container.task_id).or_default().push(container);
-    }
-    let mut adopted = 0usize;
-    let mut writes = Vec::new();
-    for task in core.all() {
-        let Ok(id) = TaskId::parse("task.id", &task.id) else {
-            continue;
-        };
-        let mut containers = found.remove(&id).unwrap_or_default();
-        containers.sort_by_key(|c| std::cmp::Reverse((c.running, c.created)));
-        if is_finished(task.state()) {
-            if task.desired_state() == DesiredState::Stopped {
-                for c in &containers {
-                    let _ = runtime.remove(&c.container_id).await;
-                }
-            }
-            continue;
-        }
-        // The container of the current run: the recorded one when it runs; for a task not yet
-        // recorded as started (a start or restart the worker died in), the newest running one.
-        let current = if task.state() == TaskState::Running {
-            containers
-                .iter()
-                .position(|c| c.container_id == task.container_id)
-        } else {
-            containers.iter().position(|c| c.running)
-        }
-        .map(|i| containers.remove(i));
-        for stale in &containers {
-            // Leftovers of earlier runs (or of a start that died half-way).
-            let _ = runtime.remove(&stale.container_id).await;
-        }
-        match current {
-            Some(current) if current.running && task.state() == TaskState::Running => {
-                // The common case after a restart: nothing changed, no inspect needed.
-                adopted += 1;
-                core.watch_health(id, &task);
-            }
-            Some(current) => {
-                let observed = runtime
-                    .inspect(&current.container_id)
-                    .await
-                    .map_err(Error::Runtime)?;
-                let container_id = current.container_id.clone();
-                let write = core
-                    .update(id, Durability::Later, |task| match observed {
-                        Observed::Running { started_at } => {
-                            if task.state() == TaskState::Running {
-                                return Ok(false);
-                            }
-                            task.state = TaskState::Running as i32;
-                            task.container_id = container_id;
-                            task.started_at = Some(timestamp(
-                                started_at.unwrap_or_else(std::time::SystemTime::now),
-                            ));
-                            Ok(true)
-                        }
-                        Observed::Exited { code, finished_at } => {
-                            task.container_id = container_id;
-                            let (to, message) = exit_outcome(task, code);
-                            let message = format!("{message} (while the worker was down)");
-                            finish(task, to, code, finished_at, message)
-                        }
-                        Observed::Missing => {
-                            let (to, message) = lost(task);
-                            finish(task, to, None, None, message)
-                        }
-                    })
-                    .await?;
-                if write.state() == TaskState::Running {
-                    adopted += 1;
-                    core.watch_health(id, &write);
-                }
-            }
-            None if task.state() == TaskState::Scheduled => {
-                // Accepted but never started (no container of it runs): the executor starts it.
-            }
-            None => {
-                core.update(id, Durability::Later, |task| {
-                    let (to, message) = lost(task);
-                    finish(task, to, None, None, message)
-                })
-                .await?;
-            }
-        }
-        writes.push(id);
-    }
-    for (task_id, containers) in found {
-        for c in containers {
-            tracing::warn!(task_id = %task_id, container_id = %c.container_id, "a container of this worker belongs to no task it knows; leaving it alone");
-        }
-    }
-    // Whatever still differs from its desired state is the executor's to settle.
-    for id in writes {
-        core.wake(id);
-    }
-    tracing::info!(adopted, "containers re-adopted");
-    Ok(())
-}
-
-fn lost(task: &crate::pb::Task) -> (TaskState, String) {
-    if task.desired_state() == DesiredState::Stopped {
-        (TaskState::Completed, "stopped".into())
-    } else {
-        (
-            TaskState::Failed,
-            "container lost while the worker was down".into(),
-        )
-    }
 }

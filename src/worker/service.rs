@@ -51,6 +51,7 @@ type LogStream =
 
 #[tonic::async_trait]
 impl<R: Runtime> WorkerService for Service<R> {
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id, node = %self.core.name()))]
     async fn start_task(
         &self,
         request: Request<pb::StartTaskRequest>,
@@ -60,6 +61,7 @@ impl<R: Runtime> WorkerService for Service<R> {
         Ok(Response::new(pb::StartTaskResponse { task: Some(task) }))
     }
 
+    #[tracing::instrument(skip_all, fields(tasks = request.get_ref().tasks.len(), node = %self.core.name()))]
     async fn start_tasks(
         &self,
         request: Request<pb::StartTasksRequest>,
@@ -103,6 +105,7 @@ impl<R: Runtime> WorkerService for Service<R> {
         Ok(Response::new(pb::StartTasksResponse { results }))
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id, node = %self.core.name()))]
     async fn stop_task(
         &self,
         request: Request<pb::WorkerServiceStopTaskRequest>,
@@ -115,6 +118,7 @@ impl<R: Runtime> WorkerService for Service<R> {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(since = request.get_ref().since_revision, node = %self.core.name()))]
     async fn list_tasks(
         &self,
         request: Request<pb::WorkerServiceListTasksRequest>,
@@ -140,6 +144,7 @@ impl<R: Runtime> WorkerService for Service<R> {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %self.core.name()))]
     async fn get_stats(
         &self,
         _request: Request<pb::GetStatsRequest>,
@@ -154,6 +159,7 @@ impl<R: Runtime> WorkerService for Service<R> {
 
     type StreamLogsStream = LogStream;
 
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id, node = %self.core.name()))]
     async fn stream_logs(
         &self,
         request: Request<pb::WorkerServiceStreamLogsRequest>,
@@ -183,7 +189,7 @@ impl<R: Runtime> WorkerService for Service<R> {
                 data: data.to_vec(),
                 stream: stream as i32,
             }),
-            Err(message) => Err(Status::from(Error::Runtime(message))),
+            Err(error) => Err(Status::from(Error::Runtime(error))),
         });
         let ends = self.shutdown.clone().cancelled_owned();
         Ok(Response::new(Box::pin(stream.take_until(ends))))

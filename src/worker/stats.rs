@@ -135,7 +135,7 @@ pub(crate) async fn start<R: Runtime + Clone>(
     let mut first = sampler.sample(&pb::NodeStats::default());
     match runtime.ping().await {
         Ok(()) => first.runtime_ready = true,
-        Err(e) => first.runtime_message = e,
+        Err(e) => first.runtime_message = e.to_string(),
     }
     let stats = Stats {
         latest: Arc::new(Mutex::new(first)),
@@ -168,7 +168,7 @@ pub(crate) async fn start<R: Runtime + Clone>(
                                 tracing::warn!(error = %e, "the runtime stopped answering");
                             }
                             guard.runtime_ready = false;
-                            guard.runtime_message = e;
+                            guard.runtime_message = e.to_string();
                         }
                     }
                 }

@@ -6,8 +6,11 @@
 //! executor, monitor and adoption code is written once.
 
 pub(crate) mod docker;
+mod error;
 pub(crate) mod exec;
 pub(crate) mod timed;
+
+pub use self::error::RuntimeError;
 
 use std::{future::Future, net::SocketAddr, time::Duration, time::SystemTime};
 
@@ -88,8 +91,9 @@ pub(crate) struct LogRequest {
     pub stderr: bool,
 }
 
-/// Errors of a runtime, in words a person can act on (they become a task's message).
-pub(crate) type RuntimeResult<T> = Result<T, String>;
+/// A runtime's result: its errors say, in words a person can act on, what failed (they become
+/// a task's message) and keep the cause.
+pub(crate) type RuntimeResult<T> = Result<T, RuntimeError>;
 
 /// A container runtime. Every method is idempotent where it can be: stopping or removing
 /// something that is gone is not an error.

@@ -3,6 +3,12 @@
 //! Containers are named `cube-<task name>-<short id>` and labelled `cube.task-id` and
 //! `cube.worker`, so a restarted worker finds its own containers by label. Images are pulled
 //! only when absent; cpu and memory limits and port bindings come from the spec.
+//!
+//! Here: the runtime and its calls. `container` turns a task's spec into the container Docker
+//! creates, `events` turns Docker's event stream into hints for the monitor.
+
+mod container;
+mod events;
 
 use std::{
     collections::HashMap,
@@ -13,10 +19,10 @@ use std::{
 
 use bollard::{
     errors::Error as DockerError,
-    models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, PortBinding},
+    models::ContainerStateStatusEnum,
     query_parameters::{
-        CreateContainerOptions, CreateImageOptions, EventsOptions, ListContainersOptions,
-        LogsOptions, RemoveContainerOptions, StopContainerOptions,
+        CreateContainerOptions, CreateImageOptions, ListContainersOptions, LogsOptions,
+        RemoveContainerOptions, StopContainerOptions,
     },
     Docker,
 };
@@ -24,8 +30,10 @@ use futures::{stream::BoxStream, StreamExt, TryStreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use super::{Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeResult, Started};
-use crate::{pb, task::protocol_of, TaskId};
+use super::{
+    Found, Launch, LogChunk, LogRequest, Observed, Runtime, RuntimeError, RuntimeResult, Started,
+};
+use crate::{pb, TaskId};
 
 /// The label holding a container's task id.
 pub const LABEL_TASK_ID: &str = "cube.task-id";
@@ -35,18 +43,12 @@ pub const LABEL_WORKER: &str = "cube.worker";
 /// Where bollard's local defaults point, for messages.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 
-/// How long to wait before subscribing to Docker's events again after the stream broke.
-const EVENTS_RETRY: Duration = Duration::from_secs(1);
-
 /// Connects to the local Docker engine and negotiates the API version (Engine 20.10 speaks
 /// API 1.41; without negotiation every call fails with "client version too new").
-pub async fn connect() -> Result<Docker, String> {
-    let docker = Docker::connect_with_local_defaults().map_err(|e| e.to_string())?;
-    let docker = docker
-        .negotiate_version()
-        .await
-        .map_err(|e| e.to_string())?;
-    docker.ping().await.map_err(|e| e.to_string())?;
+pub async fn connect() -> Result<Docker, DockerError> {
+    let docker = Docker::connect_with_local_defaults()?;
+    let docker = docker.negotiate_version().await?;
+    docker.ping().await?;
     Ok(docker)
 }
 
@@ -83,11 +85,9 @@ impl DockerRuntime {
             .create_image(Some(options), None, None)
             .try_collect::<Vec<_>>()
             .await
-            .map_err(|e| {
-                format!(
-                    "image {image} not found locally and could not be pulled: {}",
-                    short(&e)
-                )
+            .map_err(|source| RuntimeError::ImageUnavailable {
+                image: image.to_string(),
+                source,
             })?;
         Ok(())
     }
@@ -149,15 +149,6 @@ fn is_not_modified(error: &DockerError) -> bool {
     )
 }
 
-/// Docker's message without bollard's "Docker responded with status code" preamble.
-fn short(error: &DockerError) -> String {
-    match error {
-        DockerError::DockerResponseServerError { message, .. } => message.clone(),
-        DockerError::DockerStreamError { error } => error.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn parse_time(text: Option<&str>) -> Option<SystemTime> {
     let text = text?;
     let ts = prost_types::Timestamp::from_str(text).ok()?;
@@ -178,7 +169,7 @@ impl Runtime for DockerRuntime {
             .ping()
             .await
             .map(|_| ())
-            .map_err(|e| format!("the Docker engine does not answer: {}", short(&e)))
+            .map_err(|source| RuntimeError::Unreachable { source })
     }
 
     async fn start(&self, launch: &Launch) -> RuntimeResult<Started> {
@@ -197,55 +188,7 @@ impl Runtime for DockerRuntime {
             }
         }
 
-        let mut labels: HashMap<String, String> = spec
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        labels.insert(LABEL_TASK_ID.into(), launch.id.to_string());
-        labels.insert(LABEL_WORKER.into(), self.worker.clone());
-        labels.insert("cube.attempt".into(), launch.attempt.to_string());
-
-        let mut exposed = Vec::new();
-        let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-        for port in &spec.ports {
-            let key = format!(
-                "{}/{}",
-                port.container_port,
-                protocol_name(protocol_of(port))
-            );
-            exposed.push(key.clone());
-            bindings.insert(
-                key,
-                Some(vec![PortBinding {
-                    host_ip: None,
-                    host_port: Some(if port.host_port == 0 {
-                        String::new()
-                    } else {
-                        port.host_port.to_string()
-                    }),
-                }]),
-            );
-        }
-        let resources = spec.resources.unwrap_or_default();
-        let host_config = HostConfig {
-            nano_cpus: (resources.cpu_millis > 0).then(|| resources.cpu_millis * 1_000_000),
-            memory: (resources.memory_bytes > 0).then_some(resources.memory_bytes),
-            port_bindings: (!bindings.is_empty()).then_some(bindings),
-            ..Default::default()
-        };
-        let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.sort();
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            entrypoint: (!spec.command.is_empty()).then(|| spec.command.clone()),
-            cmd: (!spec.args.is_empty()).then(|| spec.args.clone()),
-            env: (!env.is_empty()).then_some(env),
-            labels: Some(labels),
-            exposed_ports: (!exposed.is_empty()).then_some(exposed),
-            host_config: Some(host_config),
-            ..Default::default()
-        };
+        let body = container::create_body(launch, &self.worker);
         let options = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -263,11 +206,11 @@ impl Runtime for DockerRuntime {
             }
             other => other,
         }
-        .map_err(|e| format!("creating container {name}: {}", short(&e)))?;
+        .map_err(|e| RuntimeError::docker(format!("creating container {name}"), e))?;
         if let Err(e) = self.docker.start_container(&created.id, None).await {
-            let message = format!("starting container {name}: {}", short(&e));
+            let error = RuntimeError::docker(format!("starting container {name}"), e);
             let _ = self.remove(&created.id).await;
-            return Err(message);
+            return Err(error);
         }
         if spec.ports.is_empty() {
             // Nothing to read back: the start time is now, to within the call's return.
@@ -281,33 +224,8 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_container(&created.id, None)
             .await
-            .map_err(|e| format!("inspecting container {name}: {}", short(&e)))?;
-        let bound = inspected
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.ports.clone())
-            .unwrap_or_default();
-        let ports = spec
-            .ports
-            .iter()
-            .map(|port| {
-                let key = format!(
-                    "{}/{}",
-                    port.container_port,
-                    protocol_name(protocol_of(port))
-                );
-                let host_port = bound
-                    .get(&key)
-                    .and_then(|b| b.as_ref())
-                    .and_then(|b| b.iter().find_map(|b| b.host_port.as_deref()?.parse().ok()))
-                    .unwrap_or(port.host_port);
-                pb::PortMapping {
-                    container_port: port.container_port,
-                    host_port,
-                    protocol: protocol_of(port) as i32,
-                }
-            })
-            .collect();
+            .map_err(|e| RuntimeError::docker(format!("inspecting container {name}"), e))?;
+        let ports = container::bound_ports(spec, &inspected);
         let started_at = inspected
             .state
             .as_ref()
@@ -335,7 +253,7 @@ impl Runtime for DockerRuntime {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => return Ok(None),
             Err(e) if is_not_modified(&e) => {}
-            Err(e) => return Err(format!("stopping container: {}", short(&e))),
+            Err(e) => return Err(RuntimeError::docker("stopping container", e)),
         }
         match self.inspect(container_id).await? {
             Observed::Exited { code, .. } => Ok(code),
@@ -359,7 +277,7 @@ impl Runtime for DockerRuntime {
             Err(DockerError::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
-            Err(e) => Err(format!("removing container: {}", short(&e))),
+            Err(e) => Err(RuntimeError::docker("removing container", e)),
         }
     }
 
@@ -367,7 +285,7 @@ impl Runtime for DockerRuntime {
         let inspected = match self.docker.inspect_container(container_id, None).await {
             Ok(inspected) => inspected,
             Err(e) if is_not_found(&e) => return Ok(Observed::Missing),
-            Err(e) => return Err(format!("inspecting container: {}", short(&e))),
+            Err(e) => return Err(RuntimeError::docker("inspecting container", e)),
         };
         let state = inspected.state.unwrap_or_default();
         let status = state.status.unwrap_or(ContainerStateStatusEnum::EMPTY);
@@ -402,7 +320,7 @@ impl Runtime for DockerRuntime {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| format!("listing containers: {}", short(&e)))?;
+            .map_err(|e| RuntimeError::docker("listing containers", e))?;
         Ok(containers
             .into_iter()
             .filter_map(|c| {
@@ -424,48 +342,7 @@ impl Runtime for DockerRuntime {
     }
 
     async fn watch(&self, hints: UnboundedSender<TaskId>, cancel: CancellationToken) {
-        let mut filters = self.label_filter();
-        filters.insert("type".into(), vec!["container".into()]);
-        for event in ["start", "die", "destroy", "oom", "kill"] {
-            filters
-                .entry("event".into())
-                .or_default()
-                .push(event.into());
-        }
-        loop {
-            let options = EventsOptions {
-                filters: Some(filters.clone()),
-                ..Default::default()
-            };
-            let mut events = self.docker.events(Some(options));
-            loop {
-                let next = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    next = events.next() => next,
-                };
-                match next {
-                    Some(Ok(event)) => {
-                        let id = event
-                            .actor
-                            .and_then(|a| a.attributes)
-                            .and_then(|a| a.get(LABEL_TASK_ID).cloned())
-                            .and_then(|id| TaskId::parse("label", &id).ok());
-                        if let Some(id) = id {
-                            let _ = hints.send(id);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %short(&e), "docker event stream broke; subscribing again");
-                        break;
-                    }
-                    None => break,
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(EVENTS_RETRY) => {}
-            }
-        }
+        events::watch(&self.docker, self.label_filter(), hints, cancel).await;
     }
 
     fn logs(
@@ -495,7 +372,7 @@ impl Runtime for DockerRuntime {
                     }
                     Ok(LogOutput::StdErr { message }) => Some(Ok((pb::LogStream::Stderr, message))),
                     Ok(LogOutput::StdIn { .. }) => None,
-                    Err(e) => Some(Err(format!("reading logs: {}", short(&e)))),
+                    Err(e) => Some(Err(RuntimeError::docker("reading logs", e))),
                 }
             })
             .boxed()
@@ -513,12 +390,12 @@ impl Runtime for DockerRuntime {
             .docker
             .create_exec(container_id, config)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("creating the command in the container", e))?;
         if let StartExecResults::Attached { mut output, .. } = self
             .docker
             .start_exec(&created.id, None)
             .await
-            .map_err(|e| short(&e))?
+            .map_err(|e| RuntimeError::docker("running the command in the container", e))?
         {
             while output.next().await.is_some() {}
         }
@@ -526,7 +403,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_exec(&created.id)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("reading the command's exit code", e))?;
         Ok(inspected.exit_code.unwrap_or(-1))
     }
 
@@ -535,7 +412,7 @@ impl Runtime for DockerRuntime {
             .docker
             .inspect_container(container_id, None)
             .await
-            .map_err(|e| short(&e))?;
+            .map_err(|e| RuntimeError::docker("inspecting container", e))?;
         let ip = inspected
             .network_settings
             .and_then(|n| n.networks)
@@ -543,15 +420,10 @@ impl Runtime for DockerRuntime {
                 n.into_values()
                     .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
             })
-            .ok_or_else(|| "the container has no IP address".to_string())?;
-        let ip: IpAddr = ip.parse().map_err(|_| format!("bad container IP {ip}"))?;
+            .ok_or(RuntimeError::Unexpected("the container has no IP address"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|source| RuntimeError::BadAddress { ip, source })?;
         Ok(SocketAddr::new(ip, port as u16))
-    }
-}
-
-fn protocol_name(protocol: pb::Protocol) -> &'static str {
-    match protocol {
-        pb::Protocol::Udp => "udp",
-        pb::Protocol::Tcp | pb::Protocol::Unspecified => "tcp",
     }
 }
