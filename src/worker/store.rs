@@ -21,10 +21,11 @@ use crate::{
 /// Task id (16 bytes) -> the task, prost-encoded.
 const TASKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_tasks");
 
-/// One task as the writer stores it: its key and its encoding, made by the caller's thread.
+/// One task as the writer stores it: keyed by its id (parsed by the caller, so a bad id fails
+/// its own write and not the group), encoded by the writer thread.
 struct Row {
     id: TaskId,
-    task: Vec<u8>,
+    task: pb::Task,
 }
 
 /// A handle to the worker's store; cloning shares the one writer.
@@ -53,16 +54,10 @@ impl WorkerStore {
         fsync: bool,
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
         let rows: Result<Vec<Row>, StoreError> = tasks
-            .iter()
-            .map(|task| {
-                let id =
-                    TaskId::parse("task.id", &task.id).map_err(|_| StoreError::InvalidKey {
-                        id: task.id.clone(),
-                    })?;
-                Ok(Row {
-                    id,
-                    task: task.encode_to_vec(),
-                })
+            .into_iter()
+            .map(|task| match TaskId::parse("task.id", &task.id) {
+                Ok(id) => Ok(Row { id, task }),
+                Err(_) => Err(StoreError::InvalidKey { id: task.id }),
             })
             .collect();
         let durable = rows.map(|rows| self.writer.write(rows, fsync));
@@ -92,13 +87,13 @@ fn load(db: &Database) -> Result<Vec<pb::Task>, StoreError> {
 /// Writes a group's tasks in the writer's transaction; of several writes of one task in the
 /// group, the last queued wins (and the others cost no insert).
 fn apply(write: &WriteTransaction, group: &[Vec<Row>]) -> Result<(), StoreError> {
-    let mut latest: HashMap<TaskId, &[u8]> = HashMap::new();
+    let mut latest: HashMap<TaskId, &pb::Task> = HashMap::new();
     for row in group.iter().flatten() {
         latest.insert(row.id, &row.task);
     }
     let mut table = write.open_table(TASKS)?;
     for (id, task) in latest {
-        table.insert(id.as_bytes().as_slice(), task)?;
+        table.insert(id.as_bytes().as_slice(), task.encode_to_vec().as_slice())?;
     }
     Ok(())
 }
@@ -156,6 +151,25 @@ mod tests {
         reopened.sort_by_key(|t| t.revision);
         let found: Vec<&String> = reopened.iter().map(|t| &t.id).collect();
         assert_eq!(found, ids.iter().collect::<Vec<_>>());
+    }
+
+    /// A task whose id is not a task id fails its own write, not the others queued with it.
+    #[tokio::test]
+    async fn a_bad_id_fails_only_its_own_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = WorkerStore::open(dir.path()).unwrap();
+        let good = pb::Task {
+            id: TaskId::new().to_string(),
+            ..Default::default()
+        };
+        let bad = pb::Task {
+            id: "not-an-id".into(),
+            ..Default::default()
+        };
+        let bad = store.queue(vec![good.clone(), bad], true);
+        let good = store.queue(vec![good], true);
+        assert!(matches!(bad.await, Err(StoreError::InvalidKey { .. })));
+        good.await.unwrap();
     }
 
     async fn wait_reopen(dir: &Path) -> Vec<pb::Task> {
