@@ -23,7 +23,10 @@ pub enum StoreError {
         source: Arc<io::Error>,
     },
     /// Another process has the database open (redb holds a file lock).
-    #[error("data dir {} is in use by another Cube process (its database is locked)", dir.display())]
+    #[error(
+        "data dir {} is in use by another Cube process (its database is locked)",
+        dir.display()
+    )]
     InUse {
         /// The data dir.
         dir: PathBuf,

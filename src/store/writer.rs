@@ -177,7 +177,8 @@ impl<F> Thread<F> {
                     // commit with one makes the earlier ones durable.
                     if self.flush_due.is_some() {
                         if let Err(e) = self.commit(&[], true) {
-                            tracing::error!(store = %self.name, error = %e, "flushing the store failed");
+                            let store = &self.name;
+                            tracing::error!(store, error = %e, "flushing the store failed");
                         }
                         self.flush_due = None;
                     }
@@ -188,6 +189,8 @@ impl<F> Thread<F> {
                 }
             };
             let mut count = first.records.len();
+            // `fsync`: a write with records asks for one; `barrier_fsync`: any write does, even
+            // an empty one (which then waits for earlier writes to be durable, not only seen).
             let mut fsync = first.fsync && count > 0;
             let mut barrier_fsync = first.fsync;
             let mut records = vec![first.records];
@@ -239,7 +242,8 @@ impl<F> Thread<F> {
         }
         match &outcome {
             Err(e) => {
-                tracing::error!(store = %self.name, error = %e, writes = count, "store commit failed")
+                let store = &self.name;
+                tracing::error!(store, error = %e, writes = count, "store commit failed");
             }
             Ok(()) if fsync => self.flush_due = None,
             Ok(()) => {

@@ -3,8 +3,8 @@
 //! Writes go through the shared group-commit [`Writer`], so many concurrent `StartTask` calls
 //! share an fsync while each still answers only after its own write is durable. A write that
 //! asks for no fsync (see [`WorkerStore::queue`]) is committed without one; the next fsync'd
-//! commit makes it durable, and the writer makes one itself within [`FLUSH_WITHIN`](crate::store::FLUSH_WITHIN) when none
-//! comes.
+//! commit makes it durable, and the writer makes one itself within
+//! [`FLUSH_WITHIN`](crate::store::FLUSH_WITHIN) when none comes.
 
 use std::{collections::HashMap, path::Path, sync::Arc};
 
@@ -46,8 +46,9 @@ impl WorkerStore {
 
     /// Queues these tasks for writing (their order with other writes is kept) and returns a
     /// future that resolves once they are committed; dropping it does not cancel the write.
-    /// With `fsync`, committed means on disk; without, on disk within [`FLUSH_WITHIN`](crate::store::FLUSH_WITHIN) (or
-    /// with the next write that asks for an fsync, or when the store closes).
+    /// With `fsync`, committed means on disk; without, on disk within
+    /// [`FLUSH_WITHIN`](crate::store::FLUSH_WITHIN) (or with the next write that asks for an
+    /// fsync, or when the store closes).
     pub fn queue(
         &self,
         tasks: Vec<pb::Task>,
