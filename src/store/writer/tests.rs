@@ -9,14 +9,17 @@ use super::*;
 
 const TABLE: TableDefinition<u64, u64> = TableDefinition::new("test");
 
-/// A record: `(key, value)`; value `u64::MAX` makes the group fail, key `u64::MAX` panics.
+/// A record: `(key, value)`; value `u64::MAX` makes the group fail, value `NO_SPACE` fails it
+/// as a full disk would, key `u64::MAX` panics.
 type Record = (u64, u64);
+
+const NO_SPACE: u64 = u64::MAX - 1;
 
 /// A writer over a fresh database whose first group, once being applied, says so on `entered`
 /// and waits until `release` is sent, so a test can queue writes behind it and know they form
 /// the next group. `groups` records the number of records of each group applied.
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     db: Arc<Database>,
     writer: Writer<Record>,
     release: mpsc::Sender<()>,
@@ -46,6 +49,10 @@ fn fixture() -> Fixture {
             let mut table = write.open_table(TABLE)?;
             for &&(key, value) in &records {
                 assert!(key != u64::MAX, "a record asked the writer to panic");
+                if value == NO_SPACE {
+                    let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+                    return Err(redb::StorageError::Io(full).into());
+                }
                 if value == u64::MAX {
                     return Err(StoreError::InvalidKey {
                         id: key.to_string(),
@@ -58,7 +65,7 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     Fixture {
-        _dir: dir,
+        dir,
         db,
         writer,
         release,
@@ -164,6 +171,21 @@ async fn a_failed_group_fails_all_its_writes_and_only_them() {
         .await
         .unwrap();
     assert_eq!(read(&f.db, 3), Some(3));
+}
+
+/// A write that fails for lack of space says so, naming the data dir, and keeps redb's words
+/// as its cause.
+#[tokio::test]
+async fn a_full_disk_names_the_data_dir() {
+    let f = fixture();
+    f.release.send(()).unwrap();
+    let err = f.writer.write(vec![(1, NO_SPACE)], true).wait_store().await;
+    let err = err.unwrap_err();
+    assert!(err.is_disk_full());
+    let dir = f.dir.path().display().to_string();
+    assert_eq!(err.to_string(), format!("no space left in {dir}"));
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    assert!(cause.contains("I/O error"), "{cause}");
 }
 
 /// Once the thread is gone, a write is answered `Stopped` rather than lost or left hanging.
