@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use tonic::{Code, Status};
 
-use crate::{task::TransitionError, worker::RuntimeError};
+use crate::{store::StoreError, task::TransitionError, worker::RuntimeError};
 
 /// Cube's errors, each carrying what a person needs to act on it.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +48,9 @@ pub enum Error {
     /// The caller's credentials were refused.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The embedded store failed.
-    #[error("store: {0}")]
-    Store(String),
+    /// The embedded store failed (its message is its own: no prefix is added, so none doubles).
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// The container runtime failed in a way that is not the caller's doing.
     #[error("runtime: {0}")]
     Runtime(#[from] RuntimeError),
@@ -101,7 +101,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Unauthenticated(_) => Code::Unauthenticated,
-            Error::Store(_) => Code::Internal,
+            Error::Store(e) => store_code(e),
             Error::Runtime(error) => match error {
                 // The engine being down is the worker's peer being unreachable.
                 RuntimeError::Unreachable { .. } => Code::Unavailable,
@@ -131,28 +131,29 @@ impl From<Error> for Status {
     }
 }
 
-impl From<redb::Error> for Error {
-    fn from(error: redb::Error) -> Self {
-        Error::Store(error.to_string())
+/// The code of a store error: a full disk is the caller's to wait out, a closing store is
+/// unavailable, everything else (a broken or foreign file, a failed read or write) internal.
+fn store_code(error: &StoreError) -> Code {
+    match error {
+        StoreError::DiskFull { .. } => Code::ResourceExhausted,
+        StoreError::Stopped => Code::Unavailable,
+        StoreError::CreateDir { .. }
+        | StoreError::InUse { .. }
+        | StoreError::NotCube { .. }
+        | StoreError::WrongKind { .. }
+        | StoreError::NoSchemaVersion { .. }
+        | StoreError::NewerSchema { .. }
+        | StoreError::Database(_)
+        | StoreError::Transaction(_)
+        | StoreError::Table(_)
+        | StoreError::Storage(_)
+        | StoreError::Commit(_)
+        | StoreError::Durability(_)
+        | StoreError::Decode { .. }
+        | StoreError::InvalidKey { .. }
+        | StoreError::StartWriter(_) => Code::Internal,
     }
 }
-
-macro_rules! store_errors {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for Error {
-            fn from(error: $ty) -> Self {
-                Error::Store(error.to_string())
-            }
-        }
-    )*};
-}
-store_errors!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 #[cfg(test)]
 mod tests {
@@ -170,5 +171,30 @@ mod tests {
         let status = Status::from(Error::task_not_found("abc"));
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(status.message(), "task \"abc\" not found");
+    }
+
+    /// A full disk is RESOURCE_EXHAUSTED naming the data dir, said once; other I/O errors
+    /// are INTERNAL with redb's words, without a doubled prefix.
+    #[test]
+    fn store_errors_read_once() {
+        let io = |errno| {
+            StoreError::from(redb::CommitError::Storage(redb::StorageError::Io(
+                std::io::Error::from_raw_os_error(errno),
+            )))
+        };
+        let dir = std::path::Path::new("/var/lib/cube");
+        let status = Status::from(Error::from(io(libc::ENOSPC).in_dir(dir)));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.message(), "no space left in /var/lib/cube");
+        let status = Status::from(Error::from(io(libc::EIO).in_dir(dir)));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(
+            status.message().starts_with("I/O error: "),
+            "{}",
+            status.message()
+        );
+        assert_eq!(status.message().matches("I/O error").count(), 1);
+        let status = Status::from(Error::from(StoreError::Stopped));
+        assert_eq!(status.code(), Code::Unavailable);
     }
 }

@@ -14,32 +14,23 @@
 //! order (oldest pending first) needs no table of its own; the task → node assignment is the
 //! task's `node` field and the `request_id` → task index is rebuilt from the tasks at load.
 //!
-//! Writes go through [`Writer`]: one thread owns the write transactions, takes every write
-//! queued since its last commit, applies them in one transaction and commits it durably, then
-//! answers each waiter. Many concurrent submissions thus share one fsync (group commit) while
-//! each still answers only after its own write is on disk.
+//! Writes go through the shared group-commit [`Writer`]: every write is fsync'd, many
+//! concurrent submissions share one fsync, and each still answers only after its own write is
+//! on disk. Queue order is commit order, so an empty write is a barrier (see [`Writer`]).
 
-use std::{ops::RangeBounds, path::Path, sync::Arc, thread};
+use std::{ops::RangeBounds, path::Path, sync::Arc};
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{mpsc, oneshot};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use crate::{
-    error::{Error, Result},
-    proto::pb,
-    store::{self, StoreKind},
-    task::TaskId,
-};
+pub use super::Durable;
+use super::{StoreError, StoreKind, Writer};
+use crate::{error::Result, proto::pb, task::TaskId};
 
 const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const TASK_EVENTS: TableDefinition<(u128, u64), ()> = TableDefinition::new("task_events");
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
-
-/// At most this many queued writes go into one transaction: large enough that a burst of
-/// submissions shares one fsync, small enough that one commit stays a few milliseconds.
-const MAX_GROUP: usize = 4096;
 
 /// One write to the store.
 #[derive(Debug)]
@@ -101,12 +92,6 @@ impl Op {
     }
 }
 
-/// A group of writes and who waits for their commit (nobody, for writes no answer depends on).
-struct Batch {
-    ops: Vec<Op>,
-    done: Option<oneshot::Sender<Result<()>>>,
-}
-
 /// Everything the manager stored, as read at start.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -122,7 +107,7 @@ pub struct Loaded {
 #[derive(Clone)]
 pub struct ManagerStore {
     db: Arc<Database>,
-    tx: mpsc::UnboundedSender<Batch>,
+    writer: Writer<Op>,
 }
 
 impl std::fmt::Debug for ManagerStore {
@@ -131,32 +116,15 @@ impl std::fmt::Debug for ManagerStore {
     }
 }
 
-/// Where a caller waits for its writes to be durable.
-#[derive(Debug)]
-pub struct Durable(Option<oneshot::Receiver<Result<()>>>);
-
-impl Durable {
-    /// Nothing to wait for.
-    pub fn done() -> Durable {
-        Durable(None)
-    }
-
-    /// Waits until the writes are committed.
-    pub async fn wait(self) -> Result<()> {
-        match self.0 {
-            None => Ok(()),
-            Some(rx) => rx
-                .await
-                .map_err(|_| Error::Unavailable("the manager's store is shutting down".into()))?,
-        }
-    }
-}
-
 impl ManagerStore {
-    /// Opens the store in `data_dir` (see [`store::open`] for the checks) and starts its writer
-    /// thread, which ends once every clone of the store is dropped.
+    /// Opens the store in `data_dir` (see [`super::open`] for the checks) and starts its
+    /// writer thread, which ends once every clone of the store is dropped.
     pub fn open(data_dir: &Path) -> Result<(ManagerStore, Loaded)> {
-        let db = store::open(data_dir, StoreKind::Manager)?;
+        Ok(Self::open_store(data_dir)?)
+    }
+
+    fn open_store(data_dir: &Path) -> Result<(ManagerStore, Loaded), StoreError> {
+        let db = super::open(data_dir, StoreKind::Manager)?;
         {
             let write = db.begin_write()?;
             write.open_table(TASKS)?;
@@ -167,38 +135,28 @@ impl ManagerStore {
         }
         let db = Arc::new(db);
         let loaded = load(&db)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer_db = db.clone();
-        thread::Builder::new()
-            .name("cube-store-writer".into())
-            .spawn(move || writer(writer_db, rx))
-            .map_err(|e| Error::Internal(format!("cannot start the store writer: {e}")))?;
-        Ok((ManagerStore { db, tx }, loaded))
+        let writer = Writer::spawn("cube-store-writer", db.clone(), data_dir.into(), apply)?;
+        Ok((ManagerStore { db, writer }, loaded))
     }
 
     /// Queues writes; the returned handle resolves once they are durable. Queue order is commit
-    /// order, so callers that queue under their own lock keep the store in their order.
+    /// order, so callers that queue under their own lock keep the store in their order, and
+    /// waiting on an empty write is a barrier: it resolves once everything queued before it is
+    /// committed.
     pub fn write(&self, ops: Vec<Op>) -> Durable {
-        let (done, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Batch {
-                ops,
-                done: Some(done),
-            })
-            .is_err()
-        {
-            return Durable(None);
-        }
-        Durable(Some(rx))
+        self.writer.write(ops, true)
+    }
+
+    /// Resolves once every write queued before it is committed: after it, a read sees them
+    /// all. The same as an empty [`ManagerStore::write`].
+    pub fn barrier(&self) -> Durable {
+        self.writer.barrier()
     }
 
     /// Queues writes no answer waits for (observed state, messages). They are still committed
     /// in order with everything else.
     pub fn write_later(&self, ops: Vec<Op>) {
-        if !ops.is_empty() {
-            let _ = self.tx.send(Batch { ops, done: None });
-        }
+        self.writer.write_later(ops);
     }
 
     /// A task's events, oldest first, from event sequence `after` (exclusive), at most `limit`.
@@ -208,6 +166,15 @@ impl ManagerStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
+        Ok(self.read_task_events(task, after, limit)?)
+    }
+
+    fn read_task_events(
+        &self,
+        task: TaskId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::TaskEvent>, StoreError> {
         let id = u128::from_be_bytes(*task.as_bytes());
         let read = self.db.begin_read()?;
         let index = read.open_table(TASK_EVENTS)?;
@@ -226,10 +193,10 @@ impl ManagerStore {
 
     /// All events, oldest first, from sequence `after` (exclusive), at most `limit`.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
-        let read = self.db.begin_read()?;
-        let events = read.open_table(EVENTS)?;
+        let read = self.db.begin_read().map_err(StoreError::from)?;
+        let events = read.open_table(EVENTS).map_err(StoreError::from)?;
         let start = after.saturating_add(1);
-        range_decode(&events, start.., limit)
+        Ok(range_decode(&events, start.., limit)?)
     }
 }
 
@@ -237,7 +204,7 @@ fn range_decode(
     table: &redb::ReadOnlyTable<u64, &[u8]>,
     range: impl RangeBounds<u64>,
     limit: usize,
-) -> Result<Vec<pb::TaskEvent>> {
+) -> Result<Vec<pb::TaskEvent>, StoreError> {
     let mut out = Vec::new();
     for entry in table.range(range)?.take(limit) {
         let (_, bytes) = entry?;
@@ -246,19 +213,23 @@ fn range_decode(
     Ok(out)
 }
 
-fn decode_event(bytes: &[u8]) -> Result<pb::TaskEvent> {
-    pb::TaskEvent::decode(bytes)
-        .map_err(|e| Error::Store(format!("a stored event is corrupt: {e}")))
+fn decode_event(bytes: &[u8]) -> Result<pb::TaskEvent, StoreError> {
+    pb::TaskEvent::decode(bytes).map_err(|source| StoreError::Decode {
+        what: "event".into(),
+        source,
+    })
 }
 
-fn load(db: &Database) -> Result<Loaded> {
+fn load(db: &Database) -> Result<Loaded, StoreError> {
     let read = db.begin_read()?;
     let tasks_table = read.open_table(TASKS)?;
     let mut tasks = Vec::new();
     for entry in tasks_table.iter()? {
         let (seq, bytes) = entry?;
-        let task = pb::Task::decode(bytes.value())
-            .map_err(|e| Error::Store(format!("stored task {} is corrupt: {e}", seq.value())))?;
+        let task = pb::Task::decode(bytes.value()).map_err(|source| StoreError::Decode {
+            what: format!("task {}", seq.value()),
+            source,
+        })?;
         tasks.push((seq.value(), task));
     }
     let events = read.open_table(EVENTS)?;
@@ -267,8 +238,10 @@ fn load(db: &Database) -> Result<Loaded> {
     let mut nodes = Vec::new();
     for entry in nodes_table.iter()? {
         let (name, bytes) = entry?;
-        let node = pb::Node::decode(bytes.value())
-            .map_err(|e| Error::Store(format!("stored node {} is corrupt: {e}", name.value())))?;
+        let node = pb::Node::decode(bytes.value()).map_err(|source| StoreError::Decode {
+            what: format!("node {:?}", name.value()),
+            source,
+        })?;
         nodes.push(node);
     }
     Ok(Loaded {
@@ -278,68 +251,29 @@ fn load(db: &Database) -> Result<Loaded> {
     })
 }
 
-/// The writer thread: one transaction per group of queued batches, committed durably, then
-/// every waiter of the group is answered with the commit's outcome.
-fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Batch>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut group = vec![first];
-        let mut count = group[0].ops.len();
-        while count < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(batch) => {
-                    count += batch.ops.len();
-                    group.push(batch);
-                }
-                Err(_) => break,
+/// Applies a group of queued writes, oldest first, in the writer's transaction.
+fn apply(write: &WriteTransaction, group: &[Vec<Op>]) -> Result<(), StoreError> {
+    let mut tasks = write.open_table(TASKS)?;
+    let mut events = write.open_table(EVENTS)?;
+    let mut task_events = write.open_table(TASK_EVENTS)?;
+    let mut nodes = write.open_table(NODES)?;
+    for op in group.iter().flatten() {
+        match op {
+            Op::PutTask { seq, task } => {
+                tasks.insert(*seq, task.as_slice())?;
             }
-        }
-        // A group without writes (callers waiting for what was queued before them) needs no
-        // commit: every earlier group is committed already.
-        let outcome = if count == 0 {
-            Ok(())
-        } else {
-            commit(&db, &group)
-        };
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, writes = count, "store commit failed");
-        }
-        for batch in group {
-            if let Some(done) = batch.done {
-                let _ = done.send(match &outcome {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(Error::Store(e.to_string())),
-                });
+            Op::PutEvent { seq, task, event } => {
+                events.insert(*seq, event.as_slice())?;
+                task_events.insert((u128::from_be_bytes(*task.as_bytes()), *seq), ())?;
+            }
+            Op::PutNode { name, node } => {
+                nodes.insert(name.as_str(), node.as_slice())?;
+            }
+            Op::DeleteNode { name } => {
+                nodes.remove(name.as_str())?;
             }
         }
     }
-}
-
-fn commit(db: &Database, group: &[Batch]) -> Result<()> {
-    let write = db.begin_write()?;
-    {
-        let mut tasks = write.open_table(TASKS)?;
-        let mut events = write.open_table(EVENTS)?;
-        let mut task_events = write.open_table(TASK_EVENTS)?;
-        let mut nodes = write.open_table(NODES)?;
-        for op in group.iter().flat_map(|b| b.ops.iter()) {
-            match op {
-                Op::PutTask { seq, task } => {
-                    tasks.insert(*seq, task.as_slice())?;
-                }
-                Op::PutEvent { seq, task, event } => {
-                    events.insert(*seq, event.as_slice())?;
-                    task_events.insert((u128::from_be_bytes(*task.as_bytes()), *seq), ())?;
-                }
-                Op::PutNode { name, node } => {
-                    nodes.insert(name.as_str(), node.as_slice())?;
-                }
-                Op::DeleteNode { name } => {
-                    nodes.remove(name.as_str())?;
-                }
-            }
-        }
-    }
-    write.commit()?;
     Ok(())
 }
 
@@ -385,5 +319,25 @@ mod tests {
         assert_eq!(loaded.tasks.len(), 1);
         assert_eq!(loaded.tasks[0].0, 7);
         assert_eq!(loaded.next_event, 2);
+    }
+
+    /// Events written with nobody waiting are all readable once a barrier queued after them
+    /// resolves: the read barrier the manager relies on.
+    #[tokio::test]
+    async fn a_barrier_makes_earlier_writes_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = ManagerStore::open(dir.path()).unwrap();
+        let id = TaskId::new();
+        for seq in 1..=500 {
+            let event = pb::TaskEvent {
+                seq,
+                task_id: id.to_string(),
+                ..Default::default()
+            };
+            store.write_later(vec![Op::event(id, &event)]);
+        }
+        store.barrier().wait().await.unwrap();
+        assert_eq!(store.task_events(id, 0, usize::MAX).unwrap().len(), 500);
+        assert_eq!(store.events(0, usize::MAX).unwrap().len(), 500);
     }
 }

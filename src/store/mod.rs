@@ -1,16 +1,27 @@
 //! The embedded on-disk store (redb): one database file per process in its data dir.
 //!
 //! This module opens the file, holds the lock that keeps a second process out, and checks the
-//! schema version, so a newer or corrupt file is a clear error and never a silent reset. The
-//! manager's and the worker's tables live in their own submodules.
+//! schema version, so a newer or corrupt file is a clear error and never a silent reset.
+//!
+//! - `error`: [`StoreError`], what can go wrong, with its cause.
+//! - `writer`: the group-commit [`Writer`] both stores write through.
+//! - `manager`: the manager's tables ([`manager::ManagerStore`]); the worker's one table lives
+//!   with the worker (`worker::store`), on the same writer.
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
-use crate::error::{Error, Result};
-
+mod error;
 pub mod manager;
+mod writer;
+
+pub use error::StoreError;
+pub use writer::{Durable, Writer, FLUSH_WITHIN, MAX_GROUP};
 
 /// The schema this build writes. A file with a higher number was written by a newer Cube.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -33,6 +44,12 @@ impl StoreKind {
     }
 }
 
+impl fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The metadata table: `kind` and `schema_version`.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -41,29 +58,26 @@ pub const FILE_NAME: &str = "cube.redb";
 
 /// Opens (or creates) the database in `data_dir`, failing at once if another process holds it
 /// and with a clear message if the file is not a Cube database of this kind and version.
-pub fn open(data_dir: &Path, kind: StoreKind) -> Result<Database> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
-        Error::Store(format!(
-            "cannot create data dir {}: {e}",
-            data_dir.display()
-        ))
+pub fn open(data_dir: &Path, kind: StoreKind) -> Result<Database, StoreError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| StoreError::CreateDir {
+        dir: data_dir.to_path_buf(),
+        source: Arc::new(e),
     })?;
     let path: PathBuf = data_dir.join(FILE_NAME);
     let db = Database::create(&path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
-            "data dir {} is in use by another Cube process (its database is locked)",
-            data_dir.display()
-        )),
-        other => Error::Store(format!(
-            "{} is not a readable Cube database ({other}); move it away or choose another --data-dir",
-            path.display()
-        )),
+        redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse {
+            dir: data_dir.to_path_buf(),
+        },
+        other => StoreError::NotCube {
+            path: path.clone(),
+            source: Arc::new(other),
+        },
     })?;
-    check_meta(&db, &path, kind)?;
+    check_meta(&db, &path, kind).map_err(|e| e.in_dir(data_dir))?;
     Ok(db)
 }
 
-fn check_meta(db: &Database, path: &Path, kind: StoreKind) -> Result<()> {
+fn check_meta(db: &Database, path: &Path, kind: StoreKind) -> Result<(), StoreError> {
     let read = db.begin_read()?;
     let existing = match read.open_table(META) {
         Ok(table) => {
@@ -75,41 +89,38 @@ fn check_meta(db: &Database, path: &Path, kind: StoreKind) -> Result<()> {
         Err(e) => return Err(e.into()),
     };
     drop(read);
-    match existing {
-        None => {
-            let write = db.begin_write()?;
-            {
-                let mut table = write.open_table(META)?;
-                table.insert("kind", kind.name().as_bytes())?;
-                table.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
-            }
-            write.commit()?;
-            Ok(())
+    let Some((found_kind, version)) = existing else {
+        let write = db.begin_write()?;
+        {
+            let mut table = write.open_table(META)?;
+            table.insert("kind", kind.name().as_bytes())?;
+            table.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())?;
         }
-        Some((found_kind, version)) => {
-            if found_kind.as_deref() != Some(kind.name().as_bytes()) {
-                return Err(Error::Store(format!(
-                    "{} belongs to a Cube {}, not a {}",
-                    path.display(),
-                    found_kind
-                        .map(|k| String::from_utf8_lossy(&k).into_owned())
-                        .unwrap_or_else(|| "(unknown)".into()),
-                    kind.name()
-                )));
-            }
-            let version = version
-                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                .map(u64::from_le_bytes)
-                .ok_or_else(|| Error::Store(format!("{} has no schema version", path.display())))?;
-            if version > SCHEMA_VERSION {
-                return Err(Error::Store(format!(
-                    "{} has schema version {version}, newer than this Cube's {SCHEMA_VERSION}; run a newer Cube",
-                    path.display()
-                )));
-            }
-            Ok(())
-        }
+        write.commit()?;
+        return Ok(());
+    };
+    if found_kind.as_deref() != Some(kind.name().as_bytes()) {
+        return Err(StoreError::WrongKind {
+            path: path.to_path_buf(),
+            found: found_kind
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .unwrap_or_else(|| "(unknown)".into()),
+            expected: kind,
+        });
     }
+    let version = version
+        .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| StoreError::NoSchemaVersion {
+            path: path.to_path_buf(),
+        })?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

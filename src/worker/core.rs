@@ -78,7 +78,7 @@ pub(crate) enum Durability {
     Wait,
     /// Queue the write; observations can be made again after a crash. The end of a run (a
     /// task becoming COMPLETED or FAILED) is written without its own fsync, and is on disk
-    /// within [`crate::worker::store::FLUSH_WITHIN`]: a restarted worker that lost it still
+    /// within [`crate::store::FLUSH_WITHIN`]: a restarted worker that lost it still
     /// has the task RUNNING with its container, and finds the exit again by inspecting it.
     Later,
 }
@@ -225,7 +225,8 @@ impl<R: Runtime> Core<R> {
         id: TaskId,
         task: &mut pb::Task,
         durability: Durability,
-    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<(), crate::store::StoreError>> + Send + 'static
+    {
         state.revision += 1;
         let old = state.tasks.get(&id).map(|t| t.revision);
         if let Some(old) = old {
@@ -275,11 +276,7 @@ impl<R: Runtime> Core<R> {
         let written = futures::future::join_all(writes)
             .await
             .into_iter()
-            .collect::<Result<Vec<()>>>()
-            .map_err(|e| match e {
-                Error::Store(message) => message,
-                other => other.to_string(),
-            });
+            .collect::<Result<Vec<()>, _>>();
         results
             .into_iter()
             .map(|result| {

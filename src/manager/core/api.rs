@@ -150,7 +150,7 @@ impl Core {
     /// reader that saw a state and then reads events after this barrier finds that state's
     /// event: events are never behind the state a client was shown.
     async fn written(&self) -> Result<()> {
-        self.shared.store.write(Vec::new()).wait().await
+        self.shared.store.barrier().wait().await
     }
 
     /// One task and its events, oldest first: the events include the task's current state.
