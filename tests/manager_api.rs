@@ -5,55 +5,28 @@ mod common;
 
 use std::time::Duration;
 
-use common::{temp_dir, Proc};
+use common::{grpcurl_run, spec, submit, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use tonic::{transport::Channel, Code};
 
-async fn client(manager: &Proc) -> ManagerServiceClient<Channel> {
-    ManagerServiceClient::connect(manager.url()).await.unwrap()
-}
-
+/// `sleep 300` on the test image, with no grace period of its own.
 fn sleep_spec(name: &str) -> pb::TaskSpec {
     pb::TaskSpec {
-        name: name.into(),
-        image: common::TEST_IMAGE.into(),
-        command: vec!["sleep".into(), "300".into()],
-        ..Default::default()
+        stop_grace_period: None,
+        ..spec(name, &["sleep", "300"])
     }
-}
-
-async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> pb::Task {
-    c.submit_task(pb::SubmitTaskRequest {
-        spec: Some(spec),
-        request_id: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .task
-    .unwrap()
 }
 
 /// Bad input gets INVALID_ARGUMENT naming the field, unknown ids NOT_FOUND, and an unreachable
 /// static worker is listed DOWN while the task waits PENDING saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_codes_and_an_unreachable_worker() {
-    let dir = temp_dir();
     // Port 9 (discard) on localhost: nothing listens there.
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--workers",
-            "127.0.0.1:9",
-            "--update-interval",
-            "200ms",
-        ],
-    );
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder()
+        .manager_args(&["--workers", "127.0.0.1:9"])
+        .update_interval("200ms")
+        .start();
+    let mut c = cluster.client().await;
 
     let err = c
         .submit_task(pb::SubmitTaskRequest::default())
@@ -240,24 +213,15 @@ async fn bad_input_codes_and_an_unreachable_worker() {
             pb::EventType::StateChanged
         ]
     );
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }
 
 /// ListTasks pages oldest first with an opaque token and filters by state; ListEvents pages;
 /// WatchTasks sends the snapshot, then `synced`, then changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_filters_and_watch() {
-    let dir = temp_dir();
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder().start();
+    let mut c = cluster.client().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(submit(&mut c, sleep_spec(&format!("t{i}"))).await.id);
@@ -342,7 +306,7 @@ async fn paging_filters_and_watch() {
     assert_eq!(rest.events.len(), 3);
     assert!(rest.next_page_token.is_empty());
     assert!(rest.events[0].seq > first.events[3].seq);
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }
 
 /// grpcurl finds ManagerService by reflection, and SubmitTask and ListTasks work with JSON.
@@ -353,35 +317,19 @@ fn grpcurl_lists_and_calls_the_manager() {
         eprintln!("SKIPPED: grpcurl not installed");
         return;
     };
-    let dir = temp_dir();
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let cluster = Cluster::builder().start();
+    let addr = &cluster.manager().addr;
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(&grpcurl)
-            .arg("-plaintext")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "grpcurl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (ok, stdout, stderr) = grpcurl_run(&grpcurl, &[&["-plaintext"], args].concat());
+        assert!(ok, "grpcurl {args:?}: {stderr}");
+        stdout
     };
-    let list = run(&[&manager.addr, "list"]);
+    let list = run(&[addr, "list"]);
     assert!(list.contains("cube.v1.ManagerService"), "{list}");
     let submitted = run(&[
         "-d",
         r#"{"spec":{"name":"json","image":"cube-test/busybox:latest","command":["sleep","5"]},"requestId":"grpcurl-1"}"#,
-        &manager.addr,
+        addr,
         "cube.v1.ManagerService/SubmitTask",
     ]);
     let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
@@ -390,7 +338,7 @@ fn grpcurl_lists_and_calls_the_manager() {
     let listed = run(&[
         "-d",
         r#"{"pageSize":10}"#,
-        &manager.addr,
+        addr,
         "cube.v1.ManagerService/ListTasks",
     ]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -402,15 +350,8 @@ fn grpcurl_lists_and_calls_the_manager() {
 /// retry answers the same task; an acknowledged batch survives a SIGKILL of the manager.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_tasks_is_all_or_nothing_and_durable() {
-    let dir = temp_dir();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ];
-    let manager = Proc::start("cube-manager", &args);
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder().start();
+    let mut c = cluster.client().await;
     let request = |name: &str, request_id: &str| pb::SubmitTaskRequest {
         spec: Some(sleep_spec(name)),
         request_id: request_id.into(),
@@ -496,14 +437,13 @@ async fn submit_tasks_is_all_or_nothing_and_durable() {
     }
 
     // Acknowledged means durable: SIGKILL, restart on the same data dir.
-    manager.kill9();
-    let manager = Proc::start("cube-manager", &args);
-    let mut c = client(&manager).await;
+    cluster.restart_manager();
+    let mut c = cluster.client().await;
     assert_eq!(count(&mut c).await, 2);
     let retry = c.submit_tasks(batch).await.unwrap().into_inner().tasks;
     assert!(retry.iter().all(|a| !a.created), "a retry creates nothing");
     let retry_ids: Vec<String> = retry.iter().map(|a| a.task.clone().unwrap().id).collect();
     assert_eq!(retry_ids[0], ids[0]);
     assert_eq!(count(&mut c).await, 2);
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }

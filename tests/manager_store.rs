@@ -10,21 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{temp_dir, Proc};
+use common::{temp_dir, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use rand::Rng;
-
-fn start(dir: &std::path::Path) -> Proc {
-    Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-    )
-}
 
 fn spec(i: usize) -> pb::TaskSpec {
     pb::TaskSpec {
@@ -80,27 +68,29 @@ async fn submit_until_killed(url: String, prefix: &str, count: usize) -> HashMap
 /// never makes a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_submissions_survive_sigkill() {
-    let dir = temp_dir();
+    let mut cluster = Cluster::builder().start();
     let mut expected_total = 0;
     for round in 0..3 {
-        let manager = start(dir.path());
+        if round > 0 {
+            cluster.start_manager();
+        }
         let prefix = format!("round{round}");
         let kill_after = Duration::from_millis(rand::rng().random_range(50..400));
-        let url = manager.url();
+        let url = cluster.url();
         let submitting = tokio::spawn({
             let prefix = prefix.clone();
             async move { submit_until_killed(url, &prefix, 200).await }
         });
         tokio::time::sleep(kill_after).await;
-        manager.kill9();
+        cluster.kill_manager();
         let acked = submitting.await.unwrap();
         eprintln!(
             "round {round}: killed after {kill_after:?}, {} acknowledged",
             acked.len()
         );
 
-        let manager = start(dir.path());
-        let mut c = ManagerServiceClient::connect(manager.url()).await.unwrap();
+        cluster.start_manager();
+        let mut c = cluster.client().await;
         for id in acked.values() {
             c.get_task(pb::GetTaskRequest {
                 task_id: id.clone(),
@@ -143,7 +133,7 @@ async fn acknowledged_submissions_survive_sigkill() {
             }
         }
         assert_eq!(total, expected_total, "exactly one task per request id");
-        manager.kill9();
+        cluster.kill_manager();
     }
 }
 
@@ -172,12 +162,11 @@ fn garbage_store_is_a_clear_error() {
 /// A second manager on a data dir in use fails at once (no hang) with exit code 1.
 #[test]
 fn second_manager_on_the_same_data_dir_fails_at_once() {
-    let dir = temp_dir();
-    let _first = start(dir.path());
+    let first = Cluster::builder().start();
     let started = Instant::now();
     let out = std::process::Command::new(common::bin("cube-manager"))
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
+        .arg(first.manager_data())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
