@@ -2,11 +2,13 @@
 //! image, cubectl and gRPC clients, container cleanup by label and waiting.
 //!
 //! # Layout
-//! - `cluster`: [`Cluster::builder`], a manager and workers as real processes with temp dirs.
+//! - `cluster`: [`Cluster`], a manager and workers as real processes with temp dirs, and
+//!   (`cluster/builder.rs`) [`ClusterBuilder`], what it is made of.
 //! - `process`: [`Proc`], one Cube binary as a child process, killed when dropped.
 //! - `docker`: does Docker answer (skip loudly, or fail under `CUBE_REQUIRE_DOCKER=1`).
 //! - `image`: [`TEST_IMAGE`], built once per run from busybox-static.
 //! - `containers`: containers found and removed by their `cube.*` labels; [`ContainerGuard`].
+//! - `exec_tasks`: Exec tasks (process groups) found and killed by their worker's data dir.
 //! - `cubectl`: cubectl runs, raw ([`cubectl`]) and as a user would ([`Cubectl`]).
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
@@ -18,6 +20,7 @@ mod cluster;
 mod containers;
 mod cubectl;
 mod docker;
+mod exec_tasks;
 mod grpc;
 mod grpcurl;
 mod image;
