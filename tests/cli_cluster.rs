@@ -15,9 +15,8 @@ use common::{cubectl, Cluster, TEST_IMAGE};
 /// every node READY (round-robin over both needs both known), as a user would wait, with
 /// `cubectl nodes`.
 fn cluster(prefixes: &[&str]) -> Cluster {
-    prefixes
-        .iter()
-        .fold(Cluster::builder(), |b, prefix| b.worker(prefix, &[]))
+    Cluster::builder()
+        .workers_named(prefixes)
         .scheduler("roundrobin")
         .update_interval("500ms")
         .wait_ready(Duration::from_secs(10))

@@ -14,15 +14,24 @@ use common::{Cluster, Cubectl, TEST_IMAGE};
 /// Docker workers named after `prefixes` that register with a manager polling every 500ms,
 /// heartbeats every 1s, a node lost after 3 s of silence; every node READY.
 fn cluster(prefixes: &[&str]) -> Cluster {
-    prefixes
-        .iter()
-        .fold(Cluster::builder(), |b, prefix| b.worker(prefix, &[]))
+    Cluster::builder()
+        .workers_named(prefixes)
         .register()
         .update_interval("500ms")
         // Shorter than the default (10 heartbeats): the tests wait for lost nodes.
         .manager_args(&["--heartbeat-interval", "1s", "--node-grace", "3s"])
         .wait_ready(Duration::from_secs(15))
         .start()
+}
+
+/// A one-worker cluster running one task on the test image with `args` (flags, then `--` and
+/// the command); the cluster and the task's id.
+fn one_task(prefix: &str, args: &[&str]) -> (Cluster, String) {
+    let cluster = cluster(&[prefix]);
+    let id = cluster
+        .ctl()
+        .run(&[&["--image", TEST_IMAGE], args].concat());
+    (cluster, id)
 }
 
 fn restarts(task: &serde_json::Value) -> u64 {
@@ -41,6 +50,21 @@ fn all_running(ctl: &Cubectl, ids: &[String]) -> Option<Vec<serde_json::Value>> 
         .iter()
         .all(|t| t["state"] == "TASK_STATE_RUNNING")
         .then_some(tasks)
+}
+
+/// `count` sleepers RUNNING on a worker named after `prefixes[0]`, then a second worker
+/// (`prefixes[1]`) that joins empty; both READY. The cluster and the sleepers' ids.
+fn sleepers_then_a_second_worker(prefixes: &[&str; 2], count: usize) -> (Cluster, Vec<String>) {
+    let mut cluster = cluster(&prefixes[..1]);
+    let ids = sleepers(&cluster.ctl(), count);
+    common::wait_for(
+        Duration::from_secs(20),
+        &format!("{count} RUNNING on the first worker"),
+        || all_running(&cluster.ctl(), &ids),
+    );
+    cluster.add_worker(prefixes[1], &[]);
+    cluster.wait_ready();
+    (cluster, ids)
 }
 
 /// Running containers per task id, across every Cube container in Docker.
@@ -138,16 +162,9 @@ fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
     if !common::need_docker("a_partitioned_worker_stops_its_stale_copies_when_it_returns") {
         return;
     }
-    let mut cluster = cluster(&["fpa"]);
+    let (cluster, ids) = sleepers_then_a_second_worker(&["fpa", "fpb"], 4);
     let ctl = cluster.ctl();
-    let a = cluster.name(0).to_string();
-    let ids = sleepers(&ctl, 4);
-    common::wait_for(Duration::from_secs(20), "four RUNNING on a", || {
-        all_running(&ctl, &ids)
-    });
-    let added = cluster.add_worker("fpb", &[]);
-    let b = cluster.name(added).to_string();
-    cluster.wait_ready();
+    let (a, b) = (cluster.name(0).to_string(), cluster.name(1).to_string());
     cluster.worker(0).signal("STOP");
     let frozen_at = Instant::now();
     common::wait_for(Duration::from_secs(15), "every task RUNNING on b", || {
@@ -183,30 +200,29 @@ fn a_killed_container_restarts_under_always() {
     if !common::need_docker("a_killed_container_restarts_under_always") {
         return;
     }
-    let cluster = cluster(&["fka"]);
+    let (cluster, id) = one_task(
+        "fka",
+        &[
+            "--restart",
+            "always",
+            "--stop-grace",
+            "1s",
+            "--",
+            "sleep",
+            "300",
+        ],
+    );
     let ctl = cluster.ctl();
-    let id = ctl.run(&[
-        "--image",
-        TEST_IMAGE,
-        "--restart",
-        "always",
-        "--stop-grace",
-        "1s",
-        "--",
-        "sleep",
-        "300",
-    ]);
-    let first = common::wait_for(Duration::from_secs(15), "RUNNING", || {
-        let t = ctl.task(&id);
-        (t["state"] == "TASK_STATE_RUNNING").then_some(t)
-    });
+    let first = ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(15));
     let container = first["containerId"].as_str().unwrap().to_string();
     common::run_ok("docker", &["kill", &container]);
     let killed_at = Instant::now();
-    common::wait_for(Duration::from_secs(5), "RUNNING again, restart 1", || {
-        let t = ctl.task(&id);
-        (t["state"] == "TASK_STATE_RUNNING" && restarts(&t) == 1).then_some(())
-    });
+    ctl.wait_task(
+        &id,
+        Duration::from_secs(5),
+        "RUNNING again, restart 1",
+        |t| t["state"] == "TASK_STATE_RUNNING" && restarts(t) == 1,
+    );
     eprintln!(
         "MEASURE docker kill -> running again in {} ms",
         killed_at.elapsed().as_millis()
@@ -222,24 +238,21 @@ fn a_clean_exit_restarts_under_always() {
     if !common::need_docker("a_clean_exit_restarts_under_always") {
         return;
     }
-    let cluster = cluster(&["fca"]);
+    let (cluster, id) = one_task(
+        "fca",
+        &[
+            "--restart",
+            "always",
+            "--max-restarts",
+            "1",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1",
+        ],
+    );
     let ctl = cluster.ctl();
-    let id = ctl.run(&[
-        "--image",
-        TEST_IMAGE,
-        "--restart",
-        "always",
-        "--max-restarts",
-        "1",
-        "--",
-        "sh",
-        "-c",
-        "sleep 1",
-    ]);
-    let done = common::wait_for(Duration::from_secs(20), "COMPLETED after 1 restart", || {
-        let t = ctl.task(&id);
-        (t["state"] == "TASK_STATE_COMPLETED").then_some(t)
-    });
+    let done = ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(20));
     assert_eq!(restarts(&done), 1, "{done}");
     let (_, events, _) = ctl.call(&["events", &id]);
     assert!(
@@ -255,30 +268,33 @@ fn a_failing_task_uses_up_its_restarts_with_growing_delays() {
     if !common::need_docker("a_failing_task_uses_up_its_restarts_with_growing_delays") {
         return;
     }
-    let cluster = cluster(&["fmx"]);
+    let (cluster, id) = one_task(
+        "fmx",
+        &[
+            "--restart",
+            "on-failure",
+            "--max-restarts",
+            "2",
+            "--",
+            "sh",
+            "-c",
+            "exit 1",
+        ],
+    );
     let ctl = cluster.ctl();
-    let id = ctl.run(&[
-        "--image",
-        TEST_IMAGE,
-        "--restart",
-        "on-failure",
-        "--max-restarts",
-        "2",
-        "--",
-        "sh",
-        "-c",
-        "exit 1",
-    ]);
-    let done = common::wait_for(Duration::from_secs(20), "FAILED with 2 restarts", || {
-        let t = ctl.task(&id);
-        (t["state"] == "TASK_STATE_FAILED"
-            && restarts(&t) == 2
-            && t["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("used up"))
-        .then_some(t)
-    });
+    let done = ctl.wait_task(
+        &id,
+        Duration::from_secs(20),
+        "FAILED with 2 restarts",
+        |t| {
+            t["state"] == "TASK_STATE_FAILED"
+                && restarts(t) == 2
+                && t["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("used up")
+        },
+    );
     assert_eq!(done["exitCode"], 1, "{done}");
     let (code, events, stderr) = ctl.call(&["events", &id]);
     assert_eq!(code, 0, "{stderr}");
@@ -347,10 +363,7 @@ fn health_check_restarts(
     if !common::need_docker(&format!("health_check_restarts ({prefix})")) {
         return;
     }
-    let cluster = cluster(&[prefix]);
-    let ctl = cluster.ctl();
-    let mut args = vec!["--image", TEST_IMAGE];
-    args.extend_from_slice(check);
+    let mut args = check.to_vec();
     args.extend_from_slice(&[
         "--health-interval",
         "500ms",
@@ -363,10 +376,10 @@ fn health_check_restarts(
         "--",
     ]);
     args.extend_from_slice(command);
-    let id = ctl.run(&args);
-    let first = common::wait_for(Duration::from_secs(15), "RUNNING and healthy", || {
-        let t = ctl.task(&id);
-        (t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true).then_some(t)
+    let (cluster, id) = one_task(prefix, &args);
+    let ctl = cluster.ctl();
+    let first = ctl.wait_task(&id, Duration::from_secs(15), "RUNNING and healthy", |t| {
+        t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true
     });
     let container = first["containerId"].as_str().unwrap().to_string();
     let mut exec = vec!["exec", container.as_str()];
@@ -375,9 +388,8 @@ fn health_check_restarts(
     let broken_at = Instant::now();
     // interval x retries + 2 s, plus the first restart delay of the backoff (1 s).
     let budget = Duration::from_millis(500 * 2) + Duration::from_secs(2) + Duration::from_secs(1);
-    common::wait_for(budget, "restarted", || {
-        let t = ctl.task(&id);
-        (restarts(&t) == 1 && t["state"] != "TASK_STATE_FAILED").then_some(())
+    ctl.wait_task(&id, budget, "restarted", |t| {
+        restarts(t) == 1 && t["state"] != "TASK_STATE_FAILED"
     });
     eprintln!(
         "MEASURE {prefix}: broken -> restarted in {} ms",
@@ -405,16 +417,9 @@ fn drain_moves_three_tasks_and_undrain_makes_the_node_eligible() {
     if !common::need_docker("drain_moves_three_tasks_and_undrain_makes_the_node_eligible") {
         return;
     }
-    let mut cluster = cluster(&["fda"]);
+    let (cluster, ids) = sleepers_then_a_second_worker(&["fda", "fdb"], 3);
     let ctl = cluster.ctl();
-    let a = cluster.name(0).to_string();
-    let ids = sleepers(&ctl, 3);
-    common::wait_for(Duration::from_secs(20), "three RUNNING on a", || {
-        all_running(&ctl, &ids)
-    });
-    let added = cluster.add_worker("fdb", &[]);
-    let b = cluster.name(added).to_string();
-    cluster.wait_ready();
+    let (a, b) = (cluster.name(0).to_string(), cluster.name(1).to_string());
     let (code, _, stderr) = ctl.call(&["drain", &a]);
     assert_eq!(code, 0, "{stderr}");
     common::wait_for(Duration::from_secs(30), "all three on b, none on a", || {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{grpcurl_run, spec, submit, Cluster};
+use common::{get_task, grpcurl_run, list_nodes, spec, stop_task, submit, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use tonic::{transport::Channel, Code};
 
@@ -15,6 +15,13 @@ fn sleep_spec(name: &str) -> pb::TaskSpec {
         stop_grace_period: None,
         ..spec(name, &["sleep", "300"])
     }
+}
+
+/// The call was refused with INVALID_ARGUMENT, and the message names `field`.
+fn assert_invalid<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, field: &str) {
+    let err = answer.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(field), "{}", err.message());
 }
 
 /// Bad input gets INVALID_ARGUMENT naming the field, unknown ids NOT_FOUND, and an unreachable
@@ -37,76 +44,49 @@ async fn bad_input_codes_and_an_unreachable_worker() {
 
     let mut bad = sleep_spec("bad name!");
     bad.image = "x".into();
-    let err = c
+    let answer = c
         .submit_task(pb::SubmitTaskRequest {
             spec: Some(bad),
             request_id: String::new(),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("spec.name"), "{}", err.message());
-
-    let err = c
+        .await;
+    assert_invalid(answer, "spec.name");
+    let answer = c
         .submit_task(pb::SubmitTaskRequest {
             spec: Some(sleep_spec("ok")),
             request_id: "r".repeat(129),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("request_id"), "{}", err.message());
+        .await;
+    assert_invalid(answer, "request_id");
 
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = c
-        .get_task(pb::GetTaskRequest {
-            task_id: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = get_task(&mut c, &unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = stop_task(&mut c, &unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = c
-        .get_task(pb::GetTaskRequest {
-            task_id: "not-an-id".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("task_id"), "{}", err.message());
+    assert_invalid(get_task(&mut c, "not-an-id").await, "task_id");
 
-    let err = c
+    let answer = c
         .list_tasks(pb::ListTasksRequest {
             page_size: -1,
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("page_size"), "{}", err.message());
-    let err = c
+        .await;
+    assert_invalid(answer, "page_size");
+    let answer = c
         .list_tasks(pb::ListTasksRequest {
             page_token: "bogus".into(),
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("page_token"), "{}", err.message());
-    let err = c
+        .await;
+    assert_invalid(answer, "page_token");
+    let answer = c
         .list_events(pb::ListEventsRequest {
             page_size: -5,
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert!(err.message().contains("page_size"), "{}", err.message());
+        .await;
+    assert_invalid(answer, "page_size");
 
     // The unreachable worker is DOWN, and the task waits with a reason.
     let task = submit(&mut c, sleep_spec("waits")).await;
@@ -114,12 +94,7 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     let id = task.id.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let nodes = loop {
-        let nodes = c
-            .list_nodes(pb::ListNodesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .nodes;
+        let nodes = list_nodes(&mut c).await;
         if nodes.len() == 1 && nodes[0].state() == pb::NodeState::Down {
             break nodes;
         }
@@ -131,15 +106,7 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     };
     assert_eq!(nodes[0].address, "127.0.0.1:9");
     let waiting = loop {
-        let task = c
-            .get_task(pb::GetTaskRequest {
-                task_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .task
-            .unwrap();
+        let task = get_task(&mut c, &id).await.unwrap().task.unwrap();
         if task.message.contains("down") {
             break task;
         }
@@ -176,34 +143,12 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     // Stopping a pending task: it is never placed; a second stop changes nothing.
-    let stopped = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let stopped = stop_task(&mut c, &id).await.unwrap();
     assert_eq!(stopped.state(), pb::TaskState::Failed);
     assert_eq!(stopped.desired_state(), pb::DesiredState::Stopped);
-    let again = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let again = stop_task(&mut c, &id).await.unwrap();
     assert_eq!(again.revision, stopped.revision);
-    let got = c
-        .get_task(pb::GetTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = get_task(&mut c, &id).await.unwrap();
     let kinds: Vec<pb::EventType> = got.events.iter().map(|e| e.r#type()).collect();
     assert_eq!(
         kinds,
@@ -263,11 +208,7 @@ async fn paging_filters_and_watch() {
     }
     let synced = watch.message().await.unwrap().unwrap();
     assert!(synced.synced && synced.task.is_none());
-    c.stop_task(pb::StopTaskRequest {
-        task_id: ids[1].clone(),
-    })
-    .await
-    .unwrap();
+    stop_task(&mut c, &ids[1]).await.unwrap();
     let change = watch.message().await.unwrap().unwrap();
     assert!(!change.initial);
     assert_eq!(change.task.unwrap().id, ids[1]);

@@ -67,6 +67,27 @@ async fn until(
     }
 }
 
+/// Submits `count` tasks named `<prefix><i>` that sleep 300 s and waits up to `timeout` until
+/// all are RUNNING; their ids, and every task.
+async fn sleepers_running(
+    c: &mut ManagerServiceClient<Channel>,
+    prefix: &str,
+    count: usize,
+    timeout: Duration,
+) -> (Vec<String>, HashMap<String, pb::Task>) {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        ids.push(submit(c, spec(&format!("{prefix}{i}"), &["sleep", "300"])).await);
+    }
+    let what = format!("{count} RUNNING");
+    let tasks = until(c, timeout, &what, |tasks| {
+        ids.iter()
+            .all(|id| tasks[id].state() == pb::TaskState::Running)
+    })
+    .await;
+    (ids, tasks)
+}
+
 /// Issue 3: six tasks go round-robin onto two workers and run as real containers within 15 s,
 /// three each; a stop brings one to COMPLETED and removes its container; a command that exits
 /// non-zero is FAILED with its exit code.
@@ -78,15 +99,7 @@ async fn round_robin_run_stop_and_fail() {
     let cluster = round_robin(2);
     let mut c = cluster.client().await;
     let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(submit(&mut c, spec(&format!("rr{i}"), &["sleep", "300"])).await);
-    }
-    let tasks = until(&mut c, Duration::from_secs(15), "six RUNNING", |tasks| {
-        ids.iter()
-            .all(|id| tasks[id].state() == pb::TaskState::Running)
-    })
-    .await;
+    let (ids, tasks) = sleepers_running(&mut c, "rr", 6, Duration::from_secs(15)).await;
     eprintln!("six tasks RUNNING {:?} after submission", started.elapsed());
     for name in cluster.names() {
         let on_node = tasks.values().filter(|t| t.node == name).count();
@@ -96,11 +109,7 @@ async fn round_robin_run_stop_and_fail() {
     assert!(tasks.values().all(|t| !t.container_id.is_empty()));
 
     let victim = tasks[&ids[0]].clone();
-    c.stop_task(pb::StopTaskRequest {
-        task_id: victim.id.clone(),
-    })
-    .await
-    .unwrap();
+    common::stop_task(&mut c, &victim.id).await.unwrap();
     until(
         &mut c,
         Duration::from_secs(15),
@@ -111,12 +120,7 @@ async fn round_robin_run_stop_and_fail() {
     common::wait_for(Duration::from_secs(10), "its container removed", || {
         (containers_of(&victim.node).len() == 2).then_some(())
     });
-    let nodes = c
-        .list_nodes(pb::ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
+    let nodes = common::list_nodes(&mut c).await;
     let node = nodes.iter().find(|n| n.name == victim.node).unwrap();
     assert_eq!(node.task_count, 2, "allocation goes down when a task stops");
 
@@ -129,14 +133,7 @@ async fn round_robin_run_stop_and_fail() {
     )
     .await;
     assert_eq!(tasks[&failing].exit_code, Some(3));
-    let events = c
-        .get_task(pb::GetTaskRequest {
-            task_id: failing.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = common::get_task(&mut c, &failing).await.unwrap().events;
     assert!(
         events.len() >= 3,
         "submitted, scheduled, ..., failed: {events:?}"
@@ -153,15 +150,7 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
     let mut cluster = round_robin(2);
     let mut c = cluster.client().await;
     let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        ids.push(submit(&mut c, spec(&format!("keep{i}"), &["sleep", "300"])).await);
-    }
-    let before = until(&mut c, Duration::from_secs(30), "20 RUNNING", |tasks| {
-        ids.iter()
-            .all(|id| tasks[id].state() == pb::TaskState::Running)
-    })
-    .await;
+    let (ids, before) = sleepers_running(&mut c, "keep", 20, Duration::from_secs(30)).await;
     eprintln!(
         "20 tasks on two workers RUNNING {:?} after the first submission",
         started.elapsed()

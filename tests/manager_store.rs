@@ -92,11 +92,9 @@ async fn acknowledged_submissions_survive_sigkill() {
         cluster.start_manager();
         let mut c = cluster.client().await;
         for id in acked.values() {
-            c.get_task(pb::GetTaskRequest {
-                task_id: id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged task {id} lost: {e}"));
+            common::get_task(&mut c, id)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged task {id} lost: {e}"));
         }
         for i in 0..200 {
             let request_id = format!("{prefix}-{i}");
@@ -137,6 +135,17 @@ async fn acknowledged_submissions_survive_sigkill() {
     }
 }
 
+/// Runs a manager on `data_dir`, which must exit with code 1; its stderr.
+fn manager_fails_on(data_dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::bin("cube-manager"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A garbage file where the store should be: one clear line on stderr, exit code 1, quickly.
 #[test]
 fn garbage_store_is_a_clear_error() {
@@ -146,13 +155,7 @@ fn garbage_store_is_a_clear_error() {
         b"no database here, only words",
     )
     .unwrap();
-    let out = std::process::Command::new(common::bin("cube-manager"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = manager_fails_on(dir.path());
     assert!(
         stderr.contains("is not a readable Cube database"),
         "{stderr}"
@@ -164,14 +167,8 @@ fn garbage_store_is_a_clear_error() {
 fn second_manager_on_the_same_data_dir_fails_at_once() {
     let first = Cluster::builder().start();
     let started = Instant::now();
-    let out = std::process::Command::new(common::bin("cube-manager"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(first.manager_data())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let stderr = manager_fails_on(&first.manager_data());
     assert!(started.elapsed() < Duration::from_secs(5));
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("in use by another Cube process"),
         "{stderr}"

@@ -170,16 +170,7 @@ fn docker_worker_runs_stops_and_reports_tasks() {
     )
     .unwrap();
     w.wait_state(&ticker, TaskState::Running, Duration::from_secs(5));
-    let followed = w
-        .logs(
-            pb::WorkerServiceStreamLogsRequest {
-                task_id: ticker.clone(),
-                follow: true,
-                ..Default::default()
-            },
-            Duration::from_secs(15),
-        )
-        .unwrap();
+    let followed = w.follow_logs(&ticker, Duration::from_secs(15));
     let text: String = followed.iter().map(|(_, d, _)| d.as_str()).collect();
     assert!(text.contains("tick 3"), "{text}");
     let first = followed.first().unwrap().2;

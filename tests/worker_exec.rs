@@ -92,16 +92,7 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     assert_eq!(k.exit_code, Some(137));
 
     // Followed logs arrive as written and end with the process.
-    let followed = w
-        .logs(
-            pb::WorkerServiceStreamLogsRequest {
-                task_id: ticker.clone(),
-                follow: true,
-                ..Default::default()
-            },
-            Duration::from_secs(15),
-        )
-        .unwrap();
+    let followed = w.follow_logs(&ticker, Duration::from_secs(15));
     let out: String = followed
         .iter()
         .filter(|(s, _, _)| *s == pb::LogStream::Stdout)

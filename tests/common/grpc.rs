@@ -57,6 +57,39 @@ pub async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -
     .unwrap()
 }
 
+/// `GetTask` of `id`: the task and its events.
+pub async fn get_task(
+    c: &mut ManagerServiceClient<Channel>,
+    id: &str,
+) -> Result<pb::GetTaskResponse, tonic::Status> {
+    let request = pb::GetTaskRequest {
+        task_id: id.to_string(),
+    };
+    c.get_task(request).await.map(tonic::Response::into_inner)
+}
+
+/// `StopTask` of `id`: the task as the manager answered.
+pub async fn stop_task(
+    c: &mut ManagerServiceClient<Channel>,
+    id: &str,
+) -> Result<pb::Task, tonic::Status> {
+    let request = pb::StopTaskRequest {
+        task_id: id.to_string(),
+    };
+    c.stop_task(request)
+        .await
+        .map(|r| r.into_inner().task.unwrap())
+}
+
+/// `ListNodes`, which must succeed: every node the manager knows.
+pub async fn list_nodes(c: &mut ManagerServiceClient<Channel>) -> Vec<pb::Node> {
+    c.list_nodes(pb::ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes
+}
+
 /// A blocking client of one worker (the tests are plain `#[test]`s that also run commands).
 pub struct WorkerClient {
     pub rt: tokio::runtime::Runtime,
@@ -156,6 +189,21 @@ impl WorkerClient {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Follows task `id`'s logs until the stream ends with the task (or `limit` passes),
+    /// which must succeed.
+    pub fn follow_logs(
+        &mut self,
+        id: &str,
+        limit: Duration,
+    ) -> Vec<(pb::LogStream, String, std::time::Instant)> {
+        let request = pb::WorkerServiceStreamLogsRequest {
+            task_id: id.to_string(),
+            follow: true,
+            ..Default::default()
+        };
+        self.logs(request, limit).unwrap()
     }
 
     /// Reads a task's logs until the stream ends (or `limit` passes).

@@ -34,7 +34,9 @@ pub use containers::{
 };
 pub use cubectl::{cubectl, Cubectl};
 pub use docker::{docker_answers, docker_inspect, docker_required, need_docker};
-pub use grpc::{exec_spec, manager_client, new_id, spec, submit, WorkerClient};
+pub use grpc::{
+    exec_spec, get_task, list_nodes, manager_client, new_id, spec, stop_task, submit, WorkerClient,
+};
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
 pub use process::{bin, Proc};

@@ -69,6 +69,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// One more worker per prefix, named `<prefix>-<8 hex>`.
+    pub fn workers_named(self, prefixes: &[&str]) -> Self {
+        prefixes
+            .iter()
+            .fold(self, |builder, prefix| builder.worker(prefix, &[]))
+    }
+
     /// One more worker, named `<prefix>-<8 hex>`, with `extra` flags.
     pub fn worker(mut self, prefix: &str, extra: &[&str]) -> Self {
         self.workers.push((prefix.to_string(), owned(extra)));
