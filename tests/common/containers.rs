@@ -83,22 +83,6 @@ pub fn remove_containers_of(worker: &str) {
 pub struct ContainerGuard(Vec<Label>);
 
 impl ContainerGuard {
-    /// Guards the containers of the named workers.
-    pub fn workers<S: AsRef<str>>(names: &[S]) -> Self {
-        Self(
-            names
-                .iter()
-                .map(|n| Label::Worker(n.as_ref().to_string()))
-                .collect(),
-        )
-    }
-
-    /// Guards the containers of one task, whichever worker made them (a worker named after
-    /// the host is shared by other tests, so its name cannot be the label).
-    pub fn task(id: &str) -> Self {
-        Self(vec![Label::Task(id.to_string())])
-    }
-
     /// Guards one more worker's containers too.
     pub fn add_worker(&mut self, name: &str) {
         self.0.push(Label::Worker(name.to_string()));

@@ -7,13 +7,14 @@
 //! - `process`: [`Proc`], one Cube binary as a child process, killed when dropped.
 //! - `docker`: does Docker answer (skip loudly, or fail under `CUBE_REQUIRE_DOCKER=1`).
 //! - `image`: [`TEST_IMAGE`], built once per run from busybox-static.
-//! - `containers`: containers found and removed by their `cube.*` labels; [`ContainerGuard`].
+//! - `containers`: containers found and removed by their `cube.*` labels; a guard that
+//!   removes a cluster's containers when it is dropped.
 //! - `exec_tasks`: Exec tasks (process groups) found and killed by their worker's data dir.
 //! - `cubectl`: cubectl runs, raw ([`cubectl`]) and as a user would ([`Cubectl`]).
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
 //! - `wait`: [`wait_for`], polling with a deadline.
-// Each test binary uses a different part of this module.
+// Each test binary uses a different part of this module, items and re-exports alike.
 #![allow(dead_code, unused_imports)]
 
 mod cluster;
@@ -30,13 +31,11 @@ mod wait;
 pub use cluster::{Cluster, ClusterBuilder, Runtime};
 pub use containers::{
     containers_of, containers_of_task, remove_containers_of, running_containers_of,
-    running_containers_of_task, ContainerGuard,
+    running_containers_of_task,
 };
 pub use cubectl::{cubectl, Cubectl};
-pub use docker::{docker_answers, docker_inspect, docker_required, need_docker};
-pub use grpc::{
-    exec_spec, get_task, list_nodes, manager_client, new_id, spec, stop_task, submit, WorkerClient,
-};
+pub use docker::{docker_inspect, docker_required, need_docker};
+pub use grpc::{exec_spec, get_task, list_nodes, new_id, spec, stop_task, submit, WorkerClient};
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
 pub use process::{bin, Proc};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{owned, Cluster, ManagerPlan};
+use super::{owned, Cluster, ManagerPlan, MANAGER_DATA};
 use crate::common::{containers::ContainerGuard, temp_dir, unique};
 
 /// How long [`Cluster::wait_ready`] waits unless [`ClusterBuilder::wait_ready`] says otherwise.
@@ -162,7 +162,7 @@ impl ClusterBuilder {
         }
         let mut manager_args = owned(&["--listen", &self.listen]);
         manager_args.push("--data-dir".into());
-        manager_args.push(dir.path().join("manager").to_str().unwrap().into());
+        manager_args.push(dir.path().join(MANAGER_DATA).to_str().unwrap().into());
         if self.dev {
             manager_args.push("--dev".into());
         }

@@ -4,7 +4,11 @@
 //! the folder, so a failing test cleans up too. [`Cluster::builder`] says what to start.
 //!
 //! ```ignore
-//! let cluster = Cluster::builder().workers(2).scheduler("spread").wait_ready(secs(15)).start();
+//! let cluster = Cluster::builder()
+//!     .workers(2)
+//!     .scheduler("spread")
+//!     .wait_ready(Duration::from_secs(15))
+//!     .start();
 //! let id = cluster.ctl().run_sleeper("nap");
 //! ```
 
@@ -24,6 +28,9 @@ use super::{
     containers::ContainerGuard, cubectl::Cubectl, exec_tasks::kill_exec_tasks,
     grpc::manager_client, process::Proc, unique,
 };
+
+/// The manager's data dir, inside the cluster's folder.
+const MANAGER_DATA: &str = "manager";
 
 /// `args` as owned strings.
 fn owned(args: &[&str]) -> Vec<String> {
@@ -94,7 +101,7 @@ impl Cluster {
 
     /// The manager's data dir.
     pub fn manager_data(&self) -> PathBuf {
-        self.dir().join("manager")
+        self.dir().join(MANAGER_DATA)
     }
 
     /// Starts the manager (again, on the same data dir and flags), with `--workers` listing
@@ -165,11 +172,6 @@ impl Cluster {
             .proc
             .as_ref()
             .unwrap_or_else(|| panic!("worker {i} is not running"))
-    }
-
-    /// Worker `i`'s data dir.
-    pub fn worker_data(&self, i: usize) -> &Path {
-        &self.workers[i].data
     }
 
     /// Starts one more worker named `<prefix>-<8 hex>` with `extra` flags; its index.
