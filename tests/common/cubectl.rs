@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -154,6 +154,7 @@ impl Cubectl {
     }
 
     /// Waits up to `timeout` until the task, as `status` shows it, passes `check`; the task.
+    /// On a timeout it shows the task as last seen.
     pub fn wait_task(
         &self,
         id: &str,
@@ -161,10 +162,17 @@ impl Cubectl {
         what: &str,
         check: impl Fn(&Value) -> bool,
     ) -> Value {
-        wait_for(timeout, what, || {
+        let deadline = Instant::now() + timeout;
+        loop {
             let task = self.task(id);
-            check(&task).then_some(task)
-        })
+            if check(&task) {
+                return task;
+            }
+            if Instant::now() >= deadline {
+                panic!("timed out after {timeout:?} waiting for {what}; the task: {task}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Waits up to `timeout` until the task is in `state` (`TASK_STATE_...`); the task.
