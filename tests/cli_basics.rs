@@ -10,36 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{cubectl, Proc};
-
-/// A manager with no workers on an ephemeral port, with its own data dir.
-fn manager() -> (Proc, tempfile::TempDir) {
-    let dir = common::temp_dir();
-    let data = dir.path().join("manager");
-    let proc = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    (proc, dir)
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
+use common::{cubectl, free_port, json, Cluster, Cubectl};
 
 /// Proves exit code 1 with the cause and the hint when no manager listens, for a read verb
 /// and for `run` (which retries for a while first), and that CUBE_MANAGER is honoured.
@@ -148,8 +119,8 @@ fn usage_errors_exit_2() {
 /// invalid spec is refused with the field named.
 #[test]
 fn unknown_ids_and_invalid_specs_fail_with_the_cause() {
-    let (manager, _dir) = manager();
-    let url = manager.url();
+    let cluster = Cluster::builder().start();
+    let url = cluster.url();
     let id = "0b5c3a52-1f0e-4d51-9a8e-2f1c7f0e9b11";
     for verb in ["status", "stop", "explain"] {
         let (code, stdout, stderr) = cubectl(&url, &[verb, id]);
@@ -184,10 +155,10 @@ fn unknown_ids_and_invalid_specs_fail_with_the_cause() {
 /// file is refused with its path and nothing is submitted.
 #[test]
 fn task_files_submit_lists_and_name_bad_fields() {
-    let (manager, dir) = manager();
-    let url = manager.url();
+    let cluster = Cluster::builder().start();
+    let url = cluster.url();
 
-    let bad = dir.path().join("task.yaml");
+    let bad = cluster.dir().join("task.yaml");
     std::fs::write(
         &bad,
         "- image: cube-test/busybox:latest\n- image: cube-test/busybox:latest\n  resources:\n    cpu_millis: lots\n",
@@ -216,7 +187,7 @@ fn task_files_submit_lists_and_name_bad_fields() {
         "nothing was submitted: {stdout}"
     );
 
-    let good = dir.path().join("tasks.json");
+    let good = cluster.dir().join("tasks.json");
     std::fs::write(
         &good,
         r#"[{"name": "one", "image": "cube-test/busybox:latest", "args": ["sleep", "60"]},
@@ -261,8 +232,8 @@ fn task_files_submit_lists_and_name_bad_fields() {
 /// shows the same task.
 #[test]
 fn run_prints_the_id_and_read_verbs_print_proto3_json() {
-    let (manager, _dir) = manager();
-    let url = manager.url();
+    let cluster = Cluster::builder().start();
+    let url = cluster.url();
     let (code, stdout, stderr) = cubectl(
         &url,
         &[
@@ -337,8 +308,8 @@ fn run_prints_the_id_and_read_verbs_print_proto3_json() {
 /// pending reason with a hint to `explain`.
 #[test]
 fn wait_says_why_a_task_stays_pending() {
-    let (manager, _dir) = manager();
-    let url = manager.url();
+    let cluster = Cluster::builder().start();
+    let url = cluster.url();
     let (code, stdout, stderr) = cubectl(
         &url,
         &["run", "--image", "x", "--wait", "--wait-timeout", "1s"],
@@ -366,21 +337,16 @@ fn wait_says_why_a_task_stays_pending() {
 fn run_retries_until_the_manager_answers() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let run = Command::new(common::bin("cubectl"))
-        .args(["--manager", &url, "run", "--image", "x"])
-        .stdin(Stdio::null())
+    let run = Cubectl::new(&url)
+        .command(&["run", "--image", "x"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let dir = common::temp_dir();
-    let data = dir.path().join("manager");
-    let listen = format!("127.0.0.1:{port}");
-    let _manager = Proc::start(
-        "cube-manager",
-        &["--listen", &listen, "--data-dir", data.to_str().unwrap()],
-    );
+    let _cluster = Cluster::builder()
+        .listen(&format!("127.0.0.1:{port}"))
+        .start();
     let out = run.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -400,8 +366,8 @@ fn run_retries_until_the_manager_answers() {
 /// while it watches, as JSON lines (one WatchTasksResponse each) and as table rows.
 #[test]
 fn watch_prints_changes_as_they_happen() {
-    let (manager, _dir) = manager();
-    let url = manager.url();
+    let cluster = Cluster::builder().start();
+    let url = cluster.url();
     let (_, first, _) = cubectl(&url, &["run", "--image", "x", "--name", "before"]);
 
     let first = first.trim().to_string();
@@ -411,11 +377,8 @@ fn watch_prints_changes_as_they_happen() {
         (&["watch", "-o", "json"][..], "\"synced\":true"),
         (&["status", "--watch"], &first[..8]),
     ] {
-        let mut watch = Command::new(common::bin("cubectl"))
-            .arg("--manager")
-            .arg(&url)
-            .args(args)
-            .stdin(Stdio::null())
+        let mut watch = Cubectl::new(&url)
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -468,8 +431,8 @@ fn watch_prints_changes_as_they_happen() {
 #[tokio::test]
 async fn client_submits_idempotently_and_joins_pages() {
     use cube::{client::Client, pb};
-    let (manager, _dir) = manager();
-    let client = Client::new(&manager.url(), Duration::from_secs(5)).unwrap();
+    let cluster = Cluster::builder().start();
+    let client = Client::new(&cluster.url(), Duration::from_secs(5)).unwrap();
     let spec = pb::TaskSpec {
         image: "x".into(),
         ..Default::default()

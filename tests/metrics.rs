@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{cubectl, wait_for, ContainerGuard, Proc, TEST_IMAGE};
+use common::{cubectl, wait_for, Cluster, Proc, Runtime, TEST_IMAGE};
 
 /// One sample line of the exposition format.
 #[derive(Debug, Clone)]
@@ -228,19 +228,6 @@ fn assert_json_logs(logs: &str, what: &str) {
     }
 }
 
-fn task_state(url: &str, id: &str) -> String {
-    let (code, out, err) = cubectl(url, &["status", id, "-o", "json"]);
-    assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["task"]["state"].as_str().unwrap_or_default().to_string()
-}
-
-fn run(url: &str, args: &[&str]) -> String {
-    let (code, out, err) = cubectl(url, &[&["run", "--image", TEST_IMAGE], args].concat());
-    assert_eq!(code, 0, "{err}");
-    out.lines().next().unwrap().trim().to_string()
-}
-
 /// A manager and a worker, both with `--metrics-listen 127.0.0.1:0` and JSON logs: their
 /// endpoints parse as Prometheus text, and tasks by state, the pending queue, node states,
 /// scheduling and submit-to-running latency, rpc counts and errors, runtime call latency and
@@ -250,44 +237,20 @@ fn endpoints_parse_and_move_when_tasks_run() {
     if !common::need_docker("endpoints_parse_and_move_when_tasks_run") {
         return;
     }
-    let name = common::unique("metrics");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = common::temp_dir();
-    let worker = Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--data-dir",
-            dir.path().join("worker").to_str().unwrap(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ],
-    );
-    let manager = Proc::start_with_env(
-        "cube-manager",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().join("manager").to_str().unwrap(),
-            "--workers",
-            &worker.addr,
-            "--update-interval",
-            "300ms",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+    let mut cluster = Cluster::builder()
+        .worker(
+            "metrics",
+            &["--metrics-listen", "127.0.0.1:0", "--log-format", "json"],
+        )
+        .update_interval("300ms")
+        .manager_args(&["--metrics-listen", "127.0.0.1:0"])
         // The flag's env var, as a deployment would set it.
-        &[("CUBE_LOG_FORMAT", "json")],
-    );
-    let m_addr = metrics_address(&manager);
-    let w_addr = metrics_address(&worker);
-    let url = manager.url();
+        .manager_env("CUBE_LOG_FORMAT", "json")
+        .start();
+    let m_addr = metrics_address(cluster.manager());
+    let w_addr = metrics_address(cluster.worker(0));
+    let ctl = cluster.ctl();
+    let url = cluster.url();
 
     wait_for(
         Duration::from_secs(10),
@@ -326,26 +289,23 @@ fn endpoints_parse_and_move_when_tasks_run() {
     );
 
     // A task that runs, with a health probe that always fails (many retries: it stays RUNNING).
-    let id = run(
-        &url,
-        &[
-            "--stop-grace",
-            "1s",
-            "--health-cmd",
-            "exit 1",
-            "--health-interval",
-            "300ms",
-            "--health-retries",
-            "1000",
-            "--",
-            "sh",
-            "-c",
-            "trap 'exit 0' TERM; sleep 300 & wait",
-        ],
-    );
-    wait_for(Duration::from_secs(20), "the task RUNNING", || {
-        (task_state(&url, &id) == "TASK_STATE_RUNNING").then_some(())
-    });
+    let id = ctl.run(&[
+        "--image",
+        TEST_IMAGE,
+        "--stop-grace",
+        "1s",
+        "--health-cmd",
+        "exit 1",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 300 & wait",
+    ]);
+    ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(20));
     let after = wait_for(Duration::from_secs(5), "RUNNING 1 in the metrics", || {
         let s = samples(&m_addr);
         (value(&s, "cube_manager_tasks", &[("state", "RUNNING")]) == 1.0).then_some(s)
@@ -418,7 +378,7 @@ fn endpoints_parse_and_move_when_tasks_run() {
     );
 
     // A task no node can take is pending.
-    let big = run(&url, &["--cpu", "100000", "--", "sleep", "1"]);
+    let big = ctl.run(&["--image", TEST_IMAGE, "--cpu", "100000", "--", "sleep", "1"]);
     wait_for(Duration::from_secs(5), "the pending gauge at 1", || {
         let s = samples(&m_addr);
         (value(&s, "cube_manager_pending_tasks", &[]) == 1.0
@@ -429,9 +389,7 @@ fn endpoints_parse_and_move_when_tasks_run() {
 
     // Stopped: RUNNING goes back to 0 on both sides, and the stop call is timed.
     assert_eq!(cubectl(&url, &["stop", &id]).0, 0);
-    wait_for(Duration::from_secs(20), "the task COMPLETED", || {
-        (task_state(&url, &id) == "TASK_STATE_COMPLETED").then_some(())
-    });
+    ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(20));
     let end = samples(&m_addr);
     assert_eq!(
         value(&end, "cube_manager_tasks", &[("state", "RUNNING")]),
@@ -459,9 +417,9 @@ fn endpoints_parse_and_move_when_tasks_run() {
     let (status, _) = http_get(&m_addr, "/other");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
 
-    let (manager_log, worker_log) = (manager.log.clone(), worker.log.clone());
-    assert!(manager.terminate(), "the manager exits cleanly");
-    assert!(worker.terminate(), "the worker exits cleanly");
+    let (manager_log, worker_log) = (cluster.manager().log.clone(), cluster.worker(0).log.clone());
+    assert!(cluster.terminate_manager(), "the manager exits cleanly");
+    assert!(cluster.terminate_worker(0), "the worker exits cleanly");
     assert_json_logs(
         &manager_log.lock().unwrap(),
         "cube-manager --log-format json",
@@ -477,26 +435,12 @@ fn dev_endpoint_serves_manager_and_worker() {
     if !common::need_docker("dev_endpoint_serves_manager_and_worker") {
         return;
     }
-    let name = common::unique("metrics-dev");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = common::temp_dir();
-    let manager = Proc::start_with_env(
-        "cube-manager",
-        &[
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--log-format",
-            "json",
-        ],
-        &[
-            ("CUBE_DEV_WORKER_NAME", name.as_str()),
-            ("CUBE_METRICS_LISTEN", "127.0.0.1:0"),
-        ],
-    );
-    let address = metrics_address(&manager);
+    let mut cluster = Cluster::builder()
+        .dev()
+        .manager_args(&["--log-format", "json"])
+        .manager_env("CUBE_METRICS_LISTEN", "127.0.0.1:0")
+        .start();
+    let address = metrics_address(cluster.manager());
     let s = wait_for(Duration::from_secs(10), "the dev worker polled", || {
         let s = samples(&address);
         (value(&s, "cube_manager_nodes", &[("state", "READY")]) == 1.0).then_some(s)
@@ -519,27 +463,19 @@ fn dev_endpoint_serves_manager_and_worker() {
         ) >= 1.0,
         "the embedded worker's rpcs are counted"
     );
-    assert!(manager.terminate());
+    assert!(cluster.terminate_manager());
 
     // RUST_LOG is respected: the metrics module may log at info, the rest only warnings.
-    let plain = Proc::start_with_env(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            &common::unique("metrics-off"),
-            "--data-dir",
-            dir.path().join("plain").to_str().unwrap(),
-            "--runtime",
-            "exec",
-        ],
-        &[("RUST_LOG", "warn,cube::metrics=info")],
-    );
+    let plain = Cluster::builder()
+        .without_manager()
+        .runtime(Runtime::Exec)
+        .worker("metrics-off", &[])
+        .worker_env("RUST_LOG", "warn,cube::metrics=info")
+        .start();
     // Both would be logged by now: the endpoint before the address is announced, `worker
     // starting` (logged at info in the test above) right after.
     std::thread::sleep(Duration::from_millis(300));
-    let logs = plain.logs();
+    let logs = plain.worker(0).logs();
     assert!(
         !logs.contains("metrics endpoint"),
         "no endpoint without --metrics-listen: {logs}"

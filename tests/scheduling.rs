@@ -5,161 +5,56 @@
 
 mod common;
 
-use std::{
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{cubectl, docker_worker, json, wait_for, ContainerGuard, Proc, TEST_IMAGE};
+use common::{unique, wait_for, Cluster, Cubectl, TEST_IMAGE};
 use serde_json::Value;
 
 /// How often the manager polls its workers in these tests: quick, so capacity freed by a stop
 /// is seen well within the 5 s the issue allows.
 const UPDATE_INTERVAL: &str = "300ms";
 
-/// A cluster: a manager and named Docker workers, cleaned up when dropped.
-struct Cluster {
-    manager: Proc,
-    workers: Vec<(String, Proc)>,
-    _dir: tempfile::TempDir,
-    _guard: ContainerGuard,
+/// One Docker worker per entry of `workers` (its name prefix and extra flags) and a manager
+/// with `scheduler` polling them; every node READY.
+fn cluster(scheduler: &str, workers: &[(&str, &[&str])]) -> Cluster {
+    workers
+        .iter()
+        .fold(Cluster::builder(), |b, (prefix, extra)| {
+            b.worker(prefix, extra)
+        })
+        .scheduler(scheduler)
+        .update_interval(UPDATE_INTERVAL)
+        .wait_ready(Duration::from_secs(15))
+        .start()
 }
 
-impl Cluster {
-    /// Starts one worker per entry of `workers` (its name prefix and extra flags) and a manager
-    /// with `scheduler` polling them; waits until every node is READY.
-    fn start(scheduler: &str, workers: &[(&str, &[&str])]) -> Cluster {
-        let dir = common::temp_dir();
-        let names: Vec<String> = workers
-            .iter()
-            .map(|(prefix, _)| common::unique(prefix))
-            .collect();
-        let guard = ContainerGuard(names.clone());
-        let mut procs = Vec::new();
-        for (name, (_, extra)) in names.iter().zip(workers) {
-            procs.push((
-                name.clone(),
-                start_worker(name, &dir.path().join(name), extra),
-            ));
-        }
-        let addresses: Vec<&str> = procs.iter().map(|(_, p)| p.addr.as_str()).collect();
-        let data = dir.path().join("manager");
-        let manager = Proc::start(
-            "cube-manager",
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--workers",
-                &addresses.join(","),
-                "--scheduler",
-                scheduler,
-                "--update-interval",
-                UPDATE_INTERVAL,
-            ],
-        );
-        let cluster = Cluster {
-            manager,
-            workers: procs,
-            _dir: dir,
-            _guard: guard,
-        };
-        let names: Vec<&str> = cluster.workers.iter().map(|(n, _)| n.as_str()).collect();
-        wait_for(Duration::from_secs(15), "every node READY", || {
-            let ready = cluster
-                .nodes()
-                .iter()
-                .filter(|n| n["state"] == "NODE_STATE_READY")
-                .filter(|n| names.contains(&n["name"].as_str().unwrap_or_default()))
-                .count();
-            (ready == names.len()).then_some(())
-        });
-        cluster
-    }
-
-    fn url(&self) -> String {
-        self.manager.url()
-    }
-
-    fn name(&self, i: usize) -> &str {
-        &self.workers[i].0
-    }
-
-    /// `cubectl ARGS`, which must succeed; its stdout.
-    fn ctl(&self, args: &[&str]) -> String {
-        let (code, stdout, stderr) = cubectl(&self.url(), args);
-        assert_eq!(code, 0, "cubectl {args:?} failed: {stderr}");
-        stdout
-    }
-
-    /// `cubectl run` of a sleeping task that exits at once on SIGTERM; its id.
-    fn run(&self, extra: &[&str]) -> String {
-        let name = common::unique("sched");
-        let mut args = vec![
-            "run",
-            "--image",
-            TEST_IMAGE,
-            "--name",
-            &name,
-            "--stop-grace",
-            "1s",
-        ];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&["--", "sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]);
-        let out = self.ctl(&args);
-        out.lines().next().expect("the id line").trim().to_string()
-    }
-
-    fn task(&self, id: &str) -> Value {
-        json(&self.ctl(&["status", id, "-o", "json"]))["task"].clone()
-    }
-
-    fn nodes(&self) -> Vec<Value> {
-        json(&self.ctl(&["nodes", "-o", "json"]))["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Waits until the task is RUNNING; its node.
-    fn wait_running(&self, id: &str) -> String {
-        wait_for(
-            Duration::from_secs(20),
-            &format!("task {id} RUNNING"),
-            || {
-                let task = self.task(id);
-                (task["state"] == "TASK_STATE_RUNNING")
-                    .then(|| task["node"].as_str().unwrap().into())
-            },
-        )
-    }
-
-    /// Waits until the task's pending reason contains `word` (the first pass may not have run
-    /// yet); the task.
-    fn wait_pending_because(&self, id: &str, word: &str) -> Value {
-        wait_for(
-            Duration::from_secs(10),
-            &format!("task {id} PENDING naming {word}"),
-            || {
-                let task = self.task(id);
-                assert_eq!(task["state"], "TASK_STATE_PENDING", "{task}");
-                task["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains(word))
-                    .then_some(task)
-            },
-        )
-    }
-
-    /// `cubectl explain ID -o json`.
-    fn explain(&self, id: &str) -> Value {
-        json(&self.ctl(&["explain", id, "-o", "json"]))
-    }
+/// `cubectl run` of a sleeping task that exits at once on SIGTERM; its id.
+fn run(ctl: &Cubectl, extra: &[&str]) -> String {
+    let name = unique("sched");
+    let mut args = vec!["--image", TEST_IMAGE, "--name", &name, "--stop-grace", "1s"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--", "sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"]);
+    ctl.run(&args)
 }
 
-fn start_worker(name: &str, data: &Path, extra: &[&str]) -> Proc {
-    docker_worker(name, data, extra)
+/// Waits until the task is RUNNING; its node.
+fn wait_running(ctl: &Cubectl, id: &str) -> String {
+    let task = ctl.wait_state(id, "TASK_STATE_RUNNING", Duration::from_secs(20));
+    task["node"].as_str().unwrap().into()
+}
+
+/// Waits until the task's pending reason contains `word` (the first pass may not have run
+/// yet); the task.
+fn wait_pending_because(ctl: &Cubectl, id: &str, word: &str) -> Value {
+    ctl.wait_task(
+        id,
+        Duration::from_secs(10),
+        &format!("task {id} PENDING naming {word}"),
+        |task| {
+            assert_eq!(task["state"], "TASK_STATE_PENDING", "{task}");
+            task["message"].as_str().is_some_and(|m| m.contains(word))
+        },
+    )
 }
 
 /// The verdict of filter `filter` on `node` in an explanation: (passed, reason).
@@ -189,14 +84,15 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
     if !common::need_docker("cpu_capacity_bounds_placement_and_freed_cpu_is_reused") {
         return;
     }
-    let c = Cluster::start(
+    let c = cluster(
         "spread",
         &[("cpu-a", &["--cpu", "1"]), ("cpu-b", &["--cpu", "1"])],
     );
-    let ids: Vec<String> = (0..4).map(|_| c.run(&["--cpu", "500m"])).collect();
+    let ctl = c.ctl();
+    let ids: Vec<String> = (0..4).map(|_| run(&ctl, &["--cpu", "500m"])).collect();
     let mut per_node = std::collections::BTreeMap::<String, usize>::new();
     for id in &ids {
-        *per_node.entry(c.wait_running(id)).or_default() += 1;
+        *per_node.entry(wait_running(&ctl, id)).or_default() += 1;
     }
     assert_eq!(
         per_node.into_iter().collect::<Vec<_>>(),
@@ -204,15 +100,15 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
         "spread puts two on each node"
     );
 
-    let fifth = c.run(&["--cpu", "500m"]);
-    let task = c.wait_pending_because(&fifth, "cpu");
+    let fifth = run(&ctl, &["--cpu", "500m"]);
+    let task = wait_pending_because(&ctl, &fifth, "cpu");
     let message = task["message"].as_str().unwrap();
     assert!(
         message.starts_with("0/2 nodes fit: 2 insufficient cpu (wanted 500m, largest free 0"),
         "{message}"
     );
 
-    let explained = c.explain(&fifth);
+    let explained = ctl.explain(&fifth);
     assert_eq!(explained["strategy"], "spread");
     assert!(
         explained["pickedNode"]
@@ -234,7 +130,7 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
             .unwrap();
         assert!(node.get("score").is_none(), "no score when unfit: {node}");
     }
-    let text = c.ctl(&["explain", &fifth]);
+    let text = ctl.ok(&["explain", &fifth]);
     assert_eq!(
         text.matches("FAIL  cpu: wanted 500m, free 0").count(),
         2,
@@ -243,7 +139,7 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
     assert!(text.contains("picked: none (0/2 nodes fit"), "{text}");
 
     // The nodes table: allocated/capacity, cpu full, memory unrequested.
-    let table = c.ctl(&["nodes"]);
+    let table = ctl.ok(&["nodes"]);
     for i in 0..2 {
         let row = table
             .lines()
@@ -259,29 +155,29 @@ fn cpu_capacity_bounds_placement_and_freed_cpu_is_reused() {
         assert_ne!(cells[4], "0/0", "memory capacity is known: {table}");
         assert_eq!(cells[6], "2", "tasks: {table}");
     }
-    for node in c.nodes() {
+    for node in ctl.nodes() {
         assert_eq!(node["capacity"]["cpuMillis"], "1000", "{node}");
         assert_eq!(node["allocated"]["cpuMillis"], "1000", "{node}");
     }
 
     // A running task is explained as if placed now: its own share does not make its (full)
     // node unfit, so the node it runs on fits and is the pick.
-    let running = c.explain(&ids[0]);
-    let home = c.task(&ids[0])["node"].as_str().unwrap().to_string();
+    let running = ctl.explain(&ids[0]);
+    let home = ctl.task(&ids[0])["node"].as_str().unwrap().to_string();
     let (passed, reason) = verdict(&running, &home, "cpu");
     assert!(passed && reason == "wanted 500m, free 500m", "{running}");
     assert_eq!(running["pickedNode"], home.as_str(), "{running}");
 
     let stopped_at = Instant::now();
-    c.ctl(&["stop", &ids[0]]);
-    let node = c.wait_running(&fifth);
+    ctl.ok(&["stop", &ids[0]]);
+    let node = wait_running(&ctl, &fifth);
     let took = stopped_at.elapsed();
     assert!(
         took < Duration::from_secs(5),
         "the fifth ran {took:?} after the stop"
     );
-    assert_eq!(c.task(&ids[0])["state"], "TASK_STATE_COMPLETED");
-    let first_node = c.task(&ids[0])["node"].as_str().unwrap().to_string();
+    assert_eq!(ctl.task(&ids[0])["state"], "TASK_STATE_COMPLETED");
+    let first_node = ctl.task(&ids[0])["node"].as_str().unwrap().to_string();
     assert_eq!(node, first_node, "the freed node takes it");
     eprintln!("freed cpu reused after {took:?}");
 }
@@ -293,20 +189,21 @@ fn binpack_packs_and_spread_spreads() {
         return;
     }
     for (strategy, same) in [("binpack", true), ("spread", false)] {
-        let c = Cluster::start(
+        let c = cluster(
             strategy,
             &[("bp-a", &["--cpu", "1"]), ("bp-b", &["--cpu", "1"])],
         );
-        let first = c.run(&["--cpu", "250m"]);
-        let first_node = c.wait_running(&first);
-        let second = c.run(&["--cpu", "250m"]);
-        let second_node = c.wait_running(&second);
+        let ctl = c.ctl();
+        let first = run(&ctl, &["--cpu", "250m"]);
+        let first_node = wait_running(&ctl, &first);
+        let second = run(&ctl, &["--cpu", "250m"]);
+        let second_node = wait_running(&ctl, &second);
         assert_eq!(
             first_node == second_node,
             same,
             "{strategy}: {first_node} then {second_node}"
         );
-        let explained = c.explain(&second);
+        let explained = ctl.explain(&second);
         assert_eq!(explained["strategy"], strategy);
         for i in 0..2 {
             let node = explained["nodes"]
@@ -332,21 +229,22 @@ fn a_down_worker_is_never_picked() {
         return;
     }
     // "a-" sorts first: with equal scores, spread would pick it.
-    let mut c = Cluster::start("spread", &[("a-down", &[]), ("b-up", &[])]);
+    let mut c = cluster("spread", &[("a-down", &[]), ("b-up", &[])]);
+    let ctl = c.ctl();
     // Killed the way a machine dies; the manager keeps it in its table, DOWN.
-    let (down, killed) = c.workers.remove(0);
-    killed.kill9();
-    let up = c.name(0).to_string();
+    let down = c.name(0).to_string();
+    c.kill_worker(0);
+    let up = c.name(1).to_string();
     wait_for(Duration::from_secs(10), "the killed worker DOWN", || {
-        c.nodes()
+        ctl.nodes()
             .iter()
             .any(|n| n["name"] == down.as_str() && n["state"] == "NODE_STATE_DOWN")
             .then_some(())
     });
     for _ in 0..3 {
-        let id = c.run(&["--cpu", "100m"]);
-        assert_eq!(c.wait_running(&id), up, "only the live node is picked");
-        let explained = c.explain(&id);
+        let id = run(&ctl, &["--cpu", "100m"]);
+        assert_eq!(wait_running(&ctl, &id), up, "only the live node is picked");
+        let explained = ctl.explain(&id);
         let (alive, reason) = verdict(&explained, &down, "alive");
         assert!(!alive && reason == "down", "{explained}");
         let down_node = explained["nodes"]
@@ -367,32 +265,33 @@ fn constraints_choose_the_labelled_node() {
     if !common::need_docker("constraints_choose_the_labelled_node") {
         return;
     }
-    let c = Cluster::start(
+    let c = cluster(
         "spread",
         &[
             ("zone-a", &["--cpu", "1", "--label", "zone=a"]),
             ("zone-b", &["--cpu", "1", "--label", "zone=b"]),
         ],
     );
+    let ctl = c.ctl();
     let zone_b = c.name(1).to_string();
     for _ in 0..2 {
-        let id = c.run(&["--cpu", "500m", "--constraint", "zone=b"]);
-        assert_eq!(c.wait_running(&id), zone_b);
+        let id = run(&ctl, &["--cpu", "500m", "--constraint", "zone=b"]);
+        assert_eq!(wait_running(&ctl, &id), zone_b);
     }
-    let third = c.run(&["--cpu", "500m", "--constraint", "zone=b"]);
-    let task = c.wait_pending_because(&third, "zone=b");
+    let third = run(&ctl, &["--cpu", "500m", "--constraint", "zone=b"]);
+    let task = wait_pending_because(&ctl, &third, "zone=b");
     let message = task["message"].as_str().unwrap();
     assert!(
         message.contains("1 constraint zone=b not met") && message.contains("1 insufficient cpu"),
         "{message}"
     );
-    let explained = c.explain(&third);
+    let explained = ctl.explain(&third);
     let (met, reason) = verdict(&explained, c.name(0), "constraints");
     assert!(!met && reason == "constraint zone=b not met", "{explained}");
     assert!(verdict(&explained, c.name(0), "cpu").0, "zone a has room");
     assert!(!verdict(&explained, &zone_b, "cpu").0, "zone b is full");
     assert!(verdict(&explained, &zone_b, "constraints").0);
-    let nodes = c.nodes();
+    let nodes = ctl.nodes();
     let labels = &nodes.iter().find(|n| n["name"] == zone_b.as_str()).unwrap()["labels"];
     assert_eq!(labels["zone"], "b", "{labels}");
 }

@@ -3,38 +3,33 @@
 //! reflection through the real grpcurl. One worker process serves all the checks.
 
 mod common;
-mod worker_support;
 
 use std::{process::Command, time::Duration};
 
-use common::{containers_of, need_docker, temp_dir, unique, ContainerGuard, Proc};
+use common::{
+    containers_of, docker_inspect, grpcurl_run, need_docker, new_id, spec, temp_dir, unique,
+    Cluster, WorkerClient,
+};
 use cube::pb::{self, TaskState};
 use tonic::Code;
-use worker_support::{docker_inspect, new_id, spec, Worker};
+
+/// One Docker worker with `extra` flags, and no manager.
+fn docker_worker(extra: &[&str]) -> Cluster {
+    Cluster::builder()
+        .without_manager()
+        .worker("w", extra)
+        .start()
+}
 
 #[test]
 fn docker_worker_runs_stops_and_reports_tasks() {
     if !need_docker("docker_worker_runs_stops_and_reports_tasks") {
         return;
     }
-    let name = unique("w");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = temp_dir();
-    let data = dir.path().to_str().unwrap();
-    let proc = Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--data-dir",
-            data,
-            "--label",
-            "zone=a",
-        ],
-    );
-    let mut w = Worker::connect(&proc.addr);
+    let mut cluster = docker_worker(&["--label", "zone=a"]);
+    let name = cluster.name(0).to_string();
+    let addr = cluster.worker(0).addr.clone();
+    let mut w = WorkerClient::connect(&addr);
 
     // sleep 300 with limits and a published port: RUNNING with a container id within 5 s.
     let sleeper = new_id();
@@ -175,16 +170,7 @@ fn docker_worker_runs_stops_and_reports_tasks() {
     )
     .unwrap();
     w.wait_state(&ticker, TaskState::Running, Duration::from_secs(5));
-    let followed = w
-        .logs(
-            pb::WorkerServiceStreamLogsRequest {
-                task_id: ticker.clone(),
-                follow: true,
-                ..Default::default()
-            },
-            Duration::from_secs(15),
-        )
-        .unwrap();
+    let followed = w.follow_logs(&ticker, Duration::from_secs(15));
     let text: String = followed.iter().map(|(_, d, _)| d.as_str()).collect();
     assert!(text.contains("tick 3"), "{text}");
     let first = followed.first().unwrap().2;
@@ -281,29 +267,24 @@ fn docker_worker_runs_stops_and_reports_tasks() {
 
     // grpcurl lists the service through reflection; health says SERVING.
     if let Some(grpcurl) = common::grpcurl() {
-        let out = Command::new(&grpcurl)
-            .args(["-plaintext", &proc.addr, "list"])
-            .output()
-            .unwrap();
-        let listed = String::from_utf8_lossy(&out.stdout);
+        let (_, listed, _) = grpcurl_run(&grpcurl, &["-plaintext", &addr, "list"]);
         assert!(listed.contains("cube.v1.WorkerService"), "{listed}");
-        let out = Command::new(&grpcurl)
-            .args([
+        let (_, health, _) = grpcurl_run(
+            &grpcurl,
+            &[
                 "-plaintext",
                 "-d",
                 r#"{"service":"cube.v1.WorkerService"}"#,
-                &proc.addr,
+                &addr,
                 "grpc.health.v1.Health/Check",
-            ])
-            .output()
-            .unwrap();
-        let health = String::from_utf8_lossy(&out.stdout);
+            ],
+        );
         assert!(health.contains("SERVING"), "{health}");
     } else if common::docker_required() {
         panic!("grpcurl is not installed");
     }
 
-    assert!(proc.terminate(), "a clean exit on SIGTERM");
+    assert!(cluster.terminate_worker(0), "a clean exit on SIGTERM");
     // Containers keep running after the worker stops.
     assert!(!common::running_containers_of(&name).is_empty());
 }
@@ -336,21 +317,9 @@ fn failing_http_health_check_fails_the_task() {
     if !need_docker("failing_http_health_check_fails_the_task") {
         return;
     }
-    let name = unique("w");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = temp_dir();
-    let proc = Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            &name,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    let mut w = Worker::connect(&proc.addr);
+    let mut cluster = docker_worker(&[]);
+    let name = cluster.name(0).to_string();
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let id = new_id();
     let mut web = spec("web", &["httpd", "-f", "-p", "8080", "-h", "/www"]);
     let second = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
@@ -393,5 +362,5 @@ fn failing_http_health_check_fails_the_task() {
             .is_empty()
             .then_some(())
     });
-    assert!(proc.terminate());
+    assert!(cluster.terminate_worker(0));
 }

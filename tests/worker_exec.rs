@@ -2,26 +2,12 @@
 //! followed from the output files, and a worker restart that re-adopts its processes.
 
 mod common;
-mod worker_support;
 
 use std::time::Duration;
 
-use common::{temp_dir, unique, Proc};
+use common::{exec_spec, new_id, Cluster, Runtime, WorkerClient};
 use cube::pb::{self, TaskState};
 use tonic::Code;
-use worker_support::{new_id, Worker};
-
-fn exec_spec(name: &str, command: &[&str]) -> pb::TaskSpec {
-    pb::TaskSpec {
-        name: name.into(),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        stop_grace_period: Some(prost_types::Duration {
-            seconds: 1,
-            nanos: 0,
-        }),
-        ..Default::default()
-    }
-}
 
 fn pid_of(task: &pb::Task) -> i32 {
     task.container_id
@@ -36,29 +22,19 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-fn start_worker(name: &str, data: &str) -> Proc {
-    Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--runtime",
-            "exec",
-            "--name",
-            name,
-            "--data-dir",
-            data,
-        ],
-    )
+/// One Exec worker named `<prefix>-<8 hex>`, and no manager.
+fn exec_worker(prefix: &str) -> Cluster {
+    Cluster::builder()
+        .without_manager()
+        .runtime(Runtime::Exec)
+        .worker(prefix, &[])
+        .start()
 }
 
 #[test]
 fn exec_worker_runs_stops_reports_and_readopts() {
-    let name = unique("x");
-    let dir = temp_dir();
-    let data = dir.path().to_str().unwrap().to_string();
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    let mut cluster = exec_worker("x");
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
 
     let sleeper = new_id();
     w.start(&sleeper, exec_spec("sleeper", &["sleep", "300"]), 0)
@@ -76,7 +52,7 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     w.start(&killed, exec_spec("killed", &["sleep", "300"]), 0)
         .unwrap();
     // Exits while the worker is down (below): once the test creates `go`.
-    let go = dir.path().join("go");
+    let go = cluster.dir().join("go");
     let wait_for_go = format!(
         "while [ ! -e '{}' ]; do sleep 0.05; done; exit 7",
         go.display()
@@ -116,16 +92,7 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     assert_eq!(k.exit_code, Some(137));
 
     // Followed logs arrive as written and end with the process.
-    let followed = w
-        .logs(
-            pb::WorkerServiceStreamLogsRequest {
-                task_id: ticker.clone(),
-                follow: true,
-                ..Default::default()
-            },
-            Duration::from_secs(15),
-        )
-        .unwrap();
+    let followed = w.follow_logs(&ticker, Duration::from_secs(15));
     let out: String = followed
         .iter()
         .filter(|(s, _, _)| *s == pb::LogStream::Stdout)
@@ -156,14 +123,14 @@ fn exec_worker_runs_stops_reports_and_readopts() {
 
     // SIGKILL the worker; `later` exits while it is down; start it again on the same dir.
     let later_pid = pid_of(&w.wait_state(&later, TaskState::Running, Duration::from_secs(5)));
-    proc.kill9();
+    cluster.kill_worker(0);
     std::fs::write(&go, "").unwrap();
     common::wait_for(Duration::from_secs(10), "`later` to exit", || {
         (!alive(later_pid)).then_some(())
     });
     assert!(alive(sleeper_pid), "tasks outlive their worker");
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    cluster.start_worker(0);
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let adopted = w.task(&sleeper).unwrap();
     assert_eq!(adopted.state(), TaskState::Running);
     assert_eq!(pid_of(&adopted), sleeper_pid, "adopted, not started again");
@@ -203,7 +170,7 @@ fn exec_worker_runs_stops_reports_and_readopts() {
     assert!(!alive(sleeper_pid));
     assert_eq!(w.stop(&sleeper).unwrap().state(), TaskState::Completed);
 
-    assert!(proc.terminate(), "a clean exit on SIGTERM");
+    assert!(cluster.terminate_worker(0), "a clean exit on SIGTERM");
 }
 
 /// The long poll of ListTasks on a worker that has never had a task (revision 0): it waits for
@@ -211,10 +178,8 @@ fn exec_worker_runs_stops_reports_and_readopts() {
 /// poll a fresh worker only once per interval).
 #[test]
 fn a_fresh_worker_holds_the_long_poll_until_its_first_task() {
-    let dir = temp_dir();
-    let data = dir.path().to_str().unwrap().to_string();
-    let proc = start_worker(&unique("lp"), &data);
-    let mut w = Worker::connect(&proc.addr);
+    let cluster = exec_worker("lp");
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let first = w.list_since(0, "");
     assert_eq!(first.revision, 0);
     assert!(first.tasks.is_empty());
@@ -249,11 +214,8 @@ fn a_fresh_worker_holds_the_long_poll_until_its_first_task() {
 /// own result with StartTask's code; an empty or oversized call is INVALID_ARGUMENT.
 #[test]
 fn start_tasks_answers_each_task_on_its_own() {
-    let name = unique("x");
-    let dir = temp_dir();
-    let data = dir.path().to_str().unwrap().to_string();
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    let mut cluster = exec_worker("x");
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let request = |id: &str, command: &[&str]| pb::StartTaskRequest {
         task_id: id.to_string(),
         spec: Some(exec_spec("batch", command)),
@@ -310,14 +272,14 @@ fn start_tasks_answers_each_task_on_its_own() {
 
     // Accepted means persisted: after a SIGKILL the worker still has both, the sleeper adopted.
     drop(w);
-    proc.kill9();
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    cluster.kill_worker(0);
+    cluster.start_worker(0);
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let adopted = w.task(&a).unwrap();
     assert_eq!(adopted.state(), TaskState::Running);
     assert_eq!(pid_of(&adopted), pid_of(&running));
     assert_eq!(w.task(&b).unwrap().exit_code, Some(4));
     w.stop(&a).unwrap();
     w.wait_state(&a, TaskState::Completed, Duration::from_secs(10));
-    assert!(proc.terminate(), "a clean exit on SIGTERM");
+    assert!(cluster.terminate_worker(0), "a clean exit on SIGTERM");
 }

@@ -4,39 +4,20 @@
 //! crash has its container removed.
 
 mod common;
-mod worker_support;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{containers_of, need_docker, temp_dir, unique, ContainerGuard, Proc};
+use common::{containers_of, need_docker, new_id, spec, Cluster, WorkerClient};
 use cube::pb::TaskState;
-use worker_support::{new_id, spec, Worker};
-
-fn start_worker(name: &str, data: &str) -> Proc {
-    Proc::start(
-        "cube-worker",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--name",
-            name,
-            "--data-dir",
-            data,
-        ],
-    )
-}
 
 #[test]
 fn restarted_docker_worker_readopts_its_containers() {
     if !need_docker("restarted_docker_worker_readopts_its_containers") {
         return;
     }
-    let name = unique("w");
-    let _guard = ContainerGuard(vec![name.clone()]);
-    let dir = temp_dir();
-    let data = dir.path().to_str().unwrap().to_string();
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    let mut cluster = Cluster::builder().without_manager().workers(1).start();
+    let name = cluster.name(0).to_string();
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
 
     let ids: Vec<String> = (0..10).map(|_| new_id()).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -50,14 +31,14 @@ fn restarted_docker_worker_readopts_its_containers() {
     }
     assert_eq!(containers_of(&name).len(), 10);
 
-    proc.kill9();
+    cluster.kill_worker(0);
     // While the worker is dead, one container is stopped (sleep ignores SIGTERM as pid 1, so
     // docker kills it: 137).
     let stopped_id = ids[0].clone();
     common::run_ok("docker", &["stop", "-t", "0", &containers[&stopped_id]]);
 
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    cluster.start_worker(0);
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     let tasks = w.tasks();
     assert_eq!(tasks.len(), 10);
     for task in &tasks {
@@ -80,9 +61,8 @@ fn restarted_docker_worker_readopts_its_containers() {
     let victim = ids[1].clone();
     let guard_id = containers[&victim].clone();
     w.stop(&victim).unwrap();
-    proc.kill9();
-    let proc = start_worker(&name, &data);
-    let mut w = Worker::connect(&proc.addr);
+    cluster.restart_worker(0);
+    let mut w = WorkerClient::connect(&cluster.worker(0).addr);
     w.wait_state(&victim, TaskState::Completed, Duration::from_secs(15));
     common::wait_for(
         Duration::from_secs(10),
@@ -94,5 +74,5 @@ fn restarted_docker_worker_readopts_its_containers() {
             .then_some(())
         },
     );
-    assert!(proc.terminate());
+    assert!(cluster.terminate_worker(0));
 }

@@ -1,18 +1,102 @@
-//! What the worker tests share: a blocking WorkerService client and task specs.
-#![allow(dead_code)] // each test binary uses a different part of this module
+//! gRPC for the tests: task specs on the test image, the manager's client, and a blocking
+//! client of one worker.
 
 use std::time::Duration;
 
-use cube::pb::{self, worker_service_client::WorkerServiceClient};
+use cube::pb::{
+    self, manager_service_client::ManagerServiceClient, worker_service_client::WorkerServiceClient,
+};
 use tonic::transport::Channel;
 
+use super::image::TEST_IMAGE;
+
+/// A spec on the test image running `command`, killed 1 s after a stop.
+pub fn spec(name: &str, command: &[&str]) -> pb::TaskSpec {
+    pb::TaskSpec {
+        name: name.to_string(),
+        image: TEST_IMAGE.to_string(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        stop_grace_period: Some(prost_types::Duration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A spec with no image, for the Exec runtime: `command` as a child process.
+pub fn exec_spec(name: &str, command: &[&str]) -> pb::TaskSpec {
+    pb::TaskSpec {
+        image: String::new(),
+        ..spec(name, command)
+    }
+}
+
+/// A fresh task id.
+pub fn new_id() -> String {
+    cube::TaskId::new().to_string()
+}
+
+/// A client of the manager at `url`.
+pub async fn manager_client(url: &str) -> ManagerServiceClient<Channel> {
+    ManagerServiceClient::connect(url.to_string())
+        .await
+        .unwrap()
+}
+
+/// `SubmitTask` of `spec` with no request id, which must succeed; the task.
+pub async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> pb::Task {
+    c.submit_task(pb::SubmitTaskRequest {
+        spec: Some(spec),
+        request_id: String::new(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .task
+    .unwrap()
+}
+
+/// `GetTask` of `id`: the task and its events.
+pub async fn get_task(
+    c: &mut ManagerServiceClient<Channel>,
+    id: &str,
+) -> Result<pb::GetTaskResponse, tonic::Status> {
+    let request = pb::GetTaskRequest {
+        task_id: id.to_string(),
+    };
+    c.get_task(request).await.map(tonic::Response::into_inner)
+}
+
+/// `StopTask` of `id`: the task as the manager answered.
+pub async fn stop_task(
+    c: &mut ManagerServiceClient<Channel>,
+    id: &str,
+) -> Result<pb::Task, tonic::Status> {
+    let request = pb::StopTaskRequest {
+        task_id: id.to_string(),
+    };
+    c.stop_task(request)
+        .await
+        .map(|r| r.into_inner().task.unwrap())
+}
+
+/// `ListNodes`, which must succeed: every node the manager knows.
+pub async fn list_nodes(c: &mut ManagerServiceClient<Channel>) -> Vec<pb::Node> {
+    c.list_nodes(pb::ListNodesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .nodes
+}
+
 /// A blocking client of one worker (the tests are plain `#[test]`s that also run commands).
-pub struct Worker {
+pub struct WorkerClient {
     pub rt: tokio::runtime::Runtime,
     pub client: WorkerServiceClient<Channel>,
 }
 
-impl Worker {
+impl WorkerClient {
     /// Connects to the worker at `addr`.
     pub fn connect(addr: &str) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -30,6 +114,7 @@ impl Worker {
         }
     }
 
+    /// `StartTask`: the task as the worker accepted it.
     pub fn start(
         &mut self,
         id: &str,
@@ -46,6 +131,7 @@ impl Worker {
             .map(|r| r.into_inner().task.unwrap())
     }
 
+    /// `StopTask`: the task as the worker answered.
     pub fn stop(&mut self, id: &str) -> Result<pb::Task, tonic::Status> {
         let request = pb::WorkerServiceStopTaskRequest {
             task_id: id.to_string(),
@@ -56,6 +142,7 @@ impl Worker {
             .map(|r| r.into_inner().task.unwrap())
     }
 
+    /// `ListTasks` of what changed since `since` on the worker instance `instance`.
     pub fn list_since(&mut self, since: u64, instance: &str) -> pb::WorkerServiceListTasksResponse {
         let request = pb::WorkerServiceListTasksRequest {
             since_revision: since,
@@ -68,14 +155,17 @@ impl Worker {
             .into_inner()
     }
 
+    /// Every task the worker has.
     pub fn tasks(&mut self) -> Vec<pb::Task> {
         self.list_since(0, "").tasks
     }
 
+    /// One task, if the worker has it.
     pub fn task(&mut self, id: &str) -> Option<pb::Task> {
         self.tasks().into_iter().find(|t| t.id == id)
     }
 
+    /// `GetStats`.
     pub fn stats(&mut self) -> pb::GetStatsResponse {
         self.rt
             .block_on(self.client.get_stats(pb::GetStatsRequest {}))
@@ -99,6 +189,21 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Follows task `id`'s logs until the stream ends with the task (or `limit` passes),
+    /// which must succeed.
+    pub fn follow_logs(
+        &mut self,
+        id: &str,
+        limit: Duration,
+    ) -> Vec<(pb::LogStream, String, std::time::Instant)> {
+        let request = pb::WorkerServiceStreamLogsRequest {
+            task_id: id.to_string(),
+            follow: true,
+            ..Default::default()
+        };
+        self.logs(request, limit).unwrap()
     }
 
     /// Reads a task's logs until the stream ends (or `limit` passes).
@@ -125,36 +230,4 @@ impl Worker {
             }
         })
     }
-}
-
-/// A spec on the test image running `command`.
-pub fn spec(name: &str, command: &[&str]) -> pb::TaskSpec {
-    pb::TaskSpec {
-        name: name.to_string(),
-        image: common_image().to_string(),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        stop_grace_period: Some(prost_types::Duration {
-            seconds: 1,
-            nanos: 0,
-        }),
-        ..Default::default()
-    }
-}
-
-fn common_image() -> &'static str {
-    "cube-test/busybox:latest"
-}
-
-/// A fresh task id.
-pub fn new_id() -> String {
-    cube::TaskId::new().to_string()
-}
-
-/// `docker inspect -f FORMAT ID`.
-pub fn docker_inspect(format: &str, id: &str) -> String {
-    let out = std::process::Command::new("docker")
-        .args(["inspect", "-f", format, id])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

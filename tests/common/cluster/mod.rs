@@ -1,0 +1,259 @@
+//! A real Cube cluster for one test: a cube-manager and cube-worker processes on 127.0.0.1:0,
+//! each with its data dir in one temporary folder. Dropped, it kills its processes, then the
+//! task processes and containers they started (found by data dir and by label), then removes
+//! the folder, so a failing test cleans up too. [`Cluster::builder`] says what to start.
+//!
+//! ```ignore
+//! let cluster = Cluster::builder()
+//!     .workers(2)
+//!     .scheduler("spread")
+//!     .wait_ready(Duration::from_secs(15))
+//!     .start();
+//! let id = cluster.ctl().run_sleeper("nap");
+//! ```
+
+mod builder;
+
+pub use builder::{ClusterBuilder, Runtime};
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use cube::pb::manager_service_client::ManagerServiceClient;
+use tonic::transport::Channel;
+
+use super::{
+    containers::ContainerGuard, cubectl::Cubectl, exec_tasks::kill_exec_tasks,
+    grpc::manager_client, process::Proc, unique,
+};
+
+/// The manager's data dir, inside the cluster's folder.
+const MANAGER_DATA: &str = "manager";
+
+/// `args` as owned strings.
+fn owned(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// How the manager is started, every time: its flags (bar `--workers`) and environment.
+#[derive(Debug)]
+struct ManagerPlan {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// One worker of a [`Cluster`]: its name and data dir stay when its process is restarted.
+#[derive(Debug)]
+struct Worker {
+    name: String,
+    data: PathBuf,
+    extra: Vec<String>,
+    proc: Option<Proc>,
+}
+
+/// A manager and workers as real processes; see the module's doc.
+#[derive(Debug)]
+pub struct Cluster {
+    manager: Option<Proc>,
+    /// `None`: a cluster of workers alone.
+    manager_plan: Option<ManagerPlan>,
+    workers: Vec<Worker>,
+    worker_env: Vec<(String, String)>,
+    runtime: Runtime,
+    register: bool,
+    ready: Duration,
+    guard: ContainerGuard,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A builder; see [`ClusterBuilder`] for the defaults.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// The running manager.
+    pub fn manager(&self) -> &Proc {
+        self.manager.as_ref().expect("the manager is not running")
+    }
+
+    /// `http://ADDR` of the running manager.
+    pub fn url(&self) -> String {
+        self.manager().url()
+    }
+
+    /// cubectl pointed at the running manager.
+    pub fn ctl(&self) -> Cubectl {
+        Cubectl::new(&self.url())
+    }
+
+    /// A gRPC client of the running manager.
+    pub async fn client(&self) -> ManagerServiceClient<Channel> {
+        manager_client(&self.url()).await
+    }
+
+    /// The temporary folder that holds every data dir (and whatever a test writes there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The manager's data dir.
+    pub fn manager_data(&self) -> PathBuf {
+        self.dir().join(MANAGER_DATA)
+    }
+
+    /// Starts the manager (again, on the same data dir and flags), with `--workers` listing
+    /// the running workers unless they register.
+    pub fn start_manager(&mut self) {
+        assert!(self.manager.is_none(), "the manager is already running");
+        let plan = self
+            .manager_plan
+            .as_ref()
+            .expect("a cluster without manager");
+        let mut args: Vec<&str> = plan.args.iter().map(String::as_str).collect();
+        let addresses: Vec<&str> = self
+            .workers
+            .iter()
+            .filter_map(|w| w.proc.as_ref().map(|p| p.addr.as_str()))
+            .collect();
+        let listed = addresses.join(",");
+        if !self.register && !addresses.is_empty() {
+            args.extend(["--workers", &listed]);
+        }
+        let env: Vec<(&str, &str)> = plan
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.manager = Some(Proc::start_with_env("cube-manager", &args, &env));
+    }
+
+    /// SIGKILLs the manager, the way a machine dies.
+    pub fn kill_manager(&mut self) {
+        self.manager
+            .take()
+            .expect("the manager is not running")
+            .kill9();
+    }
+
+    /// SIGKILLs the manager and starts it again on the same data dir.
+    pub fn restart_manager(&mut self) {
+        self.kill_manager();
+        self.start_manager();
+    }
+
+    /// SIGTERMs the manager; whether it exited cleanly (code 0) within 15 s.
+    pub fn terminate_manager(&mut self) -> bool {
+        self.manager
+            .take()
+            .expect("the manager is not running")
+            .terminate()
+    }
+
+    /// The name of worker `i` (kept across restarts).
+    pub fn name(&self, i: usize) -> &str {
+        &self.workers[i].name
+    }
+
+    /// The names of the running workers.
+    pub fn names(&self) -> Vec<&str> {
+        self.workers
+            .iter()
+            .filter(|w| w.proc.is_some())
+            .map(|w| w.name.as_str())
+            .collect()
+    }
+
+    /// Worker `i`'s running process.
+    pub fn worker(&self, i: usize) -> &Proc {
+        self.workers[i]
+            .proc
+            .as_ref()
+            .unwrap_or_else(|| panic!("worker {i} is not running"))
+    }
+
+    /// Starts one more worker named `<prefix>-<8 hex>` with `extra` flags; its index.
+    pub fn add_worker(&mut self, prefix: &str, extra: &[&str]) -> usize {
+        let name = unique(prefix);
+        self.guard.add_worker(&name);
+        self.workers.push(Worker {
+            data: self.dir().join(&name),
+            name,
+            extra: owned(extra),
+            proc: None,
+        });
+        let i = self.workers.len() - 1;
+        self.start_worker(i);
+        i
+    }
+
+    /// Starts worker `i` (again, with the same name, data dir and flags).
+    pub fn start_worker(&mut self, i: usize) {
+        let manager = self.register.then(|| self.url());
+        let worker = &self.workers[i];
+        assert!(worker.proc.is_none(), "worker {i} is already running");
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            &worker.name,
+            "--data-dir",
+            worker.data.to_str().unwrap(),
+            "--runtime",
+            self.runtime.flag(),
+        ];
+        if let Some(url) = &manager {
+            args.extend(["--manager", url]);
+        }
+        args.extend(worker.extra.iter().map(String::as_str));
+        let env: Vec<(&str, &str)> = self
+            .worker_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let proc = Proc::start_with_env("cube-worker", &args, &env);
+        self.workers[i].proc = Some(proc);
+    }
+
+    /// SIGKILLs worker `i`, the way a machine dies (its tasks live on).
+    pub fn kill_worker(&mut self, i: usize) {
+        self.take_worker(i).kill9();
+    }
+
+    /// SIGKILLs worker `i` and starts it again.
+    pub fn restart_worker(&mut self, i: usize) {
+        self.kill_worker(i);
+        self.start_worker(i);
+    }
+
+    /// SIGTERMs worker `i`; whether it exited cleanly (code 0) within 15 s.
+    pub fn terminate_worker(&mut self, i: usize) -> bool {
+        self.take_worker(i).terminate()
+    }
+
+    fn take_worker(&mut self, i: usize) -> Proc {
+        self.workers[i]
+            .proc
+            .take()
+            .unwrap_or_else(|| panic!("worker {i} is not running"))
+    }
+
+    /// Waits until the manager shows every running worker READY.
+    pub fn wait_ready(&self) {
+        self.ctl().wait_ready(&self.names(), self.ready);
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The processes first, so that nothing starts a task while it is cleaned up; the
+        // guard then removes the containers, and the folder goes last.
+        self.manager = None;
+        for worker in &mut self.workers {
+            worker.proc = None;
+        }
+        kill_exec_tasks(self.dir.path());
+    }
+}
