@@ -17,6 +17,8 @@
 //!
 //! `cargo bench --bench control` (`CUBE_BENCH_UPDATE_INTERVAL=1s` by default). Everything it
 //! started is stopped at the end, the tasks' process groups included, and checked gone.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common.rs"]
 mod common;

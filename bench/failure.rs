@@ -6,6 +6,8 @@
 //! (same name and store) and the cluster converges before the next round. Medians of 5.
 //!
 //! `cargo bench --bench failure`. Needs worker membership and lost-node handling (issue 6).
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common.rs"]
 mod common;

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench memory`. The manager has no workers, so every task stays PENDING in
 //! its store; the tasks are `sleep 600` with a name, an image and the default everything else.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "common.rs"]
 mod common;

@@ -1,6 +1,8 @@
 //! How long one placement takes over 10 to 10,000 nodes, for every strategy: the median time
 //! per decision of `place_fast` (the scheduling loop) and `place` (with every node's verdict,
 //! for `ExplainTask`). Not a test: it prints a table. Run with `cargo bench --bench scheduler`.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

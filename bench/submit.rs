@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench submit` (release build; prints a markdown table). The manager runs in
 //! this process on 127.0.0.1:0 with no workers, so only submission and the store are measured.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     sync::{

@@ -1,4 +1,6 @@
 //! What every Cube gRPC server shares: health, reflection, shutdown, and client channels.
+// expect: the descriptor sets are compiled in: a bad one fails every test, never a user.
+#![allow(clippy::expect_used)]
 
 use std::time::Duration;
 
@@ -102,11 +104,19 @@ pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let child = token.clone();
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler");
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        let term = async {
+            match term {
+                Ok(mut term) => term.recv().await,
+                Err(e) => {
+                    tracing::error!(error = %e, "no SIGTERM handler; only SIGINT shuts down");
+                    std::future::pending().await
+                }
+            }
+        };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = term => tracing::info!("SIGTERM received, shutting down"),
         }
         child.cancel();
     });

@@ -1,6 +1,8 @@
 //! cubectl against a real cube-manager with no workers (no Docker needed): exit codes, error
 //! messages and hints, task files, proto3 JSON output, --wait on a task no node can take,
 //! retries of a submission while the manager is not yet up, and the live watch.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! cubectl end to end against a real cluster: cube-manager with real cube-worker processes on
 //! ephemeral ports, running real containers in Docker, driven only through cubectl.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! Issue 6 end to end: registered workers, lost and partitioned nodes, restart policies,
 //! health checks and drain, with real cube-manager and cube-worker processes and real Docker
 //! containers.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! Other-language clients against a real manager: the real `grpcurl` through server reflection,
 //! and the Python example client generated from `proto/cube.proto` by grpcio-tools.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,5 +1,7 @@
 //! The manager's API on its own (no worker answers): bad input gets the right codes, paging and
 //! filters work, stop of a pending task, events, watch, explain, and grpcurl with JSON.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

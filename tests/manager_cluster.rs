@@ -1,6 +1,8 @@
 //! A real cluster: cube-manager and two cube-worker processes on ephemeral ports, real Docker
 //! containers. Round-robin placement, stop, a failing command, and a manager SIGKILLed and
 //! restarted with 20 running tasks.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

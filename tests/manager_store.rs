@@ -1,6 +1,8 @@
 //! Nothing acknowledged is lost: the manager is SIGKILLed while clients submit, and every
 //! acknowledged id is there after a restart, with no request_id making two tasks. Also: a
 //! garbage store file and a second manager on the same data dir fail at once with exit code 1.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! scraped with a plain HTTP GET over TCP: the text parses as the exposition format, and the
 //! values move as a task is submitted, runs, fails its health probe and stops. Both servers run
 //! with `--log-format json` here, and every line they log must be a JSON object.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,8 @@
 //! A server's life apart from its log sink: it keeps serving when the reader of its stderr
 //! goes away, shuts down cleanly on SIGTERM all the same, and writes no colour codes into a
 //! log that is not a terminal.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{BufRead, BufReader},

@@ -1,6 +1,8 @@
 //! A real `cube-worker` on the Docker runtime, driven over gRPC: start, stop, exits, a
 //! container removed behind its back, a missing image, bad input, stats, logs, health and
 //! reflection through the real grpcurl. One worker process serves all the checks.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

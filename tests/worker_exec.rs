@@ -1,5 +1,7 @@
 //! A real `cube-worker --runtime exec`: the same flows as on Docker with child processes, logs
 //! followed from the output files, and a worker restart that re-adopts its processes.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

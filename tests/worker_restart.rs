@@ -2,6 +2,8 @@
 //! same data dir and name: still exactly 10 containers, RUNNING, none started twice; a container
 //! stopped while the worker was dead is reported with its exit code; a task stopped before the
 //! crash has its container removed.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -27,13 +27,13 @@ impl Scheduler for RoundRobin {
         if decision.node.is_none() {
             return decision;
         }
-        let pick = self
-            .take_turn(
-                nodes.len(),
-                |i| decision.verdicts[i].score.is_some(),
-                commit,
-            )
-            .expect("decide found an eligible node");
+        let Some(pick) = self.take_turn(
+            nodes.len(),
+            |i| decision.verdicts[i].score.is_some(),
+            commit,
+        ) else {
+            return decision; // decide found an eligible node, so this is not reached
+        };
         decision.node = Some(nodes[pick].name.clone());
         decision.summary = Self::summary(&nodes[pick]);
         decision

@@ -27,10 +27,10 @@ pub use super::Durable;
 use super::{StoreError, StoreKind, Writer};
 use crate::{error::Result, proto::pb, task::TaskId};
 
-const TASKS: TableDefinition<u64, &[u8]> = TableDefinition::new("tasks");
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-const TASK_EVENTS: TableDefinition<(u128, u64), ()> = TableDefinition::new("task_events");
-const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+const TASKS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("tasks");
+const EVENTS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("events");
+const TASK_EVENTS: TableDefinition<'static, (u128, u64), ()> = TableDefinition::new("task_events");
+const NODES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("nodes");
 
 /// One write to the store.
 #[derive(Debug)]

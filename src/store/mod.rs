@@ -51,7 +51,7 @@ impl fmt::Display for StoreKind {
 }
 
 /// The metadata table: `kind` and `schema_version`.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const META: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("meta");
 
 /// The database file's name inside a data dir.
 pub const FILE_NAME: &str = "cube.redb";

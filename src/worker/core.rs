@@ -140,7 +140,13 @@ impl<R: Runtime> Core<R> {
 
     /// A copy of one task.
     pub fn get(&self, id: TaskId) -> Option<pb::Task> {
-        self.inner.state.lock().unwrap().tasks.get(&id).cloned()
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tasks
+            .get(&id)
+            .cloned()
     }
 
     /// Copies of every task.
@@ -148,7 +154,7 @@ impl<R: Runtime> Core<R> {
         self.inner
             .state
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .tasks
             .values()
             .cloned()
@@ -157,13 +163,22 @@ impl<R: Runtime> Core<R> {
 
     /// Ids of the tasks that are not finished.
     pub fn unfinished(&self) -> Vec<TaskId> {
-        let state = self.inner.state.lock().unwrap();
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.unfinished.iter().copied().collect()
     }
 
     /// How many tasks are not finished.
     pub fn unfinished_count(&self) -> usize {
-        self.inner.state.lock().unwrap().unfinished.len()
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unfinished
+            .len()
     }
 
     /// Asks the executor to compare desired and observed state of a task.
@@ -199,7 +214,11 @@ impl<R: Runtime> Core<R> {
         change: impl FnOnce(&mut pb::Task) -> Result<bool>,
     ) -> Result<pb::Task> {
         let (task, write) = {
-            let mut state = self.inner.state.lock().unwrap();
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut task = state
                 .tasks
                 .get(&id)
@@ -261,7 +280,11 @@ impl<R: Runtime> Core<R> {
         starts: Vec<(TaskId, pb::TaskSpec, u32)>,
     ) -> Vec<Result<pb::Task>> {
         let (results, writes) = {
-            let mut state = self.inner.state.lock().unwrap();
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut writes = Vec::new();
             let results: Vec<Result<(TaskId, pb::Task)>> = starts
                 .into_iter()
@@ -373,7 +396,11 @@ impl<R: Runtime> Core<R> {
 
     /// The tasks changed after `since` (when `instance_id` is this process's), else all.
     pub fn list(&self, since: u64, instance_id: &str) -> Listing {
-        let state = self.inner.state.lock().unwrap();
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if since > 0 && instance_id == self.inner.instance_id {
             let tasks = state
                 .by_revision

@@ -84,8 +84,14 @@ impl<R: Runtime> WorkerService for Service<R> {
         let mut started = self.core.start_many(valid).await.into_iter();
         let results = checked
             .into_iter()
-            .map(
-                |check| match check.and_then(|_| started.next().expect("one per start")) {
+            .map(|check| {
+                match check.and_then(|_| {
+                    started.next().unwrap_or_else(|| {
+                        Err(Error::Internal(
+                            "the start of this task gave no result".into(),
+                        ))
+                    })
+                }) {
                     Ok(task) => pb::StartTaskResult {
                         task: Some(task),
                         code: tonic::Code::Ok as i32,
@@ -99,8 +105,8 @@ impl<R: Runtime> WorkerService for Service<R> {
                             message: status.message().to_string(),
                         }
                     }
-                },
-            )
+                }
+            })
             .collect();
         Ok(Response::new(pb::StartTasksResponse { results }))
     }

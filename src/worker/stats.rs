@@ -38,7 +38,10 @@ pub(crate) struct Stats {
 impl Stats {
     /// The latest sample (its task count is filled in by the caller).
     pub fn latest(&self) -> pb::NodeStats {
-        self.latest.lock().unwrap().clone()
+        self.latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -148,16 +151,16 @@ pub(crate) async fn start<R: Runtime + Clone>(
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = sample.tick() => {
-                    let previous = latest.lock().unwrap().clone();
+                    let previous = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
                     let next = sampler.sample(&previous);
-                    let mut guard = latest.lock().unwrap();
+                    let mut guard = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     // Keep what the ping loop wrote since.
                     let (ready, message) = (guard.runtime_ready, guard.runtime_message.clone());
                     *guard = pb::NodeStats { runtime_ready: ready, runtime_message: message, ..next };
                 }
                 _ = ping.tick() => {
                     let result = runtime.ping().await;
-                    let mut guard = latest.lock().unwrap();
+                    let mut guard = latest.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     match result {
                         Ok(()) => {
                             guard.runtime_ready = true;

@@ -19,7 +19,8 @@ use crate::{
 };
 
 /// Task id (16 bytes) -> the task, prost-encoded.
-const TASKS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("worker_tasks");
+const TASKS: TableDefinition<'static, &'static [u8], &'static [u8]> =
+    TableDefinition::new("worker_tasks");
 
 /// One task as the writer stores it: keyed by its id (parsed by the caller, so a bad id fails
 /// its own write and not the group), encoded by the writer thread.

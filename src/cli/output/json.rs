@@ -1,4 +1,6 @@
 //! Messages as proto3 JSON (the shape grpcurl prints) and back, through Cube's descriptor pool.
+// expect: messages printed here were decoded by prost from Cube's own descriptor set; they always convert.
+#![allow(clippy::expect_used)]
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, ReflectMessage as _};

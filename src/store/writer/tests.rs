@@ -7,7 +7,7 @@ use redb::{ReadableDatabase, TableDefinition};
 
 use super::*;
 
-const TABLE: TableDefinition<u64, u64> = TableDefinition::new("test");
+const TABLE: TableDefinition<'static, u64, u64> = TableDefinition::new("test");
 
 /// A record: `(key, value)`; value `u64::MAX` makes the group fail, value `NO_SPACE` fails it
 /// as a full disk would, key `u64::MAX` panics.

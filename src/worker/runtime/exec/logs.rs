@@ -107,7 +107,9 @@ pub(super) fn follow_file(
             // Whether the process was running before this read: if it was not, an empty read
             // means the output is complete.
             let was_running = request.follow && alive(&state.run_file);
-            let file = state.file.as_mut().expect("opened above");
+            let Some(file) = state.file.as_mut() else {
+                return None; // opened above
+            };
             match file.read(&mut buf) {
                 Ok(0) if was_running => tokio::time::sleep(POLL).await,
                 Ok(0) => return None,

@@ -91,7 +91,12 @@ impl ExecRuntime {
 
     /// The task of a container id this runtime started or listed.
     fn task_of(&self, container_id: &str) -> Option<TaskId> {
-        self.inner.known.lock().unwrap().get(container_id).copied()
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(container_id)
+            .copied()
     }
 }
 
@@ -118,7 +123,15 @@ impl Runtime for ExecRuntime {
         let run_file = self.file(id, "run");
         // The run's pid line does not change while it runs: read it once, then only /proc.
         let run = Run::read(&run_file).unwrap_or_default();
-        let running = || run.alive() || self.inner.waiting.lock().unwrap().contains(&pid);
+        let running = || {
+            run.alive()
+                || self
+                    .inner
+                    .waiting
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .contains(&pid)
+        };
         if run.alive() {
             signal_group(pid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
@@ -145,10 +158,18 @@ impl Runtime for ExecRuntime {
                 }
                 // Keep the output files (logs); forget the run.
                 let _ = std::fs::remove_file(run_file);
-                self.inner.ended.lock().unwrap().remove(&id);
+                self.inner
+                    .ended
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&id);
             }
         }
-        self.inner.known.lock().unwrap().remove(container_id);
+        self.inner
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(container_id);
         Ok(())
     }
 
@@ -160,7 +181,14 @@ impl Runtime for ExecRuntime {
         let Some(run) = Run::read(&run_file).filter(|r| r.pid.map(|(p, _)| p) == Some(pid)) else {
             return Ok(Observed::Missing);
         };
-        if run.alive() || self.inner.waiting.lock().unwrap().contains(&pid) {
+        if run.alive()
+            || self
+                .inner
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&pid)
+        {
             let started_at = std::fs::metadata(&run_file).and_then(|m| m.modified()).ok();
             return Ok(Observed::Running { started_at });
         }
@@ -201,7 +229,13 @@ impl Runtime for ExecRuntime {
                 meta.as_ref().and_then(|m| m.modified().ok()),
                 meta.as_ref().map_or(0, |m| m.len()),
             );
-            if let Some((seen, ended)) = self.inner.ended.lock().unwrap().get(&task_id) {
+            if let Some((seen, ended)) = self
+                .inner
+                .ended
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&task_id)
+            {
                 if *seen == stamp {
                     found.push(ended.clone());
                     continue;
@@ -218,7 +252,7 @@ impl Runtime for ExecRuntime {
             self.inner
                 .known
                 .lock()
-                .unwrap()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(container_id.clone(), task_id);
             let created = stamp
                 .0
@@ -226,12 +260,22 @@ impl Runtime for ExecRuntime {
                 .map_or(0, |d| d.as_secs() as i64);
             let one = Found {
                 task_id,
-                running: run.alive() || self.inner.waiting.lock().unwrap().contains(&pid),
+                running: run.alive()
+                    || self
+                        .inner
+                        .waiting
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .contains(&pid),
                 container_id,
                 created,
             };
             if !one.running && run.exit.is_some() {
-                let mut ended = self.inner.ended.lock().unwrap();
+                let mut ended = self
+                    .inner
+                    .ended
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 ended.insert(task_id, (stamp, one.clone()));
             }
             found.push(one);
@@ -313,7 +357,15 @@ mod tests {
         let first = runtime.start(&launch(&["true"])).await.unwrap();
         let ended = loop {
             let found = runtime.list().await.unwrap();
-            if found.iter().all(|f| !f.running) && runtime.inner.ended.lock().unwrap().len() == 1 {
+            if found.iter().all(|f| !f.running)
+                && runtime
+                    .inner
+                    .ended
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .len()
+                    == 1
+            {
                 break found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -22,17 +22,31 @@ impl ExecRuntime {
     /// found is remembered and checked first (one `stat` instead of one per PATH entry).
     pub(super) fn found(&self, program: &str, path: &str) -> bool {
         let key = (program.to_string(), path.to_string());
-        let known = self.inner.found.lock().unwrap().get(&key).cloned();
+        let known = self
+            .inner
+            .found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
         if known.is_some_and(|file| file.is_file()) {
             return true;
         }
         match resolve(program, path) {
             Some(file) => {
-                self.inner.found.lock().unwrap().insert(key, file);
+                self.inner
+                    .found
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(key, file);
                 true
             }
             None => {
-                self.inner.found.lock().unwrap().remove(&key);
+                self.inner
+                    .found
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&key);
                 false
             }
         }
@@ -113,9 +127,13 @@ impl ExecRuntime {
         self.inner
             .known
             .lock()
-            .unwrap()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(container_id.clone(), id);
-        self.inner.waiting.lock().unwrap().insert(pid);
+        self.inner
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(pid);
         let inner = self.inner.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -130,7 +148,11 @@ impl ExecRuntime {
                 };
                 let _ = append(&run_file, &format!("exit {}\n", code.unwrap_or(-1)));
             }
-            inner.waiting.lock().unwrap().remove(&pid);
+            inner
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&pid);
             if let Some(hints) = inner.hints.get() {
                 let _ = hints.send(id);
             }
@@ -178,7 +200,14 @@ mod tests {
         std::fs::write(bin.join("tool"), "").unwrap();
         assert!(runtime.found("tool", &path));
         let key = ("tool".to_string(), path.clone());
-        assert_eq!(runtime.inner.found.lock().unwrap()[&key], bin.join("tool"));
+        assert_eq!(
+            runtime
+                .inner
+                .found
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[&key],
+            bin.join("tool")
+        );
         assert!(runtime.found("tool", &path));
         std::fs::remove_file(bin.join("tool")).unwrap();
         assert!(!runtime.found("tool", &path));
