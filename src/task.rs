@@ -404,6 +404,38 @@ pub fn restart_policy(spec: &pb::TaskSpec) -> pb::RestartPolicy {
 
 #[cfg(test)]
 mod tests {
+    /// No code but [`move_state`] assigns a task's state: every other change goes through it.
+    /// (A new task's first state is set where it is built, in a struct literal.)
+    #[test]
+    fn only_move_state_assigns_a_state() {
+        fn visit(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    visit(&path, found);
+                } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("task.rs")
+                {
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    for (i, line) in text.lines().enumerate() {
+                        if line.contains(".state = ") || line.contains(".state=") {
+                            found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        visit(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(
+            found.is_empty(),
+            "state assigned outside move_state:\n{}",
+            found.join("\n")
+        );
+    }
+
     /// An illegal move leaves the task as it was and is counted under its component.
     #[test]
     fn move_state_refuses_and_counts_an_illegal_move() {
