@@ -33,6 +33,15 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+/// Every task state a `*_tasks` gauge reports (0 when no task is in it).
+pub const TASK_STATES: [crate::proto::pb::TaskState; 5] = [
+    crate::proto::pb::TaskState::Pending,
+    crate::proto::pb::TaskState::Scheduled,
+    crate::proto::pb::TaskState::Running,
+    crate::proto::pb::TaskState::Completed,
+    crate::proto::pb::TaskState::Failed,
+];
+
 /// Latency buckets in seconds, from 0.5 ms (an in-memory rpc) to 60 s (a slow image start).
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,

@@ -144,9 +144,11 @@ async fn bad_input_codes_and_an_unreachable_worker() {
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
-    // Stopping a pending task: it is never placed; a second stop changes nothing.
+    // Stopping a pending task: it is never placed, and ends COMPLETED (a stop the user asked
+    // for is not a failure); a second stop changes nothing.
     let stopped = stop_task(&mut c, &id).await.unwrap();
-    assert_eq!(stopped.state(), pb::TaskState::Failed);
+    assert_eq!(stopped.state(), pb::TaskState::Completed);
+    assert!(stopped.message.contains("never ran"), "{}", stopped.message);
     assert_eq!(stopped.desired_state(), pb::DesiredState::Stopped);
     let again = stop_task(&mut c, &id).await.unwrap();
     assert_eq!(again.revision, stopped.revision);
@@ -215,17 +217,17 @@ async fn paging_filters_and_watch() {
     assert!(!change.initial);
     assert_eq!(change.task.unwrap().id, ids[1]);
 
-    let failed = c
+    let stopped = c
         .list_tasks(pb::ListTasksRequest {
-            state: pb::TaskState::Failed as i32,
+            state: pb::TaskState::Completed as i32,
             ..Default::default()
         })
         .await
         .unwrap()
         .into_inner()
         .tasks;
-    assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].id, ids[1]);
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0].id, ids[1]);
 
     let first = c
         .list_events(pb::ListEventsRequest {

@@ -397,9 +397,10 @@ fn endpoints_parse_and_move_when_tasks_run() {
         value(&end, "cube_manager_tasks", &[("state", "RUNNING")]),
         0.0
     );
+    // Both stopped tasks are COMPLETED: the running one, and the pending one that never ran.
     assert_eq!(
         value(&end, "cube_manager_tasks", &[("state", "COMPLETED")]),
-        1.0
+        2.0
     );
     assert_eq!(value(&end, "cube_manager_pending_tasks", &[]), 0.0);
     let worker_end = samples(&w_addr);

@@ -5,19 +5,10 @@ use std::collections::BTreeMap;
 
 use super::core::Core;
 use crate::{
-    metrics::{metrics, on_scrape, set_counts, ScrapeHook},
-    proto::pb::{NodeState, TaskState},
+    metrics::{metrics, on_scrape, set_counts, ScrapeHook, TASK_STATES},
+    proto::pb::NodeState,
     task::state_name,
 };
-
-/// Every task state a gauge reports (0 when no task is in it).
-const TASK_STATES: [TaskState; 5] = [
-    TaskState::Pending,
-    TaskState::Scheduled,
-    TaskState::Running,
-    TaskState::Completed,
-    TaskState::Failed,
-];
 
 /// Every node state a gauge reports, as the label reads.
 const NODE_STATES: [(NodeState, &str); 3] = [

@@ -6,19 +6,10 @@ use std::collections::BTreeMap;
 
 use super::{core::Core, runtime::Runtime};
 use crate::{
-    metrics::{metrics, on_scrape, set_counts, ScrapeHook},
-    pb::{self, health_check::Probe, TaskState},
+    metrics::{metrics, on_scrape, set_counts, ScrapeHook, TASK_STATES},
+    pb::{self, health_check::Probe},
     task::state_name,
 };
-
-/// Every task state the gauge reports (0 when no task is in it).
-const TASK_STATES: [TaskState; 5] = [
-    TaskState::Pending,
-    TaskState::Scheduled,
-    TaskState::Running,
-    TaskState::Completed,
-    TaskState::Failed,
-];
 
 /// Refreshes `cube_worker_tasks` from `core` at every scrape, while the hook lives.
 pub(crate) fn register<R: Runtime>(core: &Core<R>) -> ScrapeHook {

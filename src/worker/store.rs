@@ -175,7 +175,8 @@ mod tests {
     }
 
     async fn wait_reopen(dir: &Path) -> Vec<pb::Task> {
-        for _ in 0..100 {
+        // The closing writer's last flush can take seconds on a loaded machine.
+        for _ in 0..500 {
             if let Ok((_, tasks)) = WorkerStore::open(dir) {
                 return tasks;
             }
