@@ -162,24 +162,11 @@ fn epvm_scores_three_nodes_by_memory_and_cpu_load() {
     c.allocated.memory_bytes = GI;
     c.cpu_load = 0.50;
     let nodes = [a, b, c];
-    let demand = Demand {
-        resources: Resources {
-            cpu_millis: 500,
-            memory_bytes: 256 * MI,
-            disk_bytes: 0,
-        },
-        ..Default::default()
-    };
+    let mut demand = cpu(500);
+    demand.resources.memory_bytes = 256 * MI;
 
     let decision = strategy("epvm").place(&demand, &nodes, true);
-    let scores: Vec<f64> = decision.verdicts.iter().map(|v| v.score.unwrap()).collect();
-    let expected = [0.90023, 0.90838, 1.36149];
-    for (got, want) in scores.iter().zip(expected) {
-        assert!(
-            (got - want).abs() < 1e-4,
-            "scores {scores:?}, expected {expected:?}"
-        );
-    }
+    assert_scores(&decision, &[0.90023, 0.90838, 1.36149]);
     assert_eq!(decision.node.as_deref(), Some("a"));
     assert_eq!(decision.summary, "placed on a (score 0.9002)");
     assert_eq!(
@@ -210,23 +197,10 @@ fn epvm_cpu_load_alone_decides_the_pick() {
         ..node(name, 2000, 2 * GI)
     };
     let nodes = [loaded("x", 0.9), loaded("y", 0.2), loaded("z", 0.6)];
-    let demand = Demand {
-        resources: Resources {
-            cpu_millis: 500,
-            memory_bytes: 256 * MI,
-            disk_bytes: 0,
-        },
-        ..Default::default()
-    };
+    let mut demand = cpu(500);
+    demand.resources.memory_bytes = 256 * MI;
     let decision = strategy("epvm").place(&demand, &nodes, true);
-    let scores: Vec<f64> = decision.verdicts.iter().map(|v| v.score.unwrap()).collect();
-    let expected = [1.10453, 0.64871, 0.86599];
-    for (got, want) in scores.iter().zip(expected) {
-        assert!(
-            (got - want).abs() < 1e-4,
-            "scores {scores:?}, expected {expected:?}"
-        );
-    }
+    assert_scores(&decision, &[1.10453, 0.64871, 0.86599]);
     assert_eq!(decision.node.as_deref(), Some("y"));
     // Spread and binpack see three equal nodes and take the first.
     assert_eq!(
@@ -398,5 +372,17 @@ fn place_fast_makes_the_same_choice_and_summary_as_place() {
             assert!(fast.verdicts.is_empty());
             assert_eq!(full.verdicts.len(), nodes.len());
         }
+    }
+}
+
+/// Every node got a score, each within 1e-4 of `expected`.
+fn assert_scores(decision: &Decision, expected: &[f64]) {
+    let scores: Vec<f64> = decision.verdicts.iter().map(|v| v.score.unwrap()).collect();
+    assert_eq!(scores.len(), expected.len(), "scores {scores:?}");
+    for (got, want) in scores.iter().zip(expected) {
+        assert!(
+            (got - want).abs() < 1e-4,
+            "scores {scores:?}, expected {expected:?}"
+        );
     }
 }

@@ -89,6 +89,16 @@ impl ExecRuntime {
         self.inner.dir.join(format!("{id}.{kind}"))
     }
 
+    /// Whether a child of this worker with `pid` is still waited for (it runs, or has just
+    /// exited and is not reaped yet).
+    fn reaping(&self, pid: i32) -> bool {
+        self.inner
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&pid)
+    }
+
     /// The task of a container id this runtime started or listed.
     fn task_of(&self, container_id: &str) -> Option<TaskId> {
         self.inner
@@ -123,15 +133,7 @@ impl Runtime for ExecRuntime {
         let run_file = self.file(id, "run");
         // The run's pid line does not change while it runs: read it once, then only /proc.
         let run = Run::read(&run_file).unwrap_or_default();
-        let running = || {
-            run.alive()
-                || self
-                    .inner
-                    .waiting
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .contains(&pid)
-        };
+        let running = || run.alive() || self.reaping(pid);
         if run.alive() {
             signal_group(pid, libc::SIGTERM);
             let deadline = tokio::time::Instant::now() + grace;
@@ -181,14 +183,7 @@ impl Runtime for ExecRuntime {
         let Some(run) = Run::read(&run_file).filter(|r| r.pid.map(|(p, _)| p) == Some(pid)) else {
             return Ok(Observed::Missing);
         };
-        if run.alive()
-            || self
-                .inner
-                .waiting
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&pid)
-        {
+        if run.alive() || self.reaping(pid) {
             let started_at = std::fs::metadata(&run_file).and_then(|m| m.modified()).ok();
             return Ok(Observed::Running { started_at });
         }
