@@ -39,7 +39,9 @@ impl Core {
         tx.changes.ops.push(Op::node(&node.record()));
         tracing::info!(node = name, draining = on, "drain changed");
         if !on {
-            state.drain_moves.retain(|_, m| m.from != name);
+            // Moves under way go on to their end: the task is already being placed anew, and
+            // its old copy must be stopped once the new one runs (or kept, if the task comes
+            // back here). Dropping them would leave that copy running unseen.
             state.unmovable.retain(|_, from| from != name);
         }
         state.capacity_gen += 1;
@@ -48,8 +50,9 @@ impl Core {
         Ok(answer)
     }
 
-    /// One step of every drain: a move whose new copy is RUNNING gets its old copy stopped;
-    /// a node with no move under way (and no stop owed) starts the next one.
+    /// One step of every drain: a move whose new copy is RUNNING gets its old copy stopped
+    /// (also when its node was undrained meanwhile); a draining node with no move under way
+    /// (and no stop owed) starts the next one.
     pub fn drain_step(&self) {
         let mut tx = self.tx();
         tx.changes.by_drainer = true;
@@ -64,18 +67,20 @@ impl Core {
         if draining.is_empty() && tx.state.drain_moves.is_empty() {
             return;
         }
+        let moves: Vec<(TaskId, String)> = tx
+            .state
+            .drain_moves
+            .iter()
+            .map(|(id, m)| (*id, m.from.clone()))
+            .collect();
+        for (id, from) in moves {
+            tx.move_progressed(id, &from);
+        }
         for name in draining {
-            let moving = tx
-                .state
-                .drain_moves
-                .iter()
-                .find(|(_, m)| m.from == name)
-                .map(|(id, _)| *id);
-            if let Some(id) = moving {
-                tx.move_progressed(id, &name);
-                continue;
-            }
             let state = &*tx.state;
+            if state.drain_moves.values().any(|m| m.from == name) {
+                continue; // one move at a time
+            }
             if state.stops.iter().any(|j| j.stale && j.node == name) {
                 continue; // the previous copy is still being stopped
             }
@@ -114,6 +119,11 @@ impl super::Tx<'_> {
             self.state.drain_moves.remove(&id);
             return;
         };
+        if task.node == from && task.state() != TaskState::Pending {
+            // Placed back where it was (the node was undrained): the copy there is the task.
+            self.state.drain_moves.remove(&id);
+            return;
+        }
         let arrived = task.state() == TaskState::Running && task.node != from;
         if !arrived && !is_finished(task.state()) {
             return;

@@ -136,7 +136,18 @@ impl Core {
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
             let started = Instant::now();
-            let decision = self.shared.scheduler.place_fast(&demand, &views, true);
+            // A node still owed the stop of an old copy of this task is no place for it: the
+            // worker would take the old copy for the new placement, and then stop it.
+            let avoid = state.stale_copies(id);
+            let decision = if avoid.is_empty() {
+                self.shared.scheduler.place_fast(&demand, &views, true)
+            } else {
+                let mut views = views.clone();
+                for view in views.iter_mut().filter(|v| avoid.contains(&v.name)) {
+                    view.alive = false;
+                }
+                self.shared.scheduler.place_fast(&demand, &views, true)
+            };
             scheduling.observe(started.elapsed().as_secs_f64());
             let Some(node) = decision.node else {
                 let capacity_gen = state.capacity_gen;

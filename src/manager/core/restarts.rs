@@ -164,9 +164,14 @@ impl Core {
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
             let demand = Demand::of(&spec);
+            let stale = state.stale_copies(id);
+            let Some(entry) = state.tasks.get_mut(&id) else {
+                continue;
+            };
             let same = views
                 .iter()
                 .find(|v| v.name == entry.task.node && eligible(&demand, v))
+                .filter(|v| !stale.contains(&v.name))
                 .map(|v| v.name.clone());
             let node =
                 same.or_else(|| self.shared.scheduler.place_fast(&demand, &views, true).node);

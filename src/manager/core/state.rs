@@ -126,6 +126,21 @@ impl State {
             .ok_or_else(|| crate::error::Error::task_not_found(id))
     }
 
+    /// The nodes still owed the stop of a stale copy of task `id`.
+    pub fn stale_copies(&self, id: TaskId) -> Vec<String> {
+        let first = StopJob {
+            id,
+            node: String::new(),
+            stale: false,
+        };
+        self.stops
+            .range(first..)
+            .take_while(|j| j.id == id)
+            .filter(|j| j.stale)
+            .map(|j| j.node.clone())
+            .collect()
+    }
+
     /// The state as the store holds it, with a node for every static worker.
     pub fn load(loaded: Loaded, workers: &[String]) -> State {
         let mut nodes = Nodes::default();
