@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{ArgGroup, Args, ValueEnum};
 
 use crate::{
-    cli::output::to_proto_duration,
+    cli::{output::to_proto_duration, parse_positive_duration},
     proto::pb,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
@@ -97,18 +97,14 @@ pub struct RunArgs {
     /// After submitting, follow the task until it runs; exit 1 if it fails or stays pending.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits for RUNNING.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s",
-          requires = "wait")]
+    /// How long --wait waits for RUNNING; more than zero.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration,
+          default_value = "60s", requires = "wait")]
     pub wait_timeout: Duration,
     /// The command and its arguments (replace the image's default command, as `docker run
-    /// IMAGE CMD...` does).
-    #[arg(
-        value_name = "CMD",
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        group = "spec"
-    )]
+    /// IMAGE CMD...` does). Put them after `--`: a word that starts with `-` before the
+    /// command is taken as a flag of cubectl run, and an unknown one is a usage error.
+    #[arg(value_name = "CMD", trailing_var_arg = true, group = "spec")]
     pub args: Vec<String>,
 }
 
@@ -243,11 +239,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::Command;
 
     fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
-        let cli = Cli::try_parse_from(["cubectl", "run"].iter().chain(args))?;
+        let cli = crate::cli::parse_from(["cubectl", "run"].iter().chain(args))?;
         match cli.command {
             Command::Run(args) => Ok(*args),
             other => panic!("parsed as {other:?}"),

@@ -14,10 +14,12 @@ use crate::{
 
 use super::{print_err, print_out, Failure, Outcome};
 
+mod docker;
 mod file;
 mod flags;
 mod wait;
 
+pub use docker::with_docker_tips;
 pub use file::parse_task_file;
 pub use flags::{parse_http_probe, parse_pair, parse_port, RestartArg, RunArgs};
 pub use wait::wait_until_running;
