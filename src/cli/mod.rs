@@ -144,6 +144,8 @@ pub struct Failure {
     pub message: String,
     /// What to try, printed after `hint: `.
     pub hint: Option<String>,
+    /// The exit code: 1 (the request failed) unless said otherwise.
+    pub exit_code: u8,
 }
 
 impl Failure {
@@ -152,7 +154,14 @@ impl Failure {
         Self {
             message: message.into(),
             hint: Some(hint.into()),
+            exit_code: 1,
         }
+    }
+
+    /// Replaces the exit code (130 after Ctrl-C).
+    pub fn with_exit_code(mut self, exit_code: u8) -> Self {
+        self.exit_code = exit_code;
+        self
     }
 
     /// Replaces the hint.
@@ -232,7 +241,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.print();
-            ExitCode::from(1)
+            ExitCode::from(failure.exit_code)
         }
     }
 }

@@ -94,13 +94,21 @@ pub struct RunArgs {
     #[arg(long, visible_alias = "replicas", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
-    /// After submitting, follow the task until it runs; exit 1 if it fails or stays pending.
+    /// After submitting, follow the task until it is RUNNING (and healthy, with a health
+    /// check) and still running after --settle. Exit 0 then; exit 1 if it fails, exits (the
+    /// message shows its exit code) or restarts meanwhile, or is not running within
+    /// --wait-timeout. Ctrl-C ends the wait, not the task.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits for RUNNING; more than zero.
+    /// How long --wait waits for RUNNING (and healthy); more than zero.
     #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration,
           default_value = "60s", requires = "wait")]
     pub wait_timeout: Duration,
+    /// How long a task must keep running, once it is up, for --wait to call it running;
+    /// 0s: no settle time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s",
+          requires = "wait")]
+    pub settle: Duration,
     /// The command and its arguments (replace the image's default command, as `docker run
     /// IMAGE CMD...` does). Put them after `--`: a word that starts with `-` before the
     /// command is taken as a flag of cubectl run, and an unknown one is a usage error.

@@ -69,7 +69,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Outcome {
     }
     if args.wait {
         for id in &ids {
-            wait_until_running(client, id, args.wait_timeout).await?;
+            wait_until_running(client, id, args.wait_timeout, args.settle).await?;
         }
     }
     Ok(())
