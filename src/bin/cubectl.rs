@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = cube::cli::Cli::parse();
+    let cli = cube::cli::parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit());
     cube::cli::main(cli).await
 }

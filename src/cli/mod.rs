@@ -6,7 +6,7 @@
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use tonic::Code;
 
 use crate::{
@@ -45,10 +45,51 @@ pub struct Global {
     #[arg(long, global = true, env = "CUBE_MANAGER", default_value = DEFAULT_MANAGER,
           display_order = 900)]
     pub manager: String,
-    /// Deadline of each call to the manager, e.g. 10s, 500ms.
+    /// Deadline of each call to the manager, e.g. 10s, 500ms (more than zero).
     #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
-          value_parser = crate::units::parse_duration, display_order = 901)]
+          value_parser = parse_positive_duration, display_order = 901)]
     pub timeout: Duration,
+}
+
+/// Parses a duration that must be more than zero: a deadline or a wait of no time at all
+/// would fail every call before it starts.
+pub(crate) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = crate::units::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err(format!(
+            "{text:?} is no time at all; it must be more than zero (e.g. 10s)"
+        ));
+    }
+    Ok(duration)
+}
+
+/// cubectl's command tree as the binary parses it: [`Cli`], with each verb's usage line
+/// fixed to the one its `--help` shows. clap would otherwise write the options a user gave
+/// (or set through `CUBE_MANAGER`) into the usage line of an error, so that
+/// `cubectl stop --manager <MANAGER> <ID>...` reads as if `--manager` were required.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    command.build();
+    for verb in command.get_subcommands_mut() {
+        let usage = verb.render_usage().to_string();
+        let usage = usage.strip_prefix("Usage: ").unwrap_or(&usage).to_string();
+        *verb = std::mem::take(verb).override_usage(usage);
+    }
+    command
+}
+
+/// Parses a command line (the program's name first); a usage error comes back as clap's
+/// error, to print and exit 2 with, with Cube's own tips for docker flags given to `run`.
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut command = command();
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .map_err(run::with_docker_tips)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
 }
 
 /// How read verbs print their answer.
@@ -103,6 +144,8 @@ pub struct Failure {
     pub message: String,
     /// What to try, printed after `hint: `.
     pub hint: Option<String>,
+    /// The exit code: 1 (the request failed) unless said otherwise.
+    pub exit_code: u8,
 }
 
 impl Failure {
@@ -111,7 +154,14 @@ impl Failure {
         Self {
             message: message.into(),
             hint: Some(hint.into()),
+            exit_code: 1,
         }
+    }
+
+    /// Replaces the exit code (130 after Ctrl-C).
+    pub fn with_exit_code(mut self, exit_code: u8) -> Self {
+        self.exit_code = exit_code;
+        self
     }
 
     /// Replaces the hint.
@@ -191,7 +241,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             failure.print();
-            ExitCode::from(1)
+            ExitCode::from(failure.exit_code)
         }
     }
 }
@@ -279,7 +329,6 @@ pub(crate) fn print_err(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_tree_is_consistent() {
@@ -287,7 +336,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("cubectl").chain(args.iter().copied()))
+        parse_from(std::iter::once("cubectl").chain(args.iter().copied()))
     }
 
     #[test]

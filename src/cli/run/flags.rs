@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use clap::{ArgGroup, Args, ValueEnum};
 
 use crate::{
-    cli::output::to_proto_duration,
+    cli::{output::to_proto_duration, parse_positive_duration},
     proto::pb,
     units::{parse_bytes, parse_cpu, parse_duration},
 };
@@ -94,21 +94,25 @@ pub struct RunArgs {
     #[arg(long, visible_alias = "replicas", value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
-    /// After submitting, follow the task until it runs; exit 1 if it fails or stays pending.
+    /// After submitting, follow the task until it is RUNNING (and healthy, with a health
+    /// check) and still running after --settle. Exit 0 then; exit 1 if it fails, exits (the
+    /// message shows its exit code) or restarts meanwhile, or is not running within
+    /// --wait-timeout. Ctrl-C ends the wait, not the task.
     #[arg(long)]
     pub wait: bool,
-    /// How long --wait waits for RUNNING.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s",
-          requires = "wait")]
+    /// How long --wait waits for RUNNING (and healthy); more than zero.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration,
+          default_value = "60s", requires = "wait")]
     pub wait_timeout: Duration,
+    /// How long a task must keep running, once it is up, for --wait to call it running;
+    /// 0s: no settle time.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1s",
+          requires = "wait")]
+    pub settle: Duration,
     /// The command and its arguments (replace the image's default command, as `docker run
-    /// IMAGE CMD...` does).
-    #[arg(
-        value_name = "CMD",
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        group = "spec"
-    )]
+    /// IMAGE CMD...` does). Put them after `--`: a word that starts with `-` before the
+    /// command is taken as a flag of cubectl run, and an unknown one is a usage error.
+    #[arg(value_name = "CMD", trailing_var_arg = true, group = "spec")]
     pub args: Vec<String>,
 }
 
@@ -243,11 +247,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
+    use crate::cli::Command;
 
     fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
-        let cli = Cli::try_parse_from(["cubectl", "run"].iter().chain(args))?;
+        let cli = crate::cli::parse_from(["cubectl", "run"].iter().chain(args))?;
         match cli.command {
             Command::Run(args) => Ok(*args),
             other => panic!("parsed as {other:?}"),

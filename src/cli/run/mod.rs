@@ -14,10 +14,12 @@ use crate::{
 
 use super::{print_err, print_out, Failure, Outcome};
 
+mod docker;
 mod file;
 mod flags;
 mod wait;
 
+pub use docker::with_docker_tips;
 pub use file::parse_task_file;
 pub use flags::{parse_http_probe, parse_pair, parse_port, RestartArg, RunArgs};
 pub use wait::wait_until_running;
@@ -67,7 +69,7 @@ pub async fn run(client: &Client, args: RunArgs) -> Outcome {
     }
     if args.wait {
         for id in &ids {
-            wait_until_running(client, id, args.wait_timeout).await?;
+            wait_until_running(client, id, args.wait_timeout, args.settle).await?;
         }
     }
     Ok(())
