@@ -2,6 +2,8 @@
 //! errors that submit nothing, `--wait` reports a task that exits instead of calling it
 //! running, `stop` of several ids stops all it can, durations need their unit and refuse a
 //! zero that means nothing, and usage lines show `--manager` as optional.
+// A test fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
