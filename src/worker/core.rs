@@ -14,7 +14,7 @@ use std::{
 use tokio::sync::{mpsc::UnboundedSender, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{runtime::Runtime, store::WorkerStore};
+use super::{kept_logs::KeptLogs, runtime::Runtime, store::WorkerStore};
 use crate::{
     error::{Error, Result},
     pb::{self, DesiredState, TaskState},
@@ -50,6 +50,8 @@ struct Inner<R> {
     work: UnboundedSender<TaskId>,
     /// The monitor's queue: ids of tasks whose container should be looked at now.
     look: UnboundedSender<TaskId>,
+    /// Where finished tasks' last output is kept.
+    kept: KeptLogs,
     /// Cancels the per-task loops (health checks) at shutdown.
     loops: CancellationToken,
     /// Tracks them, so shutdown waits for them.
@@ -94,10 +96,11 @@ impl<R: Runtime> Core<R> {
         runtime: R,
         store: WorkerStore,
         tasks: Vec<pb::Task>,
-        work: UnboundedSender<TaskId>,
-        look: UnboundedSender<TaskId>,
+        queues: (UnboundedSender<TaskId>, UnboundedSender<TaskId>),
+        kept: KeptLogs,
         loops: (CancellationToken, TaskTracker),
     ) -> Self {
+        let (work, look) = queues;
         let mut state = State::default();
         for task in tasks {
             let Ok(id) = TaskId::parse("task.id", &task.id) else {
@@ -120,6 +123,7 @@ impl<R: Runtime> Core<R> {
                 state: Mutex::new(state),
                 work,
                 look,
+                kept,
                 loops: loops.0,
                 tracker: loops.1,
                 changed: watch::Sender::new(revision),
@@ -140,6 +144,11 @@ impl<R: Runtime> Core<R> {
     /// The runtime.
     pub fn runtime(&self) -> &R {
         &self.inner.runtime
+    }
+
+    /// Where finished tasks' last output is kept.
+    pub fn kept_logs(&self) -> &KeptLogs {
+        &self.inner.kept
     }
 
     /// A copy of one task.
@@ -442,8 +451,8 @@ impl Core<super::runtime::exec::ExecRuntime> {
             super::runtime::exec::ExecRuntime::new(dir.join("exec")),
             store,
             tasks,
-            work,
-            look,
+            (work, look),
+            KeptLogs::new(dir),
             (CancellationToken::new(), TaskTracker::new()),
         ))
     }

@@ -151,7 +151,8 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let attempt = task.restart_count;
     if !task.container_id.is_empty() {
-        // A restart: the previous run's container goes first.
+        // A restart: the previous run's container goes first (its last output kept).
+        core.kept_logs().keep(runtime, id, &task.container_id).await;
         if let Err(e) = runtime.remove(&task.container_id).await {
             tracing::warn!(task_id = %id, error = %e, "removing the previous container failed");
         }
@@ -218,6 +219,7 @@ async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
                 Err(e) => tracing::warn!(task_id = %id, error = %e, "stopping failed; removing"),
             }
         }
+        core.kept_logs().keep(runtime, id, &container_id).await;
         if let Err(e) = runtime.remove(&container_id).await {
             tracing::warn!(task_id = %id, error = %e, "removing the container failed");
             // The executor tries again when it is woken next (a later stop, or a restart).
@@ -330,7 +332,16 @@ mod sweep_tests {
         let (work, queue) = mpsc::unbounded_channel();
         let (look, _) = mpsc::unbounded_channel();
         let runtime = ExecRuntime::new(dir.join("exec"));
-        let core = Core::new("w1".into(), runtime, store, tasks, work, look, loops);
+        let kept = crate::worker::kept_logs::KeptLogs::new(dir);
+        let core = Core::new(
+            "w1".into(),
+            runtime,
+            store,
+            tasks,
+            (work, look),
+            kept,
+            loops,
+        );
         (core, queue)
     }
 
