@@ -1,5 +1,5 @@
 //! Worker defects found under faults and in daily use (issue 24): a task placed on a frozen
-//! worker runs once the worker thaws.
+//! worker runs once the worker thaws, and a stopped task's last output stays readable.
 
 mod common;
 
@@ -59,6 +59,108 @@ fn a_task_placed_on_a_frozen_worker_runs_when_it_thaws() {
         );
         ctl.ok(&["stop", &id]);
     }
+}
+
+/// `cubectl logs` of a stopped Exec task prints what the task wrote.
+#[test]
+fn logs_of_a_stopped_exec_task_show_its_last_output() {
+    let cluster = Cluster::builder()
+        .workers(1)
+        .runtime(Runtime::Exec)
+        .wait_ready(Duration::from_secs(20))
+        .start();
+    logs_after_stop(&cluster, None);
+}
+
+/// `cubectl logs` of a stopped Docker task prints what the task wrote, although its container
+/// was removed (it used to answer "reading logs: No such container").
+#[test]
+fn logs_of_a_stopped_docker_task_show_its_last_output() {
+    if !common::need_docker("logs_of_a_stopped_docker_task_show_its_last_output") {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .workers(1)
+        .runtime(Runtime::Docker)
+        .wait_ready(Duration::from_secs(20))
+        .start();
+    logs_after_stop(&cluster, Some(common::TEST_IMAGE));
+}
+
+/// `cubectl logs` of a task whose container was removed outside Cube (nothing could be kept)
+/// says so plainly, not with the runtime's raw error.
+#[test]
+fn logs_that_went_with_the_container_are_a_plain_error() {
+    if !common::need_docker("logs_that_went_with_the_container_are_a_plain_error") {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .workers(1)
+        .runtime(Runtime::Docker)
+        .wait_ready(Duration::from_secs(20))
+        .start();
+    let ctl = cluster.ctl();
+    let id = ctl.run(&[
+        "--image",
+        common::TEST_IMAGE,
+        "--name",
+        "removed",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "echo hello; sleep 300",
+    ]);
+    ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(20));
+    for container in common::containers_of_task(&id) {
+        common::run_ok("docker", &["rm", "-f", &container]);
+    }
+    ctl.wait_state(&id, "TASK_STATE_FAILED", Duration::from_secs(20));
+    let (code, out, err) = ctl.call(&["logs", &id]);
+    assert_eq!(code, 1, "stdout: {out}");
+    assert!(err.contains("logs went with its container"), "{err}");
+    assert!(!err.contains("No such container"), "{err}");
+}
+
+/// Runs a task that prints a line then sleeps (on `image`, or as an Exec command), stops it,
+/// and reads its logs.
+fn logs_after_stop(cluster: &Cluster, image: Option<&str>) {
+    let ctl = cluster.ctl();
+    let line = common::unique("last-words");
+    let script = format!("echo {line}; echo {line}-err >&2; sleep 300");
+    let command = ["sh", "-c", &script];
+    let id = match image {
+        Some(image) => {
+            let args = [
+                &[
+                    "--image",
+                    image,
+                    "--name",
+                    "talker",
+                    "--stop-grace",
+                    "1s",
+                    "--",
+                ],
+                &command[..],
+            ]
+            .concat();
+            ctl.run(&args)
+        }
+        None => submit(cluster, "talker", &command),
+    };
+    ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(20));
+    common::wait_for(Duration::from_secs(10), "the task's output", || {
+        let (_, out, _) = ctl.call(&["logs", &id]);
+        out.contains(&line).then_some(())
+    });
+    ctl.ok(&["stop", &id]);
+    ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(20));
+    // The worker has removed the container once it reports the task COMPLETED.
+    let (code, out, err) = ctl.call(&["logs", &id]);
+    assert_eq!(code, 0, "logs after stop failed: {err}");
+    assert_eq!(out, format!("{line}\n"), "stderr: {err}");
+    assert_eq!(err, format!("{line}-err\n"));
 }
 
 /// Submits an Exec task (a command, no image) through the manager's API; its id.
