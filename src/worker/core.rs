@@ -14,13 +14,17 @@ use std::{
 use tokio::sync::{mpsc::UnboundedSender, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{runtime::Runtime, store::WorkerStore};
+use super::{kept_logs::KeptLogs, runtime::Runtime, store::WorkerStore};
 use crate::{
     error::{Error, Result},
     pb::{self, DesiredState, TaskState},
+    store::StoreError,
     task::is_finished,
     TaskId,
 };
+
+/// A store write's outcome.
+type StoreResult<T = ()> = std::result::Result<T, StoreError>;
 
 /// A cloneable handle to the worker's state (mini-redis `Db` style: `Arc` inside, a std
 /// `Mutex` never held across `.await`).
@@ -46,6 +50,8 @@ struct Inner<R> {
     work: UnboundedSender<TaskId>,
     /// The monitor's queue: ids of tasks whose container should be looked at now.
     look: UnboundedSender<TaskId>,
+    /// Where finished tasks' last output is kept.
+    kept: KeptLogs,
     /// Cancels the per-task loops (health checks) at shutdown.
     loops: CancellationToken,
     /// Tracks them, so shutdown waits for them.
@@ -90,10 +96,11 @@ impl<R: Runtime> Core<R> {
         runtime: R,
         store: WorkerStore,
         tasks: Vec<pb::Task>,
-        work: UnboundedSender<TaskId>,
-        look: UnboundedSender<TaskId>,
+        queues: (UnboundedSender<TaskId>, UnboundedSender<TaskId>),
+        kept: KeptLogs,
         loops: (CancellationToken, TaskTracker),
     ) -> Self {
+        let (work, look) = queues;
         let mut state = State::default();
         for task in tasks {
             let Ok(id) = TaskId::parse("task.id", &task.id) else {
@@ -116,6 +123,7 @@ impl<R: Runtime> Core<R> {
                 state: Mutex::new(state),
                 work,
                 look,
+                kept,
                 loops: loops.0,
                 tracker: loops.1,
                 changed: watch::Sender::new(revision),
@@ -136,6 +144,11 @@ impl<R: Runtime> Core<R> {
     /// The runtime.
     pub fn runtime(&self) -> &R {
         &self.inner.runtime
+    }
+
+    /// Where finished tasks' last output is kept.
+    pub fn kept_logs(&self) -> &KeptLogs {
+        &self.inner.kept
     }
 
     /// A copy of one task.
@@ -244,8 +257,7 @@ impl<R: Runtime> Core<R> {
         id: TaskId,
         task: &mut pb::Task,
         durability: Durability,
-    ) -> impl std::future::Future<Output = Result<(), crate::store::StoreError>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = StoreResult> + Send + 'static {
         state.revision += 1;
         let old = state.tasks.get(&id).map(|t| t.revision);
         if let Some(old) = old {
@@ -275,6 +287,11 @@ impl<R: Runtime> Core<R> {
 
     /// Records several StartTasks, each `(id, spec, attempt)`, as [`Core::start`] does, in one
     /// group commit; answers once all accepted ones are durable, one result per request.
+    ///
+    /// Once a task is recorded it is always handed to the executor, even when the caller is
+    /// dropped meanwhile (a cancelled rpc: a worker frozen past the manager's deadline reads
+    /// the request and its cancellation together): the wait for the write and the wake run in
+    /// a task of their own, which the caller only awaits.
     pub async fn start_many(
         &self,
         starts: Vec<(TaskId, pb::TaskSpec, u32)>,
@@ -296,10 +313,8 @@ impl<R: Runtime> Core<R> {
                 .collect();
             (results, writes)
         };
-        let written = futures::future::join_all(writes)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>();
+        let ids: Vec<TaskId> = results.iter().flatten().map(|(id, _)| *id).collect();
+        let written = self.then_wake(writes, ids).await;
         results
             .into_iter()
             .map(|result| {
@@ -308,10 +323,38 @@ impl<R: Runtime> Core<R> {
                     return Err(Error::Store(message.clone()));
                 }
                 tracing::info!(task_id = %id, attempt = task.restart_count, "task accepted");
-                self.wake(id);
                 Ok(task)
             })
             .collect()
+    }
+
+    /// Waits for `writes`, then wakes the executor for `ids`, in a task the caller does not
+    /// own: dropping the returned future neither cancels the wait nor loses the wake. A failed
+    /// write wakes nobody (the caller answers the error); the record is in memory all the
+    /// same, and the executor's sweep starts it if nothing else does.
+    fn then_wake(
+        &self,
+        writes: Vec<impl std::future::Future<Output = StoreResult> + Send + 'static>,
+        ids: Vec<TaskId>,
+    ) -> impl std::future::Future<Output = StoreResult> + Send + 'static {
+        let core = self.clone();
+        let handed = tokio::spawn(async move {
+            let written = futures::future::join_all(writes)
+                .await
+                .into_iter()
+                .collect::<StoreResult<Vec<()>>>()
+                .map(drop);
+            if written.is_ok() {
+                for id in ids {
+                    core.wake(id);
+                }
+            }
+            written
+        });
+        async move {
+            // The task is only lost with the runtime itself, as the process ends.
+            handed.await.unwrap_or(Err(StoreError::Stopped))
+        }
     }
 
     /// The record a StartTask makes, or why it is refused.
@@ -435,8 +478,8 @@ impl Core<super::runtime::exec::ExecRuntime> {
             super::runtime::exec::ExecRuntime::new(dir.join("exec")),
             store,
             tasks,
-            work,
-            look,
+            (work, look),
+            KeptLogs::new(dir),
             (CancellationToken::new(), TaskTracker::new()),
         ))
     }

@@ -4,8 +4,17 @@
 //! the executor reconciles that one task (kube-runtime style: compare desired with observed,
 //! act idempotently). Different tasks are worked on concurrently, up to a bound; the same task
 //! never twice at once (an id that arrives while its task is busy is worked on again after).
+//!
+//! A timer is the backstop: every [`SWEEP`] it looks for tasks that wait for work (SCHEDULED,
+//! or told to stop and not finished) that nothing is working on, and that have not changed
+//! since the previous sweep, and works on them. So a recorded task whose wake was lost is
+//! started within two sweeps instead of staying SCHEDULED until the worker restarts.
 
-use std::{collections::HashSet, sync::Arc, time::SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -26,6 +35,12 @@ use crate::{
 /// more than this only queues inside the engine.
 const MAX_CONCURRENT: usize = 16;
 
+/// How often the executor looks for tasks that wait for work nobody started. A task is
+/// picked up when two sweeps in a row find it waiting and unchanged (after 2 to 4 s): long
+/// enough that a wake on its way (a StartTask's write being committed) is never raced, short
+/// enough to stay within a few of the manager's update intervals.
+pub(crate) const SWEEP: Duration = Duration::from_secs(2);
+
 /// Runs until `cancel`, working on the ids that arrive on `queue`.
 pub(crate) async fn run<R: Runtime>(
     core: Core<R>,
@@ -37,37 +52,87 @@ pub(crate) async fn run<R: Runtime>(
     let (done_tx, mut done) = mpsc::unbounded_channel::<TaskId>();
     let mut busy = HashSet::new();
     let mut again = HashSet::new();
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting = HashMap::new();
     loop {
-        let id = tokio::select! {
+        let ids = tokio::select! {
             _ = cancel.cancelled() => return,
-            Some(id) = queue.recv() => id,
+            Some(id) = queue.recv() => vec![id],
             Some(id) = done.recv() => {
                 busy.remove(&id);
                 if !again.remove(&id) {
                     continue;
                 }
-                id
+                vec![id]
             }
+            _ = sweep.tick() => stalled(&core, &busy, &mut waiting),
         };
-        if !busy.insert(id) {
-            again.insert(id);
+        for id in ids {
+            if !busy.insert(id) {
+                again.insert(id);
+                continue;
+            }
+            work_on(&core, id, &permits, &done_tx, &cancel, &tracker);
+        }
+    }
+}
+
+/// Reconciles one task in a task of its own, bounded by `permits`; reports on `done_tx`.
+fn work_on<R: Runtime>(
+    core: &Core<R>,
+    id: TaskId,
+    permits: &Arc<Semaphore>,
+    done_tx: &mpsc::UnboundedSender<TaskId>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let core = core.clone();
+    let permits = permits.clone();
+    let done_tx = done_tx.clone();
+    let cancel = cancel.clone();
+    let tracker = tracker.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = async {
+                let _permit = permits.acquire().await;
+                reconcile(&core, id).await;
+            } => {}
+        }
+        let _ = done_tx.send(id);
+    });
+}
+
+/// The tasks that wait for work nobody is doing: not `busy`, and found waiting at the same
+/// revision by the previous sweep too (`waiting`, task -> revision, is that memory).
+fn stalled<R: Runtime>(
+    core: &Core<R>,
+    busy: &HashSet<TaskId>,
+    waiting: &mut HashMap<TaskId, u64>,
+) -> Vec<TaskId> {
+    let mut now = HashMap::new();
+    let mut stalled = Vec::new();
+    for id in core.unfinished() {
+        let Some(task) = core.get(id) else { continue };
+        let wants_work =
+            task.state() == TaskState::Scheduled || task.desired_state() == DesiredState::Stopped;
+        if !wants_work || busy.contains(&id) {
             continue;
         }
-        let core = core.clone();
-        let permits = permits.clone();
-        let done_tx = done_tx.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = cancel.cancelled() => {}
-                _ = async {
-                    let _permit = permits.acquire().await;
-                    reconcile(&core, id).await;
-                } => {}
-            }
-            let _ = done_tx.send(id);
-        });
+        if waiting.get(&id) == Some(&task.revision) {
+            tracing::warn!(
+                task_id = %id,
+                state = crate::task::state_name(task.state()),
+                "nothing was working on this task; working on it now"
+            );
+            stalled.push(id);
+        } else {
+            now.insert(id, task.revision);
+        }
     }
+    *waiting = now;
+    stalled
 }
 
 /// Brings one task's container in line with what is desired of it.
@@ -86,7 +151,8 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
     let runtime = core.runtime();
     let attempt = task.restart_count;
     if !task.container_id.is_empty() {
-        // A restart: the previous run's container goes first.
+        // A restart: the previous run's container goes first (its last output kept).
+        core.kept_logs().keep(runtime, id, &task.container_id).await;
         if let Err(e) = runtime.remove(&task.container_id).await {
             tracing::warn!(task_id = %id, error = %e, "removing the previous container failed");
         }
@@ -153,6 +219,7 @@ async fn stop<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
                 Err(e) => tracing::warn!(task_id = %id, error = %e, "stopping failed; removing"),
             }
         }
+        core.kept_logs().keep(runtime, id, &container_id).await;
         if let Err(e) = runtime.remove(&container_id).await {
             tracing::warn!(task_id = %id, error = %e, "removing the container failed");
             // The executor tries again when it is woken next (a later stop, or a restart).
@@ -241,5 +308,105 @@ mod tests {
             line.contains(&format!("start{{task_id={id} node=w1}}")),
             "{line}"
         );
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use std::time::Duration;
+
+    use futures::FutureExt;
+    use tokio::sync::mpsc;
+    use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+    use super::*;
+    use crate::worker::{runtime::exec::ExecRuntime, store::WorkerStore};
+
+    /// A core over `tasks` with the Exec runtime in `dir`, and the executor's queue.
+    fn core_with_queue(
+        dir: &std::path::Path,
+        tasks: Vec<pb::Task>,
+        loops: (CancellationToken, TaskTracker),
+    ) -> (Core<ExecRuntime>, mpsc::UnboundedReceiver<TaskId>) {
+        let (store, _) = WorkerStore::open(dir).unwrap();
+        let (work, queue) = mpsc::unbounded_channel();
+        let (look, _) = mpsc::unbounded_channel();
+        let runtime = ExecRuntime::new(dir.join("exec"));
+        let kept = crate::worker::kept_logs::KeptLogs::new(dir);
+        let core = Core::new(
+            "w1".into(),
+            runtime,
+            store,
+            tasks,
+            (work, look),
+            kept,
+            loops,
+        );
+        (core, queue)
+    }
+
+    fn sleeper() -> pb::TaskSpec {
+        pb::TaskSpec {
+            name: "sleeper".into(),
+            command: vec!["sleep".into(), "30".into()],
+            ..Default::default()
+        }
+    }
+
+    /// A task recorded SCHEDULED that nothing is starting (its wake was lost) is started by
+    /// the executor's sweep within two sweeps, without anyone waking it.
+    #[tokio::test]
+    async fn the_sweep_starts_a_scheduled_task_nobody_is_starting() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = TaskId::new();
+        let task = pb::Task {
+            id: id.to_string(),
+            spec: Some(sleeper()),
+            state: TaskState::Scheduled as i32,
+            desired_state: DesiredState::Running as i32,
+            revision: 1,
+            ..Default::default()
+        };
+        let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
+        let (core, queue) =
+            core_with_queue(dir.path(), vec![task], (cancel.clone(), tracker.clone()));
+        tracker.spawn(run(core.clone(), queue, cancel.clone(), tracker.clone()));
+
+        let deadline = tokio::time::Instant::now() + 2 * SWEEP + Duration::from_secs(2);
+        let running = loop {
+            let task = core.get(id).unwrap();
+            if task.state() == TaskState::Running {
+                break task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the sweep did not start the task: {task:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        core.runtime().remove(&running.container_id).await.unwrap();
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// A StartTask whose caller is dropped after the task is recorded (the rpc was cancelled
+    /// while its write was being committed) still hands the task to the executor.
+    #[tokio::test]
+    async fn a_start_dropped_while_writing_still_wakes_the_executor() {
+        let dir = tempfile::tempdir().unwrap();
+        let loops = (CancellationToken::new(), TaskTracker::new());
+        let (core, mut queue) = core_with_queue(dir.path(), Vec::new(), loops);
+        let id = TaskId::new();
+
+        // One poll records the task and queues its write; then the caller goes away.
+        let dropped = core.start_many(vec![(id, sleeper(), 0)]).now_or_never();
+        assert!(dropped.is_none(), "the start answered before its write");
+        assert_eq!(core.get(id).unwrap().state(), TaskState::Scheduled);
+
+        let woken = tokio::time::timeout(Duration::from_secs(5), queue.recv())
+            .await
+            .expect("the executor was never woken for the recorded task");
+        assert_eq!(woken, Some(id));
     }
 }

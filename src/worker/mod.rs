@@ -11,6 +11,7 @@
 //! - `monitor`: records exits (runtime events + a sweep as backstop).
 //! - `adopt`: at start, takes over the containers a previous run of the worker left.
 //! - `health`: the health checks run next to each container.
+//! - `kept_logs`: a finished task's last output, kept when its container is removed.
 //! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
 //! - `metrics`: tasks by state at scrape time, failed health checks.
@@ -21,6 +22,7 @@ mod adopt;
 mod core;
 mod executor;
 mod health;
+mod kept_logs;
 mod membership;
 mod metrics;
 mod monitor;
@@ -166,8 +168,8 @@ async fn serve_with<R: Runtime + Clone>(
         runtime.clone(),
         store,
         tasks,
-        work_tx,
-        look_tx.clone(),
+        (work_tx, look_tx.clone()),
+        kept_logs::KeptLogs::new(&config.data_dir),
         (loops.clone(), tracker.clone()),
     );
 

@@ -8,14 +8,14 @@ use tonic::{Request, Response, Status};
 
 use super::{
     core::Core,
-    runtime::{LogRequest, Runtime},
+    runtime::{LogRequest, Observed, Runtime},
     stats::Stats,
 };
 use crate::{
     error::Error,
     error::Result,
     pb::{self, worker_service_server::WorkerService},
-    task::{check_batch_len, validate_spec, MAX_START_BATCH},
+    task::{check_batch_len, is_finished, validate_spec, MAX_START_BATCH},
     TaskId,
 };
 
@@ -43,6 +43,26 @@ impl<R> Service<R> {
             .ok_or_else(|| Error::invalid("spec", "is required"))?;
         let spec = validate_spec(spec, self.require_image)?;
         Ok((id, spec, request.attempt))
+    }
+}
+
+impl<R: Runtime> Service<R> {
+    /// Whether a task's output went with its container: the task finished, the runtime does
+    /// not keep output of its own, and the container is gone (what the worker kept of it, if
+    /// anything, is all there is).
+    async fn gone_with_container(&self, id: TaskId, task: &pb::Task) -> bool {
+        let runtime = self.core.runtime();
+        if !is_finished(task.state()) || runtime.keeps_logs() {
+            return false;
+        }
+        match runtime.inspect(&task.container_id).await {
+            Ok(Observed::Missing) => true,
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(task_id = %id, error = %e, "inspecting for logs failed");
+                false
+            }
+        }
     }
 }
 
@@ -180,16 +200,20 @@ impl<R: Runtime> WorkerService for Service<R> {
             .into());
         }
         let both = !request.stdout && !request.stderr;
-        let logs = self.core.runtime().logs(
-            id,
-            &task.container_id,
-            LogRequest {
-                follow: request.follow,
-                tail: request.tail,
-                stdout: both || request.stdout,
-                stderr: both || request.stderr,
-            },
-        );
+        let wanted = LogRequest {
+            follow: request.follow,
+            tail: request.tail,
+            stdout: both || request.stdout,
+            stderr: both || request.stderr,
+        };
+        let logs = match self.gone_with_container(id, &task).await {
+            false => self.core.runtime().logs(id, &task.container_id, wanted),
+            true => self.core.kept_logs().read(id, wanted).ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "task {id} has finished and the task's logs went with its container"
+                ))
+            })?,
+        };
         let stream = logs.map(|item| match item {
             Ok((stream, data)) => Ok(pb::WorkerServiceStreamLogsResponse {
                 data: data.to_vec(),

@@ -133,6 +133,12 @@ pub(crate) trait Runtime: Send + Sync + 'static {
         cancel: CancellationToken,
     ) -> impl Future<Output = ()> + Send;
 
+    /// Whether a task's output outlives its container here (Exec's output files), so the
+    /// worker need not keep a copy when it removes one (Docker's logs go with the container).
+    fn keeps_logs(&self) -> bool {
+        false
+    }
+
     /// A task's output; ends at the end of what exists, or (with `follow`) when the container
     /// stops.
     fn logs(

@@ -69,6 +69,10 @@ impl<R: Runtime> Runtime for Timed<R> {
         self.0.watch(hints, cancel)
     }
 
+    fn keeps_logs(&self) -> bool {
+        self.0.keeps_logs()
+    }
+
     /// Timed to the first chunk (or the end of an empty stream): how long the runtime took to
     /// answer, not how long a follower kept reading.
     fn logs(

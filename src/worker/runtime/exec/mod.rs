@@ -283,6 +283,11 @@ impl Runtime for ExecRuntime {
         cancel.cancelled().await;
     }
 
+    /// The output files are kept when a run is removed (and appended to by the next run).
+    fn keeps_logs(&self) -> bool {
+        true
+    }
+
     fn logs(
         &self,
         task_id: TaskId,
