@@ -1,5 +1,7 @@
 //! Worker defects found under faults and in daily use (issue 24): a task placed on a frozen
 //! worker runs once the worker thaws, and a stopped task's last output stays readable.
+// A test fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
