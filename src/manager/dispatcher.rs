@@ -36,26 +36,48 @@ const BACKSTOP: Duration = Duration::from_secs(1);
 /// A StopTask may take the task's grace period plus this, for the kill and the removal.
 const STOP_EXTRA: Duration = Duration::from_secs(10);
 
-#[derive(Clone, Default)]
-struct Limits(Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>);
+/// Calls to workers under way: spawned on the manager's tracker (so shutdown waits for them),
+/// at most [`PER_WORKER`] at a time to one worker.
+#[derive(Clone)]
+pub(crate) struct Calls {
+    core: Core,
+    pool: WorkerPool,
+    tracker: TaskTracker,
+    limits: Arc<std::sync::Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
 
-impl Limits {
-    fn of(&self, address: &str) -> Arc<Semaphore> {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(address.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_WORKER)))
-            .clone()
+impl Calls {
+    /// Calls with their own per-worker limits.
+    pub fn new(core: Core, pool: WorkerPool, tracker: TaskTracker) -> Calls {
+        Calls {
+            core,
+            pool,
+            tracker,
+            limits: Arc::default(),
+        }
+    }
+
+    /// Runs `call` once fewer than [`PER_WORKER`] calls to `address` are under way.
+    fn spawn<F>(&self, address: &str, call: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let limit = {
+            let mut map = self.limits.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(address.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(PER_WORKER)))
+                .clone()
+        };
+        self.tracker.spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            call.await;
+        });
     }
 }
 
 /// Places pending tasks and sends them to their workers until `shutdown`.
-pub(crate) async fn run_dispatcher(
-    core: Core,
-    pool: WorkerPool,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let limits = Limits::default();
+pub(crate) async fn run_dispatcher(calls: Calls, shutdown: CancellationToken) {
+    let core = &calls.core;
     loop {
         let (jobs, durable, next_due) = core.place_pending();
         if !jobs.is_empty() {
@@ -66,12 +88,10 @@ pub(crate) async fn run_dispatcher(
                         by_worker.entry(job.address.clone()).or_default().push(job);
                     }
                     for (address, jobs) in by_worker {
-                        let limit = limits.of(&address);
                         for batch in jobs.chunks(START_BATCH) {
-                            let (core, pool, limit, batch) =
-                                (core.clone(), pool.clone(), limit.clone(), batch.to_vec());
-                            tracker.spawn(async move {
-                                let _permit = limit.acquire_owned().await;
+                            let (core, pool, batch) =
+                                (core.clone(), calls.pool.clone(), batch.to_vec());
+                            calls.spawn(&address, async move {
                                 send(&core, &pool, &batch).await;
                             });
                         }
@@ -176,32 +196,26 @@ pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
 }
 
 /// Calls StopTask for every stop owed (the user's stops and stale copies) until `shutdown`.
-pub(crate) async fn run_stopper(
-    core: Core,
-    pool: WorkerPool,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let limits = Limits::default();
+pub(crate) async fn run_stopper(calls: Calls, shutdown: CancellationToken) {
     loop {
-        for (job, address, grace) in core.stop_jobs() {
-            let (core, pool) = (core.clone(), pool.clone());
-            let limit = limits.of(&address);
+        for (job, address, grace) in calls.core.stop_jobs() {
+            let (core, pool) = (calls.core.clone(), calls.pool.clone());
             let span = tracing::info_span!("stop", task_id = %job.id, node = %job.node);
-            tracker.spawn(tracing::Instrument::instrument(async move {
-                let _permit = limit.acquire_owned().await;
-                let outcome = stop(&pool, &job, &address, grace + STOP_EXTRA).await;
+            let to = address.clone();
+            let call = async move {
+                let outcome = stop(&pool, &job, &to, grace + STOP_EXTRA).await;
                 if let Err(error) = &outcome {
                     tracing::warn!(task_id = %job.id, node = %job.node, %error, "StopTask failed; will retry");
                 } else {
                     tracing::info!(task_id = %job.id, node = %job.node, stale = job.stale, "task stopped");
                 }
                 core.stop_done(&job, outcome);
-            }, span));
+            };
+            calls.spawn(&address, tracing::Instrument::instrument(call, span));
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = core.stopper_notify().notified() => {}
+            _ = calls.core.stopper_notify().notified() => {}
             _ = tokio::time::sleep(BACKSTOP) => {}
         }
     }

@@ -136,18 +136,9 @@ impl Manager {
         let tracker = TaskTracker::new();
         let loops = shutdown.child_token();
         let pool = pool::WorkerPool::default();
-        tracker.spawn(dispatcher::run_dispatcher(
-            core.clone(),
-            pool.clone(),
-            tracker.clone(),
-            loops.clone(),
-        ));
-        tracker.spawn(dispatcher::run_stopper(
-            core.clone(),
-            pool.clone(),
-            tracker.clone(),
-            loops.clone(),
-        ));
+        let calls = || dispatcher::Calls::new(core.clone(), pool.clone(), tracker.clone());
+        tracker.spawn(dispatcher::run_dispatcher(calls(), loops.clone()));
+        tracker.spawn(dispatcher::run_stopper(calls(), loops.clone()));
         let grace = config
             .node_grace
             .unwrap_or(config.heartbeat_interval * policy::GRACE_HEARTBEATS);
