@@ -8,7 +8,7 @@ use std::{fmt, str::FromStr, time::Duration};
 use uuid::Uuid;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, Result, TransitionError},
     proto::pb::{self, TaskState},
 };
 
@@ -65,16 +65,6 @@ impl FromStr for TaskId {
     fn from_str(s: &str) -> Result<Self> {
         Self::parse("task_id", s)
     }
-}
-
-/// A move of the state machine that is not allowed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a task cannot move from {} to {}", state_name(*.from), state_name(*.to))]
-pub struct TransitionError {
-    /// The state the task is in.
-    pub from: TaskState,
-    /// The state it was asked to move to.
-    pub to: TaskState,
 }
 
 /// The one place the legal moves of a task are written down (DESIGN.md §3).

@@ -10,7 +10,7 @@ use crate::{client::Client, proto::pb, task::restart_policy};
 use super::{
     output::{
         self, age, format_proto_duration, format_time, pairs, ports, resources_text, shell_words,
-        short_id, task_state, Table,
+        task_state,
     },
     state_filter, Outcome, OutputArg, TaskFilterArgs,
 };
@@ -61,37 +61,8 @@ pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
         )
         .await?;
     output::print(args.output.format, &response, |r| {
-        table(&r.tasks, SystemTime::now())
+        output::table(&r.tasks, SystemTime::now())
     })
-}
-
-/// The columns of the tasks table.
-pub const COLUMNS: [&str; 8] = [
-    "ID", "NAME", "STATE", "NODE", "IMAGE", "AGE", "RESTARTS", "EXIT",
-];
-
-/// One task as a row of the tasks table.
-pub fn row(task: &pb::Task, now: SystemTime) -> Vec<String> {
-    let spec = task.spec.clone().unwrap_or_default();
-    vec![
-        short_id(&task.id).to_string(),
-        spec.name,
-        task_state(task.state),
-        task.node.clone(),
-        spec.image,
-        age(task.created_at.as_ref(), now),
-        task.restart_count.to_string(),
-        task.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-    ]
-}
-
-/// The tasks table: ID (short), NAME, STATE, NODE, IMAGE, AGE, RESTARTS, EXIT.
-pub fn table(tasks: &[pb::Task], now: SystemTime) -> String {
-    let mut table = Table::new(&COLUMNS);
-    for task in tasks {
-        table.row(row(task, now));
-    }
-    table.render()
 }
 
 /// One task in detail: what was asked, what is observed, and its events.
@@ -225,7 +196,7 @@ mod tests {
         failed.exit_code = Some(3);
         failed.node = "w2".into();
         failed.restart_count = 1;
-        let text = table(
+        let text = output::table(
             &[
                 task("0123456789ab", "sleepy", pb::TaskState::Pending),
                 failed,

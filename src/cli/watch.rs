@@ -12,8 +12,8 @@ use crate::{
 };
 
 use super::{
-    output::to_json_line, print_err, print_out, state_filter, status, Failure, Format, Outcome,
-    OutputArg, StateArg, TaskFilterArgs,
+    output::to_json_line, print_err, print_out, state_filter, Failure, Format, Outcome, OutputArg,
+    StateArg, TaskFilterArgs,
 };
 
 /// Arguments of `cubectl watch`.
@@ -66,7 +66,7 @@ pub async fn follow(client: &Client, filter: Filter, format: Format) -> Outcome 
         node: filter.node.unwrap_or_default(),
     };
     if format == Format::Table {
-        print_out(&line(&status::COLUMNS.map(String::from)));
+        print_out(&line(&super::output::COLUMNS.map(String::from)));
     }
     loop {
         let mut stream = client.watch_tasks(request.clone()).await?;
@@ -97,7 +97,7 @@ fn render(message: &pb::WatchTasksResponse, format: Format) {
         Format::Json => print_out(&to_json_line(message)),
         Format::Table => {
             if let Some(task) = &message.task {
-                print_out(&line(&status::row(task, SystemTime::now())));
+                print_out(&line(&super::output::row(task, SystemTime::now())));
             } else if message.synced {
                 print_err("-- watching for changes (Ctrl-C to stop)\n");
             }
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn lines_keep_columns_for_typical_values() {
-        let header = line(&status::COLUMNS.map(String::from));
+        let header = line(&crate::cli::output::COLUMNS.map(String::from));
         assert_eq!(
             header,
             "ID         NAME               STATE       NODE           IMAGE                      AGE    RESTARTS   EXIT\n"

@@ -3,10 +3,12 @@
 
 mod json;
 mod table;
+mod tasks;
 mod text;
 
 pub use json::{from_json_value, to_json, to_json_line, to_json_value, FieldError, ProtoMessage};
 pub use table::Table;
+pub use tasks::{row, table, COLUMNS};
 pub use text::{
     age, enum_name, event_type, format_age, format_proto_duration, format_time, node_state, pairs,
     ports, resources_text, shell_words, short_id, task_state, to_proto_duration,

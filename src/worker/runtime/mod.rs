@@ -6,11 +6,10 @@
 //! executor, monitor and adoption code is written once.
 
 pub(crate) mod docker;
-mod error;
 pub(crate) mod exec;
 pub(crate) mod timed;
 
-pub use self::error::RuntimeError;
+pub use crate::error::RuntimeError;
 
 use std::{future::Future, net::SocketAddr, time::Duration, time::SystemTime};
 

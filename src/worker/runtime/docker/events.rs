@@ -9,7 +9,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::LABEL_TASK_ID;
-use crate::{worker::runtime::error::short, TaskId};
+use crate::{error::runtime::short, TaskId};
 
 /// How long to wait before subscribing to Docker's events again after the stream broke.
 const EVENTS_RETRY: Duration = Duration::from_secs(1);
