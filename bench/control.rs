@@ -115,7 +115,7 @@ fn watch(url: String, board: Board) {
 fn spec(i: usize, command: &[&str]) -> pb::TaskSpec {
     pb::TaskSpec {
         name: format!("b{i}"),
-        image: "exec".into(),
+        image: String::new(), // Exec workers run no image
         command: command.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     }

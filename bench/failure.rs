@@ -144,7 +144,7 @@ async fn main() {
         c.submit_task(pb::SubmitTaskRequest {
             spec: Some(pb::TaskSpec {
                 name: format!("f{i}"),
-                image: "exec".into(),
+                image: String::new(), // Exec workers run no image
                 command: vec!["sleep".into(), "600".into()],
                 ..Default::default()
             }),

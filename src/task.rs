@@ -193,7 +193,16 @@ pub fn validate_spec(mut spec: pb::TaskSpec, require_image: bool) -> Result<pb::
         return Err(Error::invalid("spec.image", "must not contain spaces"));
     }
     if spec.name.is_empty() {
-        spec.name = name_from_image(&spec.image);
+        // From the image, or for a task without one (Exec) from its command.
+        let from = if spec.image.is_empty() {
+            spec.command
+                .first()
+                .or(spec.args.first())
+                .map(String::as_str)
+        } else {
+            Some(spec.image.as_str())
+        };
+        spec.name = name_from_image(from.unwrap_or_default());
     }
     validate_name(&spec.name)?;
     if spec.image.is_empty() && spec.command.is_empty() && spec.args.is_empty() {

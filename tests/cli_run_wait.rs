@@ -39,7 +39,7 @@ fn docker_flags_before_the_command_are_usage_errors() {
         ("-it", "-i", "no interactive tasks"),
         ("--detach", "--detach", "never attaches"),
     ] {
-        let (code, stdout, stderr) = ctl.call(&["run", "--image", "x", flag, "--", "true"]);
+        let (code, stdout, stderr) = ctl.call(&["run", flag, "--", "true"]);
         assert_eq!(code, 2, "run {flag}: {stderr}");
         assert!(stdout.is_empty(), "run {flag} printed an id: {stdout}");
         assert!(stderr.contains(&format!("'{named}'")), "{flag}: {stderr}");
@@ -51,7 +51,7 @@ fn docker_flags_before_the_command_are_usage_errors() {
         "nothing was submitted: {:?}",
         ctl.tasks()
     );
-    let id = ctl.run(&["--image", "x", "--", "sh", "-c", "exit 0"]);
+    let id = ctl.run(&["--", "sh", "-c", "exit 0"]);
     assert_eq!(
         ctl.task(&id)["spec"]["args"],
         serde_json::json!(["sh", "-c", "exit 0"])
@@ -66,8 +66,6 @@ fn wait_reports_a_crash_and_accepts_a_task_that_keeps_running() {
     let ctl = cluster.ctl();
     let (code, stdout, stderr) = ctl.call(&[
         "run",
-        "--image",
-        "x",
         "--restart",
         "never",
         "--wait",
@@ -82,8 +80,6 @@ fn wait_reports_a_crash_and_accepts_a_task_that_keeps_running() {
 
     let (code, stdout, stderr) = ctl.call(&[
         "run",
-        "--image",
-        "x",
         "--wait",
         "--settle",
         "1s",
@@ -105,7 +101,7 @@ fn interrupting_wait_leaves_the_task_running() {
     let cluster = Cluster::builder().start();
     let ctl = cluster.ctl();
     let child = ctl
-        .command(&["run", "--image", "x", "--wait", "--", "sleep", "30"])
+        .command(&["run", "--wait", "--", "sleep", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -134,7 +130,7 @@ fn interrupting_wait_leaves_the_task_running() {
 fn stop_of_several_ids_stops_all_it_can() {
     let cluster = exec_cluster();
     let ctl = cluster.ctl();
-    let run = || ctl.run(&["--image", "x", "--stop-grace", "1s", "--", "sleep", "300"]);
+    let run = || ctl.run(&["--stop-grace", "1s", "--", "sleep", "300"]);
     let (a, b) = (run(), run());
     let unknown = uuid::Uuid::new_v4().to_string();
     let (code, stdout, stderr) = ctl.call(&["stop", &a, "not-an-id", &unknown, &b]);
@@ -159,15 +155,12 @@ fn durations_need_a_unit_and_a_timeout_more_than_zero() {
     assert!(stderr.contains("--timeout"), "{stderr}");
     assert!(stderr.contains("more than zero"), "{stderr}");
 
-    let (code, _, stderr) = common::cubectl(&url, &["run", "--image", "x", "--stop-grace", "5"]);
+    let (code, _, stderr) = common::cubectl(&url, &["run", "--stop-grace", "5"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--stop-grace"), "{stderr}");
     assert!(stderr.contains("needs a unit"), "{stderr}");
 
-    let (code, _, stderr) = common::cubectl(
-        &url,
-        &["run", "--image", "x", "--wait", "--wait-timeout", "0"],
-    );
+    let (code, _, stderr) = common::cubectl(&url, &["run", "--wait", "--wait-timeout", "0"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--wait-timeout"), "{stderr}");
 }

@@ -53,8 +53,6 @@ fn fifty_drain_rounds_end_with_the_manager_matching_the_workers() {
     let ids: Vec<String> = (0..TASKS)
         .map(|i| {
             ctl.run(&[
-                "--image",
-                "none",
                 "--name",
                 &format!("d{i}"),
                 "--stop-grace",

@@ -197,6 +197,11 @@ impl NodeEntry {
             alive: self.alive,
             draining: self.draining,
             runtime_ready: stats.is_some_and(|s| s.runtime_ready),
+            runs_images: stats.and_then(|s| match s.runtime.as_str() {
+                "docker" => Some(true),
+                "exec" => Some(false),
+                _ => None,
+            }),
             stats_fresh: stats.is_some()
                 && self.stats_at.is_some_and(|at| at.elapsed() <= stale_after),
             capacity: self.capacity(),

@@ -17,6 +17,8 @@ pub enum Filter {
     NotDraining,
     /// Its runtime (Docker) answers.
     RuntimeReady,
+    /// Its runtime runs what the task is: an image (Docker), or a command on the host (Exec).
+    Image,
     /// Its stats are known and recent.
     StatsFresh,
     /// Enough free cpu.
@@ -33,10 +35,11 @@ pub enum Filter {
 
 impl Filter {
     /// Every filter, in the order they run.
-    pub const ALL: [Filter; 9] = [
+    pub const ALL: [Filter; 10] = [
         Filter::Alive,
         Filter::NotDraining,
         Filter::RuntimeReady,
+        Filter::Image,
         Filter::StatsFresh,
         Filter::Cpu,
         Filter::Memory,
@@ -46,12 +49,13 @@ impl Filter {
     ];
 
     /// The filter's name in `ExplainTask` (`FilterResult.filter`): `alive`, `draining`,
-    /// `runtime`, `stats`, `cpu`, `memory`, `disk`, `ports`, `constraints`.
+    /// `runtime`, `image`, `stats`, `cpu`, `memory`, `disk`, `ports`, `constraints`.
     pub fn name(self) -> &'static str {
         match self {
             Filter::Alive => "alive",
             Filter::NotDraining => "draining",
             Filter::RuntimeReady => "runtime",
+            Filter::Image => "image",
             Filter::StatsFresh => "stats",
             Filter::Cpu => "cpu",
             Filter::Memory => "memory",
@@ -74,6 +78,7 @@ impl Filter {
             Filter::Alive => node.alive,
             Filter::NotDraining => !node.draining,
             Filter::RuntimeReady => node.runtime_ready,
+            Filter::Image => node.runs_images.is_none_or(|images| images == demand.image),
             Filter::StatsFresh => node.stats_fresh,
             Filter::Cpu => want.cpu_millis <= node.free().cpu_millis,
             Filter::Memory => want.memory_bytes <= node.free().memory_bytes,
@@ -101,6 +106,13 @@ impl Filter {
             Filter::Alive => plain("answering", "down"),
             Filter::NotDraining => plain("not draining", "draining"),
             Filter::RuntimeReady => plain("runtime ready", "runtime not ready"),
+            Filter::Image => match (node.runs_images, demand.image) {
+                (None, _) => "runtime unknown".into(),
+                (Some(true), true) => "runs images".into(),
+                (Some(false), false) => "runs commands on the host".into(),
+                (Some(false), true) => "runs no images (exec runtime)".into(),
+                (Some(true), false) => "needs an image (docker runtime)".into(),
+            },
             Filter::StatsFresh => plain("stats fresh", "stats unknown or stale"),
             Filter::Cpu => format!(
                 "wanted {}, free {}",
@@ -166,6 +178,8 @@ impl Filter {
             Filter::Alive => format!("{n} down"),
             Filter::NotDraining => format!("{n} draining"),
             Filter::RuntimeReady => format!("{n} runtime not ready"),
+            Filter::Image if demand.image => format!("{n} run no images (exec runtime)"),
+            Filter::Image => format!("{n} need an image (docker runtime)"),
             Filter::StatsFresh => format!("{n} stats unknown"),
             Filter::Cpu => format!(
                 "{n} insufficient cpu (wanted {}, largest free {})",
@@ -261,6 +275,7 @@ mod tests {
                 "alive",
                 "draining",
                 "runtime",
+                "image",
                 "stats",
                 "cpu",
                 "memory",

@@ -94,6 +94,8 @@ pub struct Demand {
     pub host_ports: Vec<(u32, pb::Protocol)>,
     /// Labels the node must carry with these values.
     pub constraints: BTreeMap<String, String>,
+    /// Whether it runs an image (else a command on the host, with the Exec runtime).
+    pub image: bool,
 }
 
 impl Demand {
@@ -116,6 +118,7 @@ impl Demand {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
+            image: !spec.image.is_empty(),
         }
     }
 }
@@ -133,6 +136,9 @@ pub struct NodeView {
     pub runtime_ready: bool,
     /// Whether its stats are known and recent.
     pub stats_fresh: bool,
+    /// Whether its runtime runs images (Docker) or commands on the host (Exec); `None` when
+    /// the worker did not say.
+    pub runs_images: Option<bool>,
     /// What it offers.
     pub capacity: Resources,
     /// The sum of the requests of its unfinished tasks.

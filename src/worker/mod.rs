@@ -61,6 +61,16 @@ pub enum RuntimeKind {
     Exec,
 }
 
+impl RuntimeKind {
+    /// The runtime's name, as flags and `NodeStats.runtime` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Exec => "exec",
+        }
+    }
+}
+
 impl std::str::FromStr for RuntimeKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -192,8 +202,13 @@ async fn serve_with<R: Runtime + Clone>(
         memory_bytes: config.memory_bytes,
         disk_bytes: config.disk_bytes,
     };
-    let (stats, sampler) =
-        stats::start(config.data_dir.clone(), declared, runtime, loops.clone()).await;
+    let (stats, sampler) = stats::start(
+        config.data_dir.clone(),
+        declared,
+        (runtime, config.runtime.name()),
+        loops.clone(),
+    )
+    .await;
     tracker.spawn(sampler);
 
     if let Some(manager) = config.manager.clone() {

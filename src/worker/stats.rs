@@ -101,6 +101,7 @@ impl Sampler {
             }),
             runtime_ready: previous.runtime_ready,
             runtime_message: previous.runtime_message.clone(),
+            runtime: previous.runtime.clone(),
         }
     }
 }
@@ -122,7 +123,7 @@ fn disk_of(disks: &Disks, dir: &Path) -> (i64, i64) {
 pub(crate) async fn start<R: Runtime + Clone>(
     data_dir: PathBuf,
     declared: Declared,
-    runtime: R,
+    (runtime, kind): (R, &str),
     cancel: CancellationToken,
 ) -> (Stats, impl std::future::Future<Output = ()> + Send) {
     let mut sampler = Sampler {
@@ -135,7 +136,10 @@ pub(crate) async fn start<R: Runtime + Clone>(
         data_dir,
         declared,
     };
-    let mut first = sampler.sample(&pb::NodeStats::default());
+    let mut first = sampler.sample(&pb::NodeStats {
+        runtime: kind.to_string(),
+        ..Default::default()
+    });
     match runtime.ping().await {
         Ok(()) => first.runtime_ready = true,
         Err(e) => first.runtime_message = e.to_string(),

@@ -23,10 +23,11 @@ use crate::{
         cubectl run -f tasks.yaml"
 )]
 pub struct RunArgs {
-    /// The container image.
-    #[arg(long, required_unless_present = "file", group = "spec")]
+    /// The container image, for a Docker worker. Without one the task is a command run on the
+    /// host by an Exec worker (and placed only on such a worker).
+    #[arg(long, required_unless_present_any = ["file", "args"], group = "spec")]
     pub image: Option<String>,
-    /// A name for people (default: derived from the image).
+    /// A name for people (default: derived from the image, or from the command).
     #[arg(long, group = "spec")]
     pub name: Option<String>,
     /// An environment variable (repeatable).
@@ -372,7 +373,7 @@ mod tests {
     #[test]
     fn bad_flags_are_usage_errors() {
         for args in [
-            &["--name", "x"][..], // no image, no file
+            &["--name", "x"][..], // no image, no command, no file
             &["--image", "x", "--env", "NOVALUE"],
             &["--image", "x", "-p", "http"],
             &["--image", "x", "-p", "80/sctp"],

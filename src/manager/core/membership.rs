@@ -72,6 +72,7 @@ impl Core {
             || !before.stats_fresh
             || before.capacity != after.capacity
             || before.runtime_ready != after.runtime_ready
+            || before.runs_images != after.runs_images
             || before.labels != after.labels;
         if !was_alive {
             tracing::info!(node = %key, address, "worker answers");

@@ -62,9 +62,15 @@ async fn a_node_silent_for_the_grace_period_is_down_until_it_heartbeats() {
     assert!(core.drain("nope", true).is_err());
 }
 
-/// A worker that takes tasks: registered with fresh stats and room.
+/// A worker that takes tasks: registered with fresh stats and room (its runtime unsaid).
 fn ready_node(core: &Core, name: &str) {
+    ready_node_with(core, name, "");
+}
+
+/// A worker that takes tasks, with runtime `runtime` (`docker`, `exec`, or unsaid).
+fn ready_node_with(core: &Core, name: &str, runtime: &str) {
     let stats = pb::NodeStats {
+        runtime: runtime.into(),
         cpu_count: 2,
         memory_total_bytes: 1 << 34,
         memory_available_bytes: 1 << 34,
@@ -340,4 +346,49 @@ async fn a_drain_whose_new_copy_fails_keeps_the_original() {
     assert!(node.message.contains("cannot move"), "{}", node.message);
     core.drain(from, false).unwrap();
     assert!(core.lock().unmovable.is_empty());
+}
+
+/// A task with an image is placed only where images run: drained off the only Docker node,
+/// with an Exec node beside it, it waits PENDING (saying why) while its copy runs on.
+#[tokio::test]
+async fn an_image_task_never_goes_to_a_node_that_runs_no_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node_with(&core, "docker1", "docker");
+    let spec = pb::TaskSpec {
+        name: "web".into(),
+        image: "cube-test/busybox:latest".into(),
+        ..Default::default()
+    };
+    let (submitted, _) = core.submit(spec, String::new()).await.unwrap();
+    let id = TaskId::parse("id", &submitted.id).unwrap();
+    assert_eq!(next_jobs(&core).await.pop().unwrap().node, "docker1");
+    ready_node_with(&core, "exec1", "exec");
+    let running = pb::Task {
+        id: id.to_string(),
+        state: TaskState::Running as i32,
+        container_id: "c1".into(),
+        started_at: Some(crate::proto::now()),
+        ..Default::default()
+    };
+    core.observed("docker1", vec![running], false, Instant::now());
+    core.drain("docker1", true).unwrap();
+    core.drain_step();
+    assert!(next_jobs(&core).await.is_empty(), "exec1 runs no images");
+    let now = task(&core, id);
+    assert_eq!(now.state(), TaskState::Pending);
+    assert!(now.message.contains("run no images"), "{}", now.message);
+    assert!(core.lock().stops.is_empty(), "the copy on docker1 runs on");
+    let (_, decision) = core.explain(id).unwrap();
+    let exec = decision
+        .verdicts
+        .iter()
+        .find(|v| v.node == "exec1")
+        .unwrap();
+    let image = exec
+        .filters
+        .iter()
+        .find(|f| f.filter.name() == "image")
+        .unwrap();
+    assert!(!image.passed, "explain names the image filter: {image:?}");
 }
