@@ -419,8 +419,9 @@ mod tests {
             let counts = BTreeMap::from([("hooked", 7)]);
             set_counts(&metrics().worker_tasks, ["hooked", "hook-empty"], &counts);
         });
+        // Other tests in this process may render at the same time, running the hook too.
         let text = metrics().render();
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(calls.load(Ordering::SeqCst) >= 1);
         assert!(
             text.contains("cube_worker_tasks{state=\"hooked\"} 7"),
             "{text}"
@@ -430,10 +431,11 @@ mod tests {
             "{text}"
         );
         drop(hook);
+        let before = calls.load(Ordering::SeqCst);
         metrics().render();
         assert_eq!(
             calls.load(Ordering::SeqCst),
-            1,
+            before,
             "a dropped hook no longer runs"
         );
     }
