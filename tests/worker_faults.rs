@@ -35,11 +35,7 @@ fn freeze_rounds() -> usize {
 /// the worker, and in the manager, forever).
 #[test]
 fn a_task_placed_on_a_frozen_worker_runs_when_it_thaws() {
-    let cluster = Cluster::builder()
-        .workers(1)
-        .runtime(Runtime::Exec)
-        .wait_ready(Duration::from_secs(20))
-        .start();
+    let cluster = one_worker(Runtime::Exec);
     let ctl = cluster.ctl();
     let worker = cluster.worker(0);
     for round in 0..freeze_rounds() {
@@ -66,11 +62,7 @@ fn a_task_placed_on_a_frozen_worker_runs_when_it_thaws() {
 /// `cubectl logs` of a stopped Exec task prints what the task wrote.
 #[test]
 fn logs_of_a_stopped_exec_task_show_its_last_output() {
-    let cluster = Cluster::builder()
-        .workers(1)
-        .runtime(Runtime::Exec)
-        .wait_ready(Duration::from_secs(20))
-        .start();
+    let cluster = one_worker(Runtime::Exec);
     logs_after_stop(&cluster, None);
 }
 
@@ -81,11 +73,7 @@ fn logs_of_a_stopped_docker_task_show_its_last_output() {
     if !common::need_docker("logs_of_a_stopped_docker_task_show_its_last_output") {
         return;
     }
-    let cluster = Cluster::builder()
-        .workers(1)
-        .runtime(Runtime::Docker)
-        .wait_ready(Duration::from_secs(20))
-        .start();
+    let cluster = one_worker(Runtime::Docker);
     logs_after_stop(&cluster, Some(common::TEST_IMAGE));
 }
 
@@ -96,11 +84,7 @@ fn logs_that_went_with_the_container_are_a_plain_error() {
     if !common::need_docker("logs_that_went_with_the_container_are_a_plain_error") {
         return;
     }
-    let cluster = Cluster::builder()
-        .workers(1)
-        .runtime(Runtime::Docker)
-        .wait_ready(Duration::from_secs(20))
-        .start();
+    let cluster = one_worker(Runtime::Docker);
     let ctl = cluster.ctl();
     let id = ctl.run(&[
         "--image",
@@ -177,4 +161,13 @@ fn submit(cluster: &Cluster, name: &str, command: &[&str]) -> String {
             .await
             .id
     })
+}
+
+/// A manager and one READY worker of `runtime`.
+fn one_worker(runtime: Runtime) -> Cluster {
+    Cluster::builder()
+        .workers(1)
+        .runtime(runtime)
+        .wait_ready(Duration::from_secs(20))
+        .start()
 }
