@@ -37,3 +37,15 @@ pub fn timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
 pub fn now() -> prost_types::Timestamp {
     timestamp(std::time::SystemTime::now())
 }
+
+/// A task state as people read it: `RUNNING`, `PENDING`, ...
+pub fn state_name(state: pb::TaskState) -> &'static str {
+    match state {
+        pb::TaskState::Unspecified => "UNSPECIFIED",
+        pb::TaskState::Pending => "PENDING",
+        pb::TaskState::Scheduled => "SCHEDULED",
+        pb::TaskState::Running => "RUNNING",
+        pb::TaskState::Completed => "COMPLETED",
+        pb::TaskState::Failed => "FAILED",
+    }
+}

@@ -147,17 +147,7 @@ pub fn is_finished(state: TaskState) -> bool {
     matches!(state, TaskState::Completed | TaskState::Failed)
 }
 
-/// The state as people read it: `RUNNING`, `PENDING`, ...
-pub fn state_name(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Unspecified => "UNSPECIFIED",
-        TaskState::Pending => "PENDING",
-        TaskState::Scheduled => "SCHEDULED",
-        TaskState::Running => "RUNNING",
-        TaskState::Completed => "COMPLETED",
-        TaskState::Failed => "FAILED",
-    }
-}
+pub use crate::proto::state_name;
 
 /// The longest task name Cube accepts (a DNS label, so names fit in container names).
 pub const MAX_NAME_LEN: usize = 63;

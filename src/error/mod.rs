@@ -7,7 +7,10 @@ use std::borrow::Cow;
 
 use tonic::{Code, Status};
 
-use crate::{proto::pb::TaskState, store::StoreError};
+use crate::{
+    proto::{pb::TaskState, state_name},
+    store::StoreError,
+};
 
 pub(crate) mod runtime;
 
@@ -15,18 +18,12 @@ pub use runtime::RuntimeError;
 
 /// A move of the task state machine that is not allowed (`cube::task::check_transition`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a task cannot move from {} to {}", state_word(*.from), state_word(*.to))]
+#[error("a task cannot move from {} to {}", state_name(*.from), state_name(*.to))]
 pub struct TransitionError {
     /// The state the task is in.
     pub from: TaskState,
     /// The state it was asked to move to.
     pub to: TaskState,
-}
-
-/// A state as people read it: `RUNNING` for `TASK_STATE_RUNNING`.
-fn state_word(state: TaskState) -> &'static str {
-    let name = state.as_str_name();
-    name.strip_prefix("TASK_STATE_").unwrap_or(name)
 }
 
 /// Cube's errors, each carrying what a person needs to act on it.
