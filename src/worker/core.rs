@@ -184,6 +184,25 @@ impl<R: Runtime> Core<R> {
         state.unfinished.iter().copied().collect()
     }
 
+    /// The unfinished tasks that want the executor's work (SCHEDULED, or told to stop), with
+    /// their revision and state: one lock, and no task copied.
+    pub fn wanting_work(&self) -> Vec<(TaskId, u64, TaskState)> {
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state
+            .unfinished
+            .iter()
+            .filter_map(|id| state.tasks.get(id).map(|t| (*id, t)))
+            .filter(|(_, t)| {
+                t.state() == TaskState::Scheduled || t.desired_state() == DesiredState::Stopped
+            })
+            .map(|(id, t)| (id, t.revision, t.state()))
+            .collect()
+    }
+
     /// How many tasks are not finished.
     pub fn unfinished_count(&self) -> usize {
         self.inner

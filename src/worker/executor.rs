@@ -113,22 +113,19 @@ fn stalled<R: Runtime>(
 ) -> Vec<TaskId> {
     let mut now = HashMap::new();
     let mut stalled = Vec::new();
-    for id in core.unfinished() {
-        let Some(task) = core.get(id) else { continue };
-        let wants_work =
-            task.state() == TaskState::Scheduled || task.desired_state() == DesiredState::Stopped;
-        if !wants_work || busy.contains(&id) {
+    for (id, revision, state) in core.wanting_work() {
+        if busy.contains(&id) {
             continue;
         }
-        if waiting.get(&id) == Some(&task.revision) {
+        if waiting.get(&id) == Some(&revision) {
             tracing::warn!(
                 task_id = %id,
-                state = crate::task::state_name(task.state()),
+                state = crate::task::state_name(state),
                 "nothing was working on this task; working on it now"
             );
             stalled.push(id);
         } else {
-            now.insert(id, task.revision);
+            now.insert(id, revision);
         }
     }
     *waiting = now;
