@@ -34,14 +34,14 @@ pub(crate) async fn run_worker_poll(
 ) {
     let mut cursor = Cursor::default();
     loop {
-        if !core.still_polled(&address) {
+        let Some(resync) = core.next_poll(&address) else {
             tracing::info!(
                 address,
                 "worker moved to another address; its old poll ends"
             );
             return;
-        }
-        if core.take_resync(&address) {
+        };
+        if resync {
             cursor = Cursor::default();
         }
         let asked_at = Instant::now();

@@ -168,7 +168,9 @@ impl Core {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
-        self.task(id)?;
+        if !self.lock().tasks.contains_key(&id) {
+            return Err(Error::task_not_found(id));
+        }
         self.written().await?;
         self.shared.store.task_events(id, after, limit)
     }

@@ -115,17 +115,23 @@ impl super::Tx<'_> {
     /// The move of `id` off draining node `from`: once its new copy runs (or the task ended),
     /// the move is over and the old copy is stopped.
     fn move_progressed(&mut self, id: TaskId, from: &str) {
-        let Some(task) = self.state.tasks.get(&id).map(|e| e.task.clone()) else {
+        // Looked at every drain step: only the state and the node, not a copy of the task.
+        let Some((state, node)) = self
+            .state
+            .tasks
+            .get(&id)
+            .map(|e| (e.task.state(), e.task.node.clone()))
+        else {
             self.state.drain_moves.remove(&id);
             return;
         };
-        if task.node == from && task.state() != TaskState::Pending {
+        if node == from && state != TaskState::Pending {
             // Placed back where it was (the node was undrained): the copy there is the task.
             self.state.drain_moves.remove(&id);
             return;
         }
-        let arrived = task.state() == TaskState::Running && task.node != from;
-        if !arrived && !is_finished(task.state()) {
+        let arrived = state == TaskState::Running && node != from;
+        if !arrived && !is_finished(state) {
             return;
         }
         self.state.drain_moves.remove(&id);
@@ -138,7 +144,7 @@ impl super::Tx<'_> {
             self.changes.wake_stopper = true;
         }
         let message = if arrived {
-            format!("running on {}; stopping the copy on {from}", task.node)
+            format!("running on {node}; stopping the copy on {from}")
         } else {
             format!("finished while moving; stopping the copy on {from}")
         };

@@ -26,12 +26,6 @@ impl Core {
         self.lock().polled.insert(address.to_string())
     }
 
-    /// Whether the poll loop of `address` should go on: a registered worker that registered
-    /// again elsewhere (a new port) leaves its old address unpolled.
-    pub fn still_polled(&self, address: &str) -> bool {
-        self.lock().polled.contains(address)
-    }
-
     /// Asks the next poll of `address` for every task the worker holds. A worker that answers
     /// a StartTask with ALREADY_EXISTS holds a copy whose state may not have changed since
     /// the manager last heard of it, so no delta would ever report it (a task moved back to a
@@ -40,9 +34,15 @@ impl Core {
         self.lock().resync.insert(address.to_string());
     }
 
-    /// Whether the poll of `address` must ask for everything (once per [`Core::resync`]).
-    pub fn take_resync(&self, address: &str) -> bool {
-        self.lock().resync.remove(address)
+    /// What the next poll of `address` is: `None` when the loop ends (a registered worker
+    /// that registered again elsewhere, a new port, leaves its old address unpolled), else
+    /// whether it must ask for everything (once per [`Core::resync`]).
+    pub fn next_poll(&self, address: &str) -> Option<bool> {
+        let mut state = self.lock();
+        if !state.polled.contains(address) {
+            return None;
+        }
+        Some(state.resync.remove(address))
     }
 
     /// The worker at `address` answered GetStats: it is alive, known by its reported name.

@@ -51,11 +51,15 @@ impl State {
         }
     }
 
-    /// Applies one task a worker reports on `node`.
-    fn observe_one(&mut self, shared: &Shared, changes: &mut Changes, node: &str, seen: pb::Task) {
-        let Ok(id) = TaskId::parse("task_id", &seen.id) else {
-            return;
-        };
+    /// Applies task `id`, as a worker reports it on `node`.
+    fn observe_one(
+        &mut self,
+        shared: &Shared,
+        changes: &mut Changes,
+        node: &str,
+        id: TaskId,
+        seen: pb::Task,
+    ) {
         if !self.tasks.contains_key(&id) {
             tracing::debug!(task_id = %id, node, "worker reports a task this manager does not know");
             return;
@@ -139,11 +143,12 @@ impl Core {
         let mut tx = self.tx();
         let mut known = HashSet::new();
         for seen in reported {
-            if let Ok(id) = TaskId::parse("task_id", &seen.id) {
-                known.insert(id);
-            }
+            let Ok(id) = TaskId::parse("task_id", &seen.id) else {
+                continue;
+            };
+            known.insert(id);
             tx.state
-                .observe_one(self.shared.as_ref(), &mut tx.changes, node, seen);
+                .observe_one(self.shared.as_ref(), &mut tx.changes, node, id, seen);
         }
         if complete {
             let missing: Vec<TaskId> = tx
