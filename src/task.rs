@@ -149,6 +149,15 @@ pub fn is_finished(state: TaskState) -> bool {
 
 pub use crate::proto::state_name;
 
+/// Parses `KEY=VALUE` (a label, an env var, a constraint), as flags of cubectl and the worker
+/// take them.
+pub fn parse_pair(text: &str) -> std::result::Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 /// The longest task name Cube accepts (a DNS label, so names fit in container names).
 pub const MAX_NAME_LEN: usize = 63;
 

@@ -32,7 +32,7 @@ struct Args {
     runtime: String,
 
     /// A label for task constraints, KEY=VALUE (repeatable).
-    #[arg(long = "label", env = "CUBE_LABEL", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_label)]
+    #[arg(long = "label", env = "CUBE_LABEL", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = cube::task::parse_pair)]
     labels: Vec<(String, String)>,
 
     /// CPU to offer, e.g. 2 or 500m [default: every cpu of the machine].
@@ -62,13 +62,6 @@ struct Args {
     /// Log format on stderr: text or json.
     #[arg(long, env = "CUBE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
-}
-
-fn parse_label(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
-    }
 }
 
 #[tokio::main]

@@ -1,6 +1,8 @@
 //! `cubectl run`'s flags and the TaskSpec they describe: parsers for ports, probes and pairs,
 //! and the flag-to-spec conversion.
 
+pub use crate::task::parse_pair;
+
 use std::{path::PathBuf, time::Duration};
 
 use clap::{ArgGroup, Args, ValueEnum};
@@ -135,14 +137,6 @@ impl From<RestartArg> for pb::RestartPolicy {
             RestartArg::OnFailure => pb::RestartPolicy::OnFailure,
             RestartArg::Always => pb::RestartPolicy::Always,
         }
-    }
-}
-
-/// Parses `KEY=VALUE` (the value may hold `=` and may be empty).
-pub fn parse_pair(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not KEY=VALUE")),
     }
 }
 
