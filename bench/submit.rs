@@ -114,7 +114,8 @@ async fn restart_time() -> (Duration, f64) {
                     revision: i as u64 + 1,
                     ..Default::default()
                 };
-                ops.push(Op::task(i as u64 + 1, &task));
+                let task = std::sync::Arc::new(task);
+                ops.push(Op::task(i as u64 + 1, id, task.clone()));
                 for kind in [pb::EventType::Submitted, pb::EventType::StateChanged] {
                     let event = pb::TaskEvent {
                         seq: event_seq,
@@ -126,7 +127,7 @@ async fn restart_time() -> (Duration, f64) {
                         message: "bench".into(),
                     };
                     event_seq += 1;
-                    ops.push(Op::event(id, &event));
+                    ops.push(Op::event(id, event));
                 }
             }
             store.write(ops).wait().await.unwrap();

@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Manager and worker: moves of a task's state that the state machine refused, by
     /// component and the two states.
     pub illegal_transitions: IntCounterVec,
+    /// Manager and worker: 1 while the store refuses writes (a full disk), by store.
+    pub store_read_only: IntGaugeVec,
     /// Every server: rpc latency by method and gRPC status code.
     pub rpc_seconds: HistogramVec,
     /// Every server: rpcs that answered with a non-OK status, by method and code.
@@ -138,6 +140,11 @@ impl Metrics {
                 "Health checks that failed.",
                 &["probe"],
             ),
+            store_read_only: gauge_vec(
+                "cube_store_read_only",
+                "1 while the store refuses writes (a full disk, a failing one), by store.",
+                &["store"],
+            ),
             illegal_transitions: counter_vec(
                 "cube_illegal_transitions_total",
                 "Task state changes the state machine refused (a bug if ever non-zero).",
@@ -166,6 +173,7 @@ impl Metrics {
             Box::new(m.worker_runtime_seconds.clone()),
             Box::new(m.worker_health_check_failures.clone()),
             Box::new(m.illegal_transitions.clone()),
+            Box::new(m.store_read_only.clone()),
             Box::new(m.rpc_seconds.clone()),
             Box::new(m.rpc_errors.clone()),
         ] {

@@ -33,8 +33,18 @@ pub async fn run(client: &Client, args: NodesArgs) -> Outcome {
 }
 
 /// The nodes table: NAME, ADDRESS, STATE, CPU, MEMORY, DISK (allocated/capacity), TASKS,
-/// LAST SEEN, and MESSAGE when some node has one.
+/// LAST SEEN, and MESSAGE when some node has one; above it, the manager's own trouble if it
+/// has one ("manager: store read-only: disk full").
 pub fn render(response: &pb::ListNodesResponse, now: SystemTime) -> String {
+    let table = render_table(response, now);
+    if response.manager_message.is_empty() {
+        table
+    } else {
+        format!("manager: {}\n{table}", response.manager_message)
+    }
+}
+
+fn render_table(response: &pb::ListNodesResponse, now: SystemTime) -> String {
     let with_message = response.nodes.iter().any(|n| !n.message.is_empty());
     let mut header = vec![
         "NAME",
@@ -128,12 +138,26 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            manager_message: String::new(),
         };
         assert_eq!(
             render(&response, now),
             "NAME   ADDRESS          STATE   CPU   MEMORY      DISK     TASKS   LAST SEEN   MESSAGE\n\
              w1     127.0.0.1:5556   READY   1/2   512Mi/1Gi   0/10Gi   2       3s ago\n\
              w2     127.0.0.1:5557   DOWN    0/0   0/0         0/0      0       never       no answer for 3s\n"
+        );
+    }
+
+    #[test]
+    fn a_manager_that_cannot_write_says_so_above_the_nodes() {
+        let response = pb::ListNodesResponse {
+            nodes: Vec::new(),
+            manager_message: "store read-only: disk full".into(),
+        };
+        let out = render(&response, SystemTime::UNIX_EPOCH);
+        assert!(
+            out.starts_with("manager: store read-only: disk full\n"),
+            "{out}"
         );
     }
 }

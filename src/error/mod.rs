@@ -148,12 +148,15 @@ impl From<Error> for Status {
     }
 }
 
-/// The code of a store error: a full disk is the caller's to wait out, a closing store is
-/// unavailable, everything else (a broken or foreign file, a failed read or write) internal.
+/// The code of a store error: a full disk is the caller's to wait out; a failed write, a store
+/// being reopened or closing is unavailable; everything else (a broken or foreign file, a
+/// failed read) internal.
 fn store_code(error: &StoreError) -> Code {
     match error {
         StoreError::DiskFull { .. } => Code::ResourceExhausted,
-        StoreError::Stopped => Code::Unavailable,
+        StoreError::Stopped | StoreError::WriteFailed { .. } | StoreError::Reopening => {
+            Code::Unavailable
+        }
         StoreError::CreateDir { .. }
         | StoreError::InUse { .. }
         | StoreError::NotCube { .. }
@@ -191,7 +194,7 @@ mod tests {
     }
 
     /// A full disk is RESOURCE_EXHAUSTED naming the data dir, said once; other I/O errors
-    /// are INTERNAL with redb's words, without a doubled prefix.
+    /// are UNAVAILABLE with redb's words, without a doubled prefix.
     #[test]
     fn store_errors_read_once() {
         let io = |errno| {
@@ -204,9 +207,11 @@ mod tests {
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(status.message(), "no space left in /var/lib/cube");
         let status = Status::from(Error::from(io(libc::EIO).in_dir(dir)));
-        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.code(), Code::Unavailable);
         assert!(
-            status.message().starts_with("I/O error: "),
+            status
+                .message()
+                .starts_with("cannot write to the store in /var/lib/cube: I/O error: "),
             "{}",
             status.message()
         );

@@ -82,6 +82,9 @@ impl ManagerConfig {
     }
 }
 
+/// The service name health answers for.
+const SERVICE_NAME: &str = "cube.v1.ManagerService";
+
 /// A manager whose store is open and whose state is loaded, not yet serving.
 pub struct Manager {
     core: core::Core,
@@ -162,10 +165,15 @@ impl Manager {
             polls.start(&core, address.clone());
         }
         let _metrics = metrics::register(&core);
-        let (router, health) = crate::grpc::standard_router("cube.v1.ManagerService");
+        let (router, health) = crate::grpc::standard_router(SERVICE_NAME);
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;
+        tracker.spawn(supervisor::run_store_watch(
+            core.clone(),
+            health,
+            loops.clone(),
+        ));
         let router = router.add_service(ManagerServiceServer::new(service::Api {
             core: core.clone(),
             shutdown: shutdown.clone(),

@@ -118,10 +118,14 @@ impl NodeEntry {
             capacity: Some(self.capacity().into()),
             allocated: Some(self.allocated.into()),
             labels: self.labels.clone().into_iter().collect(),
-            message: if state == pb::NodeState::Ready {
-                String::new()
-            } else {
+            message: if state != pb::NodeState::Ready {
                 self.message.clone()
+            } else {
+                // A READY node whose store refuses writes takes no tasks: say why.
+                self.stats
+                    .as_ref()
+                    .map(|s| s.store_message.clone())
+                    .unwrap_or_default()
             },
         }
     }
@@ -132,6 +136,13 @@ impl NodeEntry {
             .and_then(|s| s.capacity.as_ref())
             .map(Resources::from)
             .unwrap_or_default()
+    }
+
+    /// Forgets the tasks it holds, and their requests and ports (to hold them again).
+    pub fn clear_holds(&mut self) {
+        self.allocated = Resources::default();
+        self.used_ports.clear();
+        self.tasks.clear();
     }
 
     /// Records an answer: the node is alive with these stats.
@@ -197,6 +208,7 @@ impl NodeEntry {
             alive: self.alive,
             draining: self.draining,
             runtime_ready: stats.is_some_and(|s| s.runtime_ready),
+            store_read_only: stats.is_some_and(|s| !s.store_message.is_empty()),
             runs_images: stats.and_then(|s| match s.runtime.as_str() {
                 "docker" => Some(true),
                 "exec" => Some(false),

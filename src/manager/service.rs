@@ -271,6 +271,12 @@ impl ManagerService for Api {
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
         Ok(Response::new(pb::ListNodesResponse {
             nodes: self.core.nodes(),
+            manager_message: self
+                .core
+                .store_health()
+                .borrow()
+                .summary()
+                .unwrap_or_default(),
         }))
     }
 
@@ -430,7 +436,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::DrainNodeResponse>, Status> {
-        let node = self.core.drain(&request.into_inner().node, true)?;
+        let node = self.core.drain(&request.into_inner().node, true).await?;
         Ok(Response::new(pb::DrainNodeResponse { node: Some(node) }))
     }
 
@@ -439,7 +445,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::UndrainNodeRequest>,
     ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
-        let node = self.core.drain(&request.into_inner().node, false)?;
+        let node = self.core.drain(&request.into_inner().node, false).await?;
         Ok(Response::new(pb::UndrainNodeResponse { node: Some(node) }))
     }
 }

@@ -17,6 +17,8 @@ pub enum Filter {
     NotDraining,
     /// Its runtime (Docker) answers.
     RuntimeReady,
+    /// Its store takes writes: a worker that cannot record a task refuses to start it.
+    StoreWritable,
     /// Its runtime runs what the task is: an image (Docker), or a command on the host (Exec).
     Image,
     /// Its stats are known and recent.
@@ -35,10 +37,11 @@ pub enum Filter {
 
 impl Filter {
     /// Every filter, in the order they run.
-    pub const ALL: [Filter; 10] = [
+    pub const ALL: [Filter; 11] = [
         Filter::Alive,
         Filter::NotDraining,
         Filter::RuntimeReady,
+        Filter::StoreWritable,
         Filter::Image,
         Filter::StatsFresh,
         Filter::Cpu,
@@ -49,12 +52,13 @@ impl Filter {
     ];
 
     /// The filter's name in `ExplainTask` (`FilterResult.filter`): `alive`, `draining`,
-    /// `runtime`, `image`, `stats`, `cpu`, `memory`, `disk`, `ports`, `constraints`.
+    /// `runtime`, `store`, `image`, `stats`, `cpu`, `memory`, `disk`, `ports`, `constraints`.
     pub fn name(self) -> &'static str {
         match self {
             Filter::Alive => "alive",
             Filter::NotDraining => "draining",
             Filter::RuntimeReady => "runtime",
+            Filter::StoreWritable => "store",
             Filter::Image => "image",
             Filter::StatsFresh => "stats",
             Filter::Cpu => "cpu",
@@ -78,6 +82,7 @@ impl Filter {
             Filter::Alive => node.alive,
             Filter::NotDraining => !node.draining,
             Filter::RuntimeReady => node.runtime_ready,
+            Filter::StoreWritable => !node.store_read_only,
             Filter::Image => node.runs_images.is_none_or(|images| images == demand.image),
             Filter::StatsFresh => node.stats_fresh,
             Filter::Cpu => want.cpu_millis <= node.free().cpu_millis,
@@ -106,6 +111,7 @@ impl Filter {
             Filter::Alive => plain("answering", "down"),
             Filter::NotDraining => plain("not draining", "draining"),
             Filter::RuntimeReady => plain("runtime ready", "runtime not ready"),
+            Filter::StoreWritable => plain("store writable", "store read-only"),
             Filter::Image => match (node.runs_images, demand.image) {
                 (None, _) => "runtime unknown".into(),
                 (Some(true), true) => "runs images".into(),
@@ -178,6 +184,7 @@ impl Filter {
             Filter::Alive => format!("{n} down"),
             Filter::NotDraining => format!("{n} draining"),
             Filter::RuntimeReady => format!("{n} runtime not ready"),
+            Filter::StoreWritable => format!("{n} store read-only"),
             Filter::Image if demand.image => format!("{n} run no images (exec runtime)"),
             Filter::Image => format!("{n} need an image (docker runtime)"),
             Filter::StatsFresh => format!("{n} stats unknown"),
@@ -275,6 +282,7 @@ mod tests {
                 "alive",
                 "draining",
                 "runtime",
+                "store",
                 "image",
                 "stats",
                 "cpu",

@@ -134,6 +134,8 @@ pub struct NodeView {
     pub draining: bool,
     /// Whether its runtime (Docker) answers.
     pub runtime_ready: bool,
+    /// Its store refuses writes (a full disk): it would refuse to start a task.
+    pub store_read_only: bool,
     /// Whether its stats are known and recent.
     pub stats_fresh: bool,
     /// Whether its runtime runs images (Docker) or commands on the host (Exec); `None` when

@@ -79,6 +79,18 @@ pub enum StoreError {
         #[source]
         source: Box<StoreError>,
     },
+    /// A write failed for another reason than space (a failing disk, a broken file system);
+    /// the cause is part of the message, since a client sees only the message.
+    #[error("cannot write to the store in {}: {cause}", dir.display())]
+    WriteFailed {
+        /// The data dir.
+        dir: PathBuf,
+        /// The failure as redb reported it.
+        cause: Box<StoreError>,
+    },
+    /// The database is being reopened after a failed write; a read may try again.
+    #[error("the store is being reopened after a failed write; try again")]
+    Reopening,
     /// Opening the database failed.
     #[error(transparent)]
     Database(Arc<redb::DatabaseError>),
@@ -148,17 +160,49 @@ impl StoreError {
         }
     }
 
-    /// The same error as [`StoreError::DiskFull`] naming `dir` when it is the disk running
-    /// full; any other error unchanged.
+    /// The error of a write in `dir`: [`StoreError::DiskFull`] when the disk ran full,
+    /// [`StoreError::WriteFailed`] for another I/O error (or redb refusing to go on after
+    /// one); any other error unchanged.
     pub fn in_dir(self, dir: &std::path::Path) -> StoreError {
-        if self.is_disk_full() && !matches!(self, StoreError::DiskFull { .. }) {
+        if matches!(
+            self,
+            StoreError::DiskFull { .. } | StoreError::WriteFailed { .. }
+        ) {
+            self
+        } else if self.is_disk_full() {
             StoreError::DiskFull {
                 dir: dir.to_path_buf(),
                 source: Box::new(self),
             }
+        } else if self.io_error().is_some() || self.is_previous_io() {
+            StoreError::WriteFailed {
+                dir: dir.to_path_buf(),
+                cause: Box::new(self),
+            }
         } else {
             self
         }
+    }
+
+    /// redb refusing to go on after an earlier I/O error.
+    fn is_previous_io(&self) -> bool {
+        let storage = match self {
+            StoreError::Storage(e) => Some(&**e),
+            StoreError::Transaction(e) => match &**e {
+                redb::TransactionError::Storage(s) => Some(s),
+                _ => None,
+            },
+            StoreError::Table(e) => match &**e {
+                redb::TableError::Storage(s) => Some(s),
+                _ => None,
+            },
+            StoreError::Commit(e) => match &**e {
+                redb::CommitError::Storage(s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        };
+        matches!(storage, Some(redb::StorageError::PreviousIo))
     }
 
     /// The I/O error redb met, if that is what this is.

@@ -24,7 +24,7 @@ use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 pub use super::Durable;
-use super::{StoreError, StoreKind, Writer};
+use super::{DbCell, Health, Opener, Owner, StoreError, StoreKind, Writer};
 use crate::{error::Result, proto::pb, task::TaskId};
 
 const TASKS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("tasks");
@@ -32,32 +32,27 @@ const EVENTS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::ne
 const TASK_EVENTS: TableDefinition<'static, (u128, u64), ()> = TableDefinition::new("task_events");
 const NODES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("nodes");
 
-/// One write to the store.
+/// One write to the store. Records are encoded by the writer thread, off the caller's lock.
 #[derive(Debug)]
 pub enum Op {
     /// Insert or replace a task under its submission sequence.
     PutTask {
         /// The task's submission sequence (its key).
         seq: u64,
-        /// The task, encoded.
-        task: Vec<u8>,
+        /// Its id.
+        id: TaskId,
+        /// The task, shared with the memory that made it.
+        task: Arc<pb::Task>,
     },
     /// Append an event.
     PutEvent {
-        /// The event's sequence.
-        seq: u64,
         /// The task it is about.
         task: TaskId,
-        /// The event, encoded.
-        event: Vec<u8>,
+        /// The event (its `seq` is its key).
+        event: pb::TaskEvent,
     },
     /// Insert or replace a node record.
-    PutNode {
-        /// The node's name.
-        name: String,
-        /// The node, encoded.
-        node: Vec<u8>,
-    },
+    PutNode(Box<pb::Node>),
     /// Forget a node record (a worker renamed itself).
     DeleteNode {
         /// The node's name.
@@ -67,28 +62,18 @@ pub enum Op {
 
 impl Op {
     /// A task write.
-    pub fn task(seq: u64, task: &pb::Task) -> Op {
-        Op::PutTask {
-            seq,
-            task: task.encode_to_vec(),
-        }
+    pub fn task(seq: u64, id: TaskId, task: Arc<pb::Task>) -> Op {
+        Op::PutTask { seq, id, task }
     }
 
     /// An event write.
-    pub fn event(task: TaskId, event: &pb::TaskEvent) -> Op {
-        Op::PutEvent {
-            seq: event.seq,
-            task,
-            event: event.encode_to_vec(),
-        }
+    pub fn event(task: TaskId, event: pb::TaskEvent) -> Op {
+        Op::PutEvent { task, event }
     }
 
     /// A node write.
-    pub fn node(node: &pb::Node) -> Op {
-        Op::PutNode {
-            name: node.name.clone(),
-            node: node.encode_to_vec(),
-        }
+    pub fn node(node: pb::Node) -> Op {
+        Op::PutNode(Box::new(node))
     }
 }
 
@@ -106,7 +91,7 @@ pub struct Loaded {
 /// The manager's store: reads on any thread, writes through the group-commit writer.
 #[derive(Clone)]
 pub struct ManagerStore {
-    db: Arc<Database>,
+    db: DbCell,
     writer: Writer<Op>,
 }
 
@@ -133,10 +118,32 @@ impl ManagerStore {
             write.open_table(NODES)?;
             write.commit()?;
         }
-        let db = Arc::new(db);
         let loaded = load(&db)?;
-        let writer = Writer::spawn("cube-store-writer", db.clone(), data_dir.into(), apply)?;
+        let db = DbCell::new(db);
+        let dir = data_dir.to_path_buf();
+        let opener = Opener {
+            name: "cube-store-writer".into(),
+            dir: dir.clone(),
+            db: db.clone(),
+            open: Box::new(move || super::open(&dir, StoreKind::Manager)),
+        };
+        let writer = Writer::spawn(opener, apply)?;
         Ok((ManagerStore { db, writer }, loaded))
+    }
+
+    /// Makes `owner` the one told of durable and refused writes (see [`Owner`]).
+    pub fn set_owner(&self, owner: Box<dyn Owner<Op>>) {
+        self.writer.set_owner(owner);
+    }
+
+    /// Whether the store takes writes; changes as it turns read-only and back.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.writer.health()
+    }
+
+    /// `Ok` when the store takes writes, else the error a write would be refused with.
+    pub fn writable(&self) -> Result<()> {
+        Ok(self.writer.writable()?)
     }
 
     /// Queues writes; the returned handle resolves once they are durable. Queue order is commit
@@ -176,7 +183,7 @@ impl ManagerStore {
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>, StoreError> {
         let id = u128::from_be_bytes(*task.as_bytes());
-        let read = self.db.begin_read()?;
+        let read = self.db.get()?.begin_read()?;
         let index = read.open_table(TASK_EVENTS)?;
         let events = read.open_table(EVENTS)?;
         let mut out = Vec::new();
@@ -193,7 +200,7 @@ impl ManagerStore {
 
     /// All events, oldest first, from sequence `after` (exclusive), at most `limit`.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
-        let read = self.db.begin_read().map_err(StoreError::from)?;
+        let read = self.db.get()?.begin_read().map_err(StoreError::from)?;
         let events = read.open_table(EVENTS).map_err(StoreError::from)?;
         let start = after.saturating_add(1);
         Ok(range_decode(&events, start.., limit)?)
@@ -259,15 +266,15 @@ fn apply(write: &WriteTransaction, group: &[Vec<Op>]) -> Result<(), StoreError> 
     let mut nodes = write.open_table(NODES)?;
     for op in group.iter().flatten() {
         match op {
-            Op::PutTask { seq, task } => {
-                tasks.insert(*seq, task.as_slice())?;
+            Op::PutTask { seq, task, .. } => {
+                tasks.insert(*seq, task.encode_to_vec().as_slice())?;
             }
-            Op::PutEvent { seq, task, event } => {
-                events.insert(*seq, event.as_slice())?;
-                task_events.insert((u128::from_be_bytes(*task.as_bytes()), *seq), ())?;
+            Op::PutEvent { task, event } => {
+                events.insert(event.seq, event.encode_to_vec().as_slice())?;
+                task_events.insert((u128::from_be_bytes(*task.as_bytes()), event.seq), ())?;
             }
-            Op::PutNode { name, node } => {
-                nodes.insert(name.as_str(), node.as_slice())?;
+            Op::PutNode(node) => {
+                nodes.insert(node.name.as_str(), node.encode_to_vec().as_slice())?;
             }
             Op::DeleteNode { name } => {
                 nodes.remove(name.as_str())?;
@@ -299,7 +306,7 @@ mod tests {
                 ..Default::default()
             };
             store
-                .write(vec![Op::task(7, &task), Op::event(id, &event)])
+                .write(vec![Op::task(7, id, Arc::new(task)), Op::event(id, event)])
                 .wait()
                 .await
                 .unwrap();
@@ -334,7 +341,7 @@ mod tests {
                 task_id: id.to_string(),
                 ..Default::default()
             };
-            store.write_later(vec![Op::event(id, &event)]);
+            store.write_later(vec![Op::event(id, event)]);
         }
         store.barrier().wait().await.unwrap();
         assert_eq!(store.task_events(id, 0, usize::MAX).unwrap().len(), 500);

@@ -11,7 +11,8 @@
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
 };
 
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -21,7 +22,7 @@ pub mod manager;
 mod writer;
 
 pub use error::StoreError;
-pub use writer::{Durable, Writer, FLUSH_WITHIN, MAX_GROUP};
+pub use writer::{Durable, Health, Opener, Owner, Writer, FLUSH_WITHIN, MAX_GROUP};
 
 /// The schema this build writes. A file with a higher number was written by a newer Cube.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -75,6 +76,65 @@ pub fn open(data_dir: &Path, kind: StoreKind) -> Result<Database, StoreError> {
     })?;
     check_meta(&db, &path, kind).map_err(|e| e.in_dir(data_dir))?;
     Ok(db)
+}
+
+/// The database handle readers and the writer share. The writer replaces it when it reopens
+/// the file after a failed write; a reader holds its clone only for one read.
+#[derive(Clone)]
+pub struct DbCell(Arc<RwLock<Option<Arc<Database>>>>);
+
+impl fmt::Debug for DbCell {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCell").finish_non_exhaustive()
+    }
+}
+
+/// How long closing the database waits for readers to finish.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+impl DbCell {
+    /// A cell holding `db`.
+    pub fn new(db: Database) -> DbCell {
+        DbCell(Arc::new(RwLock::new(Some(Arc::new(db)))))
+    }
+
+    /// The database, or [`StoreError::Reopening`] while the writer reopens it.
+    pub fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    fn set(&self, db: Arc<Database>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+    }
+
+    /// Drops the database once no reader holds it (redb's file lock goes with it), so it can
+    /// be opened again; gives it back and fails if a reader holds it past [`CLOSE_WAIT`].
+    fn close(&self) -> Result<(), StoreError> {
+        let Some(mut db) = self.0.write().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    drop(db);
+                    return Ok(());
+                }
+                Err(held) if Instant::now() >= deadline => {
+                    self.set(held);
+                    return Err(StoreError::Reopening);
+                }
+                Err(held) => {
+                    db = held;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
 }
 
 fn check_meta(db: &Database, path: &Path, kind: StoreKind) -> Result<(), StoreError> {

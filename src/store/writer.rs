@@ -15,17 +15,32 @@
 //! **Durability.** A write queued with `fsync: false` is committed with `Durability::None`:
 //! readers see it at once, and it reaches the disk with the next fsync'd commit, or by an empty
 //! fsync'd commit the writer makes itself within [`FLUSH_WITHIN`] (or when the store closes).
+//!
+//! **Memory follows the disk.** The store's [`Owner`] hears, on the writer thread and in commit
+//! order, of every record once it is durable ([`Owner::durable`], before any waiter of it is
+//! answered) and of every record that will never be ([`Owner::refused`]). An owner that shows
+//! readers only what it was told is durable, and that goes back to that when told of a refusal,
+//! never shows a change the disk does not hold.
+//!
+//! **Read-only.** A commit that fails (a full disk, an I/O error) puts the store in read-only
+//! mode: every write is refused at once with that error, without touching the disk, and
+//! [`Writer::health`] says so. Every [`RETRY_EVERY`] the thread reopens the database (redb
+//! refuses every operation after an I/O error until it is reopened) and makes a probe write of
+//! [`PROBE_BYTES`]; once that succeeds the store is writable again. Entering and leaving
+//! read-only mode are logged once each, with a reminder every [`REMIND_EVERY`] in between.
 
 use std::{
     path::PathBuf,
-    sync::{mpsc, Arc},
-    time::{Duration, Instant},
+    sync::{mpsc, Arc, Mutex},
+    time::{Duration, SystemTime},
 };
 
 use redb::{Database, WriteTransaction};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
-use super::StoreError;
+use super::{DbCell, StoreError};
+
+mod thread;
 
 /// At most this many queued records go into one transaction: large enough that a burst of
 /// submissions shares one fsync, small enough that one commit stays a few milliseconds.
@@ -34,9 +49,92 @@ pub const MAX_GROUP: usize = 4096;
 /// The longest a write queued without an fsync waits for one.
 pub const FLUSH_WITHIN: Duration = Duration::from_secs(1);
 
-/// A commit that takes this long is logged (a WARN): callers that wait for it, SubmitTask and
-/// StartTask among them, wait as long.
-const SLOW_COMMIT: Duration = Duration::from_millis(500);
+/// How often a read-only store tries to become writable again.
+pub const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often a store that stays read-only says so again in the log.
+pub const REMIND_EVERY: Duration = Duration::from_secs(60);
+
+/// The size of the probe a read-only store writes (and removes) to learn it can write again:
+/// room for more than the smallest commit, so one freed page does not flip it back and forth.
+pub const PROBE_BYTES: usize = 64 * 1024;
+
+/// Whether the store takes writes.
+#[derive(Debug, Clone)]
+pub enum Health {
+    /// Writes are committed.
+    Writable,
+    /// Writes are refused with `error` (what the failed commit met) since `since`.
+    ReadOnly {
+        /// The failure that made it read-only.
+        error: StoreError,
+        /// When it became read-only.
+        since: SystemTime,
+    },
+}
+
+impl Health {
+    /// `Ok` when writable, else the error every write is refused with.
+    pub fn check(&self) -> Result<(), StoreError> {
+        match self {
+            Health::Writable => Ok(()),
+            Health::ReadOnly { error, .. } => Err(error.clone()),
+        }
+    }
+
+    /// The line people read: "store read-only: disk full", or `None` when writable.
+    pub fn summary(&self) -> Option<String> {
+        match self {
+            Health::Writable => None,
+            Health::ReadOnly { error, .. } if error.is_disk_full() => {
+                Some("store read-only: disk full".into())
+            }
+            Health::ReadOnly { error, .. } => Some(format!("store read-only: {error}")),
+        }
+    }
+}
+
+/// What the store's owner (the process state it is the record of) does as writes succeed and
+/// fail. Both run on the writer thread, in commit order; they must not wait for the writer.
+pub trait Owner<T>: Send + 'static {
+    /// These records are durable, oldest first: those of the commit just made, after those
+    /// of earlier commits made without an fsync, which it made durable.
+    fn durable(&mut self, records: Vec<Vec<T>>);
+
+    /// These records, oldest first, will never be stored (nor will anything queued up to now):
+    /// memory must go back to what [`Owner::durable`] said. `refuse_queued` refuses every
+    /// write still queued; an owner that queues writes under its own lock calls it under that
+    /// lock, so the writes it refuses are exactly those made before memory went back.
+    fn refused(&mut self, records: Vec<Vec<T>>, refuse_queued: &mut dyn FnMut());
+}
+
+/// An owner that keeps no memory of its own: refusals only refuse what is queued.
+struct NoOwner;
+
+impl<T> Owner<T> for NoOwner {
+    fn durable(&mut self, _records: Vec<Vec<T>>) {}
+
+    fn refused(&mut self, _records: Vec<Vec<T>>, refuse_queued: &mut dyn FnMut()) {
+        refuse_queued();
+    }
+}
+
+/// Where the owner lives: set after the writer starts (the owner is built from what the store
+/// loaded).
+type OwnerSlot<T> = Arc<Mutex<Box<dyn Owner<T>>>>;
+
+/// How the writer thread (re)opens its database: `open` makes a fresh handle once the old one
+/// is dropped.
+pub struct Opener {
+    /// The thread's name, also the store's name in the log.
+    pub name: String,
+    /// The data dir, named in a disk-full error.
+    pub dir: PathBuf,
+    /// The shared handle readers use too.
+    pub db: DbCell,
+    /// Opens the database again (after a failed commit, redb refuses everything until then).
+    pub open: Box<dyn FnMut() -> Result<Database, StoreError> + Send>,
+}
 
 /// One queued write and who waits for its commit (nobody, for writes no answer depends on).
 struct Queued<T> {
@@ -49,12 +147,16 @@ struct Queued<T> {
 /// waits for an fsync) once the last clone is dropped.
 pub struct Writer<T> {
     queue: mpsc::Sender<Queued<T>>,
+    health: watch::Receiver<Health>,
+    owner: OwnerSlot<T>,
 }
 
 impl<T> Clone for Writer<T> {
     fn clone(&self) -> Self {
         Writer {
             queue: self.queue.clone(),
+            health: self.health.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
@@ -75,6 +177,13 @@ impl Durable {
         Durable(None)
     }
 
+    /// Already refused with `error`.
+    pub fn refused(error: StoreError) -> Durable {
+        let (tx, rx) = oneshot::channel();
+        let _ = tx.send(Err(error));
+        Durable(Some(rx))
+    }
+
     /// Waits until the write is committed (durably, if it asked for an fsync).
     pub async fn wait(self) -> crate::error::Result<()> {
         Ok(self.wait_store().await?)
@@ -90,31 +199,43 @@ impl Durable {
 }
 
 impl<T: Send + 'static> Writer<T> {
-    /// Starts the writer thread `name` over `db` in `dir` (named in a disk-full error).
-    /// `apply` writes a group's records, oldest first, into the transaction it is given; the
-    /// writer begins and commits the transaction.
-    pub fn spawn<F>(
-        name: &str,
-        db: Arc<Database>,
-        dir: PathBuf,
-        apply: F,
-    ) -> Result<Writer<T>, StoreError>
+    /// Starts the writer thread over the database `opener` holds. `apply` writes a group's
+    /// records, oldest first, into the transaction it is given; the writer begins and commits
+    /// the transaction. Until [`Writer::set_owner`], nobody hears of durable records.
+    pub fn spawn<F>(opener: Opener, apply: F) -> Result<Writer<T>, StoreError>
     where
         F: FnMut(&WriteTransaction, &[Vec<T>]) -> Result<(), StoreError> + Send + 'static,
     {
         let (queue, rx) = mpsc::channel();
-        let thread = Thread {
-            name: name.to_owned(),
-            db,
-            dir,
-            apply,
-            flush_due: None,
-        };
+        let (health_tx, health) = watch::channel(Health::Writable);
+        let owner: OwnerSlot<T> = Arc::new(Mutex::new(Box::new(NoOwner)));
+        let name = opener.name.clone();
+        let thread = thread::Thread::new(opener, apply, owner.clone(), health_tx);
         std::thread::Builder::new()
-            .name(name.into())
+            .name(name)
             .spawn(move || thread.run(rx))
             .map_err(|e| StoreError::StartWriter(Arc::new(e)))?;
-        Ok(Writer { queue })
+        Ok(Writer {
+            queue,
+            health,
+            owner,
+        })
+    }
+
+    /// Makes `owner` the one told of durable and refused records from now on.
+    pub fn set_owner(&self, owner: Box<dyn Owner<T>>) {
+        *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = owner;
+    }
+
+    /// Whether the store takes writes; changes as it turns read-only and back.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// `Ok` when the store takes writes, else the error a write would be refused with: a
+    /// caller checks first so it changes nothing the store would refuse.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.health.borrow().check()
     }
 
     /// Queues `records`; the handle resolves once they are committed, in queue order with
@@ -147,127 +268,6 @@ impl<T: Send + 'static> Writer<T> {
     /// Resolves once every write queued before it is committed (see the module's "Order").
     pub fn barrier(&self) -> Durable {
         self.write(Vec::new(), false)
-    }
-}
-
-/// The thread's side: the database, how a group is applied, and the pending flush.
-struct Thread<F> {
-    name: String,
-    db: Arc<Database>,
-    dir: PathBuf,
-    apply: F,
-    /// When the oldest commit made without an fsync is due to get one.
-    flush_due: Option<Instant>,
-}
-
-impl<F> Thread<F> {
-    fn run<T>(mut self, rx: mpsc::Receiver<Queued<T>>)
-    where
-        F: FnMut(&WriteTransaction, &[Vec<T>]) -> Result<(), StoreError>,
-    {
-        loop {
-            let first = match self.flush_due {
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                Some(due) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-            };
-            let first = match first {
-                Ok(first) => first,
-                Err(timeout_or_closed) => {
-                    // Nothing asked for an fsync in time (or the store closes): an empty
-                    // commit with one makes the earlier ones durable.
-                    if self.flush_due.is_some() {
-                        if let Err(e) = self.commit(&[], true) {
-                            let store = &self.name;
-                            tracing::error!(store, error = %e, "flushing the store failed");
-                        }
-                        self.flush_due = None;
-                    }
-                    match timeout_or_closed {
-                        mpsc::RecvTimeoutError::Timeout => continue,
-                        mpsc::RecvTimeoutError::Disconnected => return,
-                    }
-                }
-            };
-            let mut count = first.records.len();
-            // `fsync`: a write with records asks for one; `barrier_fsync`: any write does, even
-            // an empty one (which then waits for earlier writes to be durable, not only seen).
-            let mut fsync = first.fsync && count > 0;
-            let mut barrier_fsync = first.fsync;
-            let mut records = vec![first.records];
-            let mut waiters = vec![first.done];
-            while count < MAX_GROUP {
-                let Ok(next) = rx.try_recv() else { break };
-                count += next.records.len();
-                fsync |= next.fsync && !next.records.is_empty();
-                barrier_fsync |= next.fsync;
-                records.push(next.records);
-                waiters.push(next.done);
-            }
-            let outcome = self.group(&records, count, fsync, barrier_fsync);
-            for done in waiters.into_iter().flatten() {
-                let _ = done.send(outcome.clone());
-            }
-        }
-    }
-
-    /// Commits one group, if it needs a commit: it holds records, or it asks that what an
-    /// earlier commit left without an fsync be made durable.
-    fn group<T>(
-        &mut self,
-        records: &[Vec<T>],
-        count: usize,
-        fsync: bool,
-        barrier_fsync: bool,
-    ) -> Result<(), StoreError>
-    where
-        F: FnMut(&WriteTransaction, &[Vec<T>]) -> Result<(), StoreError>,
-    {
-        let overdue = self.flush_due.is_some_and(|due| due <= Instant::now());
-        let flush = self.flush_due.is_some() && (overdue || barrier_fsync);
-        if count == 0 && !flush {
-            return Ok(());
-        }
-        let fsync = fsync || flush;
-        let started = Instant::now();
-        let outcome = self.commit(records, fsync);
-        let took = started.elapsed();
-        if took >= SLOW_COMMIT {
-            tracing::warn!(
-                store = %self.name,
-                writes = count,
-                fsync,
-                took_ms = took.as_millis() as u64,
-                "slow store commit"
-            );
-        }
-        match &outcome {
-            Err(e) => {
-                let store = &self.name;
-                tracing::error!(store, error = %e, writes = count, "store commit failed");
-            }
-            Ok(()) if fsync => self.flush_due = None,
-            Ok(()) => {
-                self.flush_due
-                    .get_or_insert_with(|| Instant::now() + FLUSH_WITHIN);
-            }
-        }
-        outcome
-    }
-
-    fn commit<T>(&mut self, records: &[Vec<T>], fsync: bool) -> Result<(), StoreError>
-    where
-        F: FnMut(&WriteTransaction, &[Vec<T>]) -> Result<(), StoreError>,
-    {
-        let mut write = self.db.begin_write().map_err(StoreError::from)?;
-        if !fsync {
-            write
-                .set_durability(redb::Durability::None)
-                .map_err(StoreError::from)?;
-        }
-        (self.apply)(&write, records).map_err(|e| e.in_dir(&self.dir))?;
-        write
-            .commit()
-            .map_err(|e| StoreError::from(e).in_dir(&self.dir))
     }
 }
 

@@ -2,19 +2,25 @@
 //!
 //! Handlers record what the manager wants here and wake the executor; the monitor records what
 //! the runtime shows. Every change bumps the worker-wide revision, is stored on the task
-//! (`Task.revision`) and is written to the store, so `ListTasks` can answer "what changed since
-//! revision N" in time proportional to the changes.
+//! (`Task.revision`) and is written to the store; once the write is durable the task joins the
+//! [`Committed`] view, from which `ListTasks` answers "what changed since revision N" in time
+//! proportional to the changes. While the store refuses writes nothing changes (see
+//! [`Core::update`]); a refused write sends memory back to the view.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap},
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use tokio::sync::{mpsc::UnboundedSender, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{kept_logs::KeptLogs, runtime::Runtime, store::WorkerStore};
+use super::{
+    committed::{self, Committed, StoreOwner},
+    kept_logs::KeptLogs,
+    runtime::Runtime,
+    store::WorkerStore,
+};
 use crate::{
     error::{Error, Result},
     pb::{self, DesiredState, TaskState},
@@ -40,12 +46,14 @@ impl<R> Clone for Core<R> {
     }
 }
 
-struct Inner<R> {
+pub(crate) struct Inner<R> {
     name: String,
     instance_id: String,
     runtime: R,
     store: WorkerStore,
     state: Mutex<State>,
+    /// What the store holds: what `ListTasks` answers. Lock order: `state` before it.
+    committed: Mutex<Committed>,
     /// The executor's queue: ids of tasks whose desired and observed state may differ.
     work: UnboundedSender<TaskId>,
     /// The monitor's queue: ids of tasks whose container should be looked at now.
@@ -56,25 +64,16 @@ struct Inner<R> {
     loops: CancellationToken,
     /// Tracks them, so shutdown waits for them.
     tracker: TaskTracker,
-    /// The latest revision, for `ListTasks` calls that wait for a change.
+    /// The latest durable revision, for `ListTasks` calls that wait for a change.
     changed: watch::Sender<u64>,
 }
 
 #[derive(Default)]
 struct State {
     tasks: HashMap<TaskId, pb::Task>,
-    /// Revision -> the task last changed at it; one entry per task.
-    by_revision: BTreeMap<u64, TaskId>,
     revision: u64,
     /// Unfinished tasks, for stats and sweeps.
     unfinished: BTreeSet<TaskId>,
-}
-
-/// What `ListTasks` answers.
-pub(crate) struct Listing {
-    pub tasks: Vec<pb::Task>,
-    pub revision: u64,
-    pub complete: bool,
 }
 
 /// How a change of a task is written: before the caller goes on, or in the background.
@@ -82,10 +81,8 @@ pub(crate) struct Listing {
 pub(crate) enum Durability {
     /// Await the commit (answers that depend on the write).
     Wait,
-    /// Queue the write; observations can be made again after a crash. The end of a run (a
-    /// task becoming COMPLETED or FAILED) is written without its own fsync, and is on disk
-    /// within [`crate::store::FLUSH_WITHIN`]: a restarted worker that lost it still
-    /// has the task RUNNING with its container, and finds the exit again by inspecting it.
+    /// Queue the write (fsync'd like every other) without waiting for it: observations
+    /// can be made again after a crash or a refused write.
     Later,
 }
 
@@ -107,20 +104,22 @@ impl<R: Runtime> Core<R> {
                 continue;
             };
             state.revision = state.revision.max(task.revision);
-            state.by_revision.insert(task.revision, id);
             if !is_finished(task.state()) {
                 state.unfinished.insert(id);
             }
             state.tasks.insert(id, task);
         }
         let revision = state.revision;
-        Self {
+        let view = Committed::of(&state.tasks);
+        let owner_store = store.clone();
+        let core = Self {
             inner: Arc::new(Inner {
                 name,
                 instance_id: uuid::Uuid::new_v4().to_string(),
                 runtime,
                 store,
                 state: Mutex::new(state),
+                committed: Mutex::new(view),
                 work,
                 look,
                 kept,
@@ -128,7 +127,87 @@ impl<R: Runtime> Core<R> {
                 tracker: loops.1,
                 changed: watch::Sender::new(revision),
             }),
+        };
+        owner_store.set_owner(Box::new(StoreOwner {
+            core: Arc::downgrade(&core.inner),
+        }));
+        core
+    }
+
+    /// The handle over `inner`.
+    pub(crate) fn from_inner(inner: Arc<Inner<R>>) -> Self {
+        Self { inner }
+    }
+
+    /// The durable view.
+    pub(crate) fn committed(&self) -> std::sync::MutexGuard<'_, Committed> {
+        self.inner
+            .committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where waiting `ListTasks` calls learn of a new durable revision.
+    pub(crate) fn changed(&self) -> &watch::Sender<u64> {
+        &self.inner.changed
+    }
+
+    /// `Ok` while the store takes writes, else the error a change would be refused with
+    /// (RESOURCE_EXHAUSTED for a full disk): nothing is changed that cannot be recorded.
+    pub fn writable(&self) -> Result<()> {
+        Ok(self.inner.store.writable()?)
+    }
+
+    /// "store read-only: disk full" while the store refuses writes, else empty.
+    pub fn store_message(&self) -> String {
+        self.inner
+            .store
+            .health()
+            .borrow()
+            .summary()
+            .unwrap_or_default()
+    }
+
+    /// Whether the store takes writes; changes as it turns read-only and back.
+    pub fn store_health(&self) -> watch::Receiver<crate::store::Health> {
+        self.inner.store.health()
+    }
+
+    /// Sends every task whose change the store did not record back to its durable version
+    /// (a task never recorded is forgotten), then refuses what is still queued, under the
+    /// state lock. Returns how many tasks went back.
+    pub(crate) fn roll_back(&self, refuse_queued: &mut dyn FnMut()) -> usize {
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let view = self.committed();
+        let changed: Vec<TaskId> = state
+            .tasks
+            .iter()
+            .filter(|(id, task)| committed::differs(task, view.tasks.get(id)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &changed {
+            match view.tasks.get(id) {
+                Some(task) => {
+                    if committed::unfinished(task) {
+                        state.unfinished.insert(*id);
+                    } else {
+                        state.unfinished.remove(id);
+                    }
+                    state.tasks.insert(*id, task.clone());
+                }
+                None => {
+                    state.unfinished.remove(id);
+                    state.tasks.remove(id);
+                }
+            }
         }
+        drop(view);
+        refuse_queued();
+        changed.len()
     }
 
     /// The worker's name.
@@ -245,6 +324,7 @@ impl<R: Runtime> Core<R> {
         durability: Durability,
         change: impl FnOnce(&mut pb::Task) -> Result<bool>,
     ) -> Result<pb::Task> {
+        self.writable()?;
         let (task, write) = {
             let mut state = self
                 .inner
@@ -259,7 +339,7 @@ impl<R: Runtime> Core<R> {
             if !change(&mut task)? {
                 return Ok(task);
             }
-            let write = self.commit(&mut state, id, &mut task, durability);
+            let write = self.commit(&mut state, id, &mut task);
             (task, write)
         };
         if durability == Durability::Wait {
@@ -275,26 +355,17 @@ impl<R: Runtime> Core<R> {
         state: &mut State,
         id: TaskId,
         task: &mut pb::Task,
-        durability: Durability,
     ) -> impl std::future::Future<Output = StoreResult> + Send + 'static {
         state.revision += 1;
-        let old = state.tasks.get(&id).map(|t| t.revision);
-        if let Some(old) = old {
-            state.by_revision.remove(&old);
-        }
         task.revision = state.revision;
-        state.by_revision.insert(task.revision, id);
-        self.inner.changed.send_replace(state.revision);
         if is_finished(task.state()) {
             state.unfinished.remove(&id);
         } else {
             state.unfinished.insert(id);
         }
         state.tasks.insert(id, task.clone());
-        // Only an ended run may wait for a later fsync: a lost RUNNING would leave the task
-        // SCHEDULED, and a restarted worker would start it a second time.
-        let fsync = durability == Durability::Wait || !is_finished(task.state());
-        self.inner.store.queue(vec![task.clone()], fsync)
+        // Every write is fsync'd: a change is shown to the manager only once it is durable.
+        self.inner.store.queue(vec![task.clone()], true)
     }
 
     /// Records a StartTask: a new task, or a higher attempt of a known one. Answers once the
@@ -315,6 +386,14 @@ impl<R: Runtime> Core<R> {
         &self,
         starts: Vec<(TaskId, pb::TaskSpec, u32)>,
     ) -> Vec<Result<pb::Task>> {
+        // A start that cannot be recorded is refused, so the manager places the task elsewhere
+        // instead of this worker starting a container it could not remember.
+        if let Err(error) = self.inner.store.writable() {
+            return starts
+                .iter()
+                .map(|_| Err(Error::Store(error.clone())))
+                .collect();
+        }
         let (results, writes) = {
             let mut state = self
                 .inner
@@ -326,7 +405,7 @@ impl<R: Runtime> Core<R> {
                 .into_iter()
                 .map(|(id, spec, attempt)| {
                     let mut task = self.accepted(&state, id, spec, attempt)?;
-                    writes.push(self.commit(&mut state, id, &mut task, Durability::Wait));
+                    writes.push(self.commit(&mut state, id, &mut task));
                     Ok((id, task))
                 })
                 .collect();
@@ -439,48 +518,6 @@ impl<R: Runtime> Core<R> {
         tracing::info!(task_id = %id, reason = %reason, "stop requested");
         self.wake(id);
         Ok(task)
-    }
-
-    /// Like [`Core::list`], but when nothing changed after `since` (of this instance) it first
-    /// waits up to `wait` for a change: the manager's reconciler learns of a change at once
-    /// while a quiet worker still answers only once per `wait`.
-    pub async fn list_waiting(&self, since: u64, instance_id: &str, wait: Duration) -> Listing {
-        // Revision 0 of this instance is a cursor too: a worker that has had no task yet
-        // waits for its first change like any other.
-        if !wait.is_zero() && instance_id == self.inner.instance_id {
-            let mut changed = self.inner.changed.subscribe();
-            // wait_for looks at the current revision first, so a change made before the
-            // subscription is not missed; the timeout is the normal end of a quiet wait.
-            let _ = tokio::time::timeout(wait, changed.wait_for(|&r| r > since)).await;
-        }
-        self.list(since, instance_id)
-    }
-
-    /// The tasks changed after `since` (when `instance_id` is this process's), else all.
-    pub fn list(&self, since: u64, instance_id: &str) -> Listing {
-        let state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if since > 0 && instance_id == self.inner.instance_id {
-            let tasks = state
-                .by_revision
-                .range(since + 1..)
-                .filter_map(|(_, id)| state.tasks.get(id).cloned())
-                .collect();
-            Listing {
-                tasks,
-                revision: state.revision,
-                complete: false,
-            }
-        } else {
-            Listing {
-                tasks: state.tasks.values().cloned().collect(),
-                revision: state.revision,
-                complete: true,
-            }
-        }
     }
 }
 

@@ -145,6 +145,11 @@ async fn reconcile<R: Runtime>(core: &Core<R>, id: TaskId) {
 /// Starts one run of a task and records it RUNNING, or FAILED with the runtime's reason.
 #[tracing::instrument(skip_all, fields(task_id = %id, node = %core.name()))]
 async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
+    // A run that could not be recorded is not started; the sweep tries again once the store
+    // writes again.
+    if core.writable().is_err() {
+        return;
+    }
     let runtime = core.runtime();
     let attempt = task.restart_count;
     if !task.container_id.is_empty() {
@@ -160,8 +165,10 @@ async fn start<R: Runtime>(core: &Core<R>, id: TaskId, task: pb::Task) {
         attempt,
     };
     let result = runtime.start(&launch).await;
+    // The run is shown RUNNING only once that is recorded; if it cannot be, the container is
+    // removed below rather than left running unknown to the store.
     let outcome = core
-        .update(id, Durability::Later, |task| {
+        .update(id, Durability::Wait, |task| {
             if task.restart_count != attempt || task.state() != TaskState::Scheduled {
                 return Ok(false);
             }

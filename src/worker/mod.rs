@@ -19,6 +19,7 @@
 //! - `runtime`: `trait Runtime` with Docker (bollard) and Exec (child processes).
 
 mod adopt;
+mod committed;
 mod core;
 mod executor;
 mod health;
@@ -126,6 +127,9 @@ impl WorkerConfig {
 pub async fn docker_answers() -> bool {
     runtime::docker::connect().await.is_ok()
 }
+
+/// The service name health answers for.
+const SERVICE_NAME: &str = "cube.v1.WorkerService";
 
 /// Runs a worker on `listener` until `shutdown` is cancelled: opens the store, re-adopts the
 /// containers a previous run left, starts the executor, monitor and stats loops, and serves
@@ -238,10 +242,15 @@ async fn serve_with<R: Runtime + Clone>(
     }
 
     let _metrics = metrics::register(&core);
-    let (router, health) = crate::grpc::standard_router("cube.v1.WorkerService");
+    let (router, health) = crate::grpc::standard_router(SERVICE_NAME);
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
         .await;
+    tracker.spawn(committed::run_store_watch(
+        core.clone(),
+        health,
+        loops.clone(),
+    ));
     let service = Service {
         core,
         stats,

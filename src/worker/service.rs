@@ -230,5 +230,6 @@ impl<R: Runtime> WorkerService for Service<R> {
 pub(crate) fn current_stats<R: Runtime>(core: &Core<R>, stats: &Stats) -> pb::NodeStats {
     let mut sample = stats.latest();
     sample.task_count = core.unfinished_count() as u32;
+    sample.store_message = core.store_message();
     sample
 }

@@ -102,6 +102,8 @@ impl Sampler {
             runtime_ready: previous.runtime_ready,
             runtime_message: previous.runtime_message.clone(),
             runtime: previous.runtime.clone(),
+            // Filled in when the stats are answered, from the store's health then.
+            store_message: String::new(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! commit makes it durable, and the writer makes one itself within
 //! [`FLUSH_WITHIN`](crate::store::FLUSH_WITHIN) when none comes.
 
-use std::{collections::HashMap, path::Path, sync::Arc};
+use std::{collections::HashMap, path::Path};
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
@@ -14,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTran
 use crate::{
     error::Result,
     pb,
-    store::{StoreError, StoreKind, Writer},
+    store::{DbCell, Health, Opener, Owner, StoreError, StoreKind, Writer},
     TaskId,
 };
 
@@ -24,9 +24,9 @@ const TASKS: TableDefinition<'static, &'static [u8], &'static [u8]> =
 
 /// One task as the writer stores it: keyed by its id (parsed by the caller, so a bad id fails
 /// its own write and not the group), encoded by the writer thread.
-struct Row {
-    id: TaskId,
-    task: pb::Task,
+pub(crate) struct Row {
+    pub id: TaskId,
+    pub task: pb::Task,
 }
 
 /// A handle to the worker's store; cloning shares the one writer.
@@ -41,8 +41,30 @@ impl WorkerStore {
     pub fn open(data_dir: &Path) -> Result<(Self, Vec<pb::Task>)> {
         let db = crate::store::open(data_dir, StoreKind::Worker)?;
         let tasks = load(&db)?;
-        let writer = Writer::spawn("cube-worker-store", Arc::new(db), data_dir.into(), apply)?;
+        let dir = data_dir.to_path_buf();
+        let opener = Opener {
+            name: "cube-worker-store".into(),
+            dir: dir.clone(),
+            db: DbCell::new(db),
+            open: Box::new(move || crate::store::open(&dir, StoreKind::Worker)),
+        };
+        let writer = Writer::spawn(opener, apply)?;
         Ok((Self { writer }, tasks))
+    }
+
+    /// Makes `owner` the one told of durable and refused writes.
+    pub fn set_owner(&self, owner: Box<dyn Owner<Row>>) {
+        self.writer.set_owner(owner);
+    }
+
+    /// Whether the store takes writes; changes as it turns read-only and back.
+    pub fn health(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.writer.health()
+    }
+
+    /// `Ok` when the store takes writes, else the error a write would be refused with.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        self.writer.writable()
     }
 
     /// Queues these tasks for writing (their order with other writes is kept) and returns a

@@ -58,6 +58,7 @@ impl Core {
         &self,
         requests: Vec<(pb::TaskSpec, String)>,
     ) -> Result<Vec<(pb::Task, bool)>> {
+        self.writable()?;
         let (answers, durable) = {
             let mut tx = self.tx();
             let mut answers = Vec::with_capacity(requests.len());
@@ -70,7 +71,7 @@ impl Core {
                 {
                     // The commit below also waits for everything queued before it, so a
                     // first submission that is not yet durable is by the time this answers.
-                    answers.push((tx.state.tasks[existing].task.clone(), false));
+                    answers.push((pb::Task::clone(&tx.state.tasks[existing].task), false));
                     continue;
                 }
                 let id = TaskId::new();
@@ -93,10 +94,10 @@ impl Core {
                 }
                 state.order.insert(seq, id);
                 state.to_try.insert(seq);
-                state.tasks.insert(id, Entry::new(seq, task));
+                state.tasks.insert(id, Entry::new(seq, Arc::new(task)));
                 let event = (EventType::Submitted, "accepted".to_string());
                 tx.update(id, None, Some(event), |_| {});
-                answers.push((tx.state.tasks[&id].task.clone(), true));
+                answers.push((pb::Task::clone(&tx.state.tasks[&id].task), true));
             }
             (answers, tx.commit())
         };
@@ -109,6 +110,7 @@ impl Core {
     /// COMPLETED ("stopped before it was placed; it never ran"); its desired state STOPPED
     /// keeps any restart policy from starting it.
     pub async fn stop(&self, id: TaskId) -> Result<pb::Task> {
+        self.writable()?;
         let (task, durable) = {
             let mut tx = self.tx();
             let entry = tx
@@ -119,7 +121,7 @@ impl Core {
             if is_finished(entry.task.state())
                 || entry.task.desired_state() == DesiredState::Stopped
             {
-                let task = entry.task.clone();
+                let task = pb::Task::clone(&entry.task);
                 (task, tx.commit())
             } else {
                 let pending = entry.task.state() == TaskState::Pending;
@@ -132,7 +134,7 @@ impl Core {
                         task.finished_at = Some(now());
                     }
                 });
-                let task = tx.state.tasks[&id].task.clone();
+                let task = pb::Task::clone(&tx.state.tasks[&id].task);
                 (task, tx.commit())
             }
         };
@@ -140,15 +142,19 @@ impl Core {
         Ok(task)
     }
 
-    /// One task.
+    /// One task, as the store holds it.
     pub fn task(&self, id: TaskId) -> Result<pb::Task> {
-        self.lock().task(id)
+        self.shared
+            .view()
+            .task(id)
+            .map(|task| pb::Task::clone(task))
+            .ok_or_else(|| Error::task_not_found(id))
     }
 
-    /// Waits until every write queued so far is in the store. A task's new state is visible
-    /// in memory the moment its write (the task and its events, one write) is queued, so a
-    /// reader that saw a state and then reads events after this barrier finds that state's
-    /// event: events are never behind the state a client was shown.
+    /// Waits until every write queued so far is in the store. A task's state and its events
+    /// are one write, and readers see the state once that write is durable; the barrier makes
+    /// sure a read of events comes after it, so events are never behind the state a client
+    /// was shown.
     async fn written(&self) -> Result<()> {
         self.shared.store.barrier().wait().await
     }
@@ -168,7 +174,7 @@ impl Core {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
-        if !self.lock().tasks.contains_key(&id) {
+        if self.shared.view().task(id).is_none() {
             return Err(Error::task_not_found(id));
         }
         self.written().await?;
@@ -189,35 +195,34 @@ impl Core {
         after: u64,
         limit: usize,
     ) -> (Vec<pb::Task>, Option<u64>) {
-        let state = self.lock();
+        let view = self.shared.view();
         let mut out = Vec::new();
         let mut last = None;
-        for (seq, id) in state.order.range(after.saturating_add(1)..) {
-            let task = &state.tasks[id].task;
+        for (seq, task) in view.tasks.range(after.saturating_add(1)..) {
             if filter.matches(task) {
                 if out.len() == limit {
                     return (out, last);
                 }
-                out.push(task.clone());
+                out.push(pb::Task::clone(task));
                 last = Some(*seq);
             }
         }
         (out, None)
     }
 
-    /// Subscribes to changes, then takes the snapshot, so nothing falls between the two.
+    /// Subscribes to changes, then takes the snapshot, under the durable view's lock (where
+    /// changes are published), so nothing falls between the two.
     pub fn watch(
         &self,
         filter: &TaskFilter,
     ) -> (Vec<pb::Task>, broadcast::Receiver<Arc<pb::Task>>) {
-        let state = self.lock();
+        let view = self.shared.view();
         let rx = self.shared.changes.subscribe();
-        let tasks = state
-            .order
+        let tasks = view
+            .tasks
             .values()
-            .map(|id| &state.tasks[id].task)
             .filter(|t| filter.matches(t))
-            .cloned()
+            .map(|t| pb::Task::clone(t))
             .collect();
         (tasks, rx)
     }
@@ -232,20 +237,21 @@ impl Core {
             .collect()
     }
 
-    /// Tasks by state, and the length of the pending queue (for the metrics).
+    /// Tasks by state, and the length of the pending queue (for the metrics), as stored.
     pub fn task_counts(&self) -> (BTreeMap<TaskState, i64>, i64) {
-        let state = self.lock();
+        let view = self.shared.view();
         let mut counts = BTreeMap::new();
-        for entry in state.tasks.values() {
-            *counts.entry(entry.task.state()).or_default() += 1;
+        for task in view.tasks.values() {
+            *counts.entry(task.state()).or_default() += 1;
         }
-        (counts, state.pending.len() as i64)
+        let pending = counts.get(&TaskState::Pending).copied().unwrap_or(0);
+        (counts, pending)
     }
 
     /// What the scheduler would decide for a task now, without moving any strategy state.
     pub fn explain(&self, id: TaskId) -> Result<(pb::Task, Decision)> {
+        let task = self.task(id)?;
         let state = self.lock();
-        let task = state.task(id)?;
         let mut views = state.nodes.views(self.shared.stale_after);
         let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
         // A placed task is explained as if it were being placed now: its own share of its
@@ -265,8 +271,8 @@ impl Core {
 
     /// The address of the node a task is (or was last) placed on.
     pub fn node_address_of(&self, id: TaskId) -> Result<(pb::Task, Option<String>)> {
+        let task = self.task(id)?;
         let state = self.lock();
-        let task = state.task(id)?;
         let address = state
             .nodes
             .by_name

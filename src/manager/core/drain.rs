@@ -6,12 +6,12 @@
 
 use super::{
     state::{DrainMove, State},
-    Changes, Core, Shared,
+    Changes, Core,
 };
 use crate::{
     error::{Error, Result},
     proto::pb::{self, DesiredState, EventType, TaskState},
-    store::manager::Op,
+    store::manager::{Durable, Op},
     task::{is_finished, TaskId},
 };
 
@@ -20,7 +20,14 @@ use super::StopJob;
 impl Core {
     /// DRAINING (`on`) or not: no new tasks on `name`; the drainer moves its tasks one at a
     /// time.
-    pub fn drain(&self, name: &str, on: bool) -> Result<pb::Node> {
+    pub async fn drain(&self, name: &str, on: bool) -> Result<pb::Node> {
+        self.writable()?;
+        let (answer, durable) = self.drain_locked(name, on)?;
+        durable.wait().await?;
+        Ok(answer)
+    }
+
+    fn drain_locked(&self, name: &str, on: bool) -> Result<(pb::Node, Durable)> {
         let mut tx = self.tx();
         let state = &mut *tx.state;
         let node = state
@@ -36,7 +43,7 @@ impl Core {
             node.message.clear();
         }
         let answer = node.to_pb();
-        tx.changes.ops.push(Op::node(&node.record()));
+        tx.changes.ops.push(Op::node(node.record()));
         tracing::info!(node = name, draining = on, "drain changed");
         if !on {
             // Moves under way go on to their end: the task is already being placed anew, and
@@ -46,14 +53,16 @@ impl Core {
         }
         state.capacity_gen += 1;
         tx.changes.wake_dispatcher = true;
-        tx.commit_later();
-        Ok(answer)
+        Ok((answer, tx.commit()))
     }
 
     /// One step of every drain: a move whose new copy is RUNNING gets its old copy stopped
     /// (also when its node was undrained meanwhile); a draining node with no move under way
     /// (and no stop owed) starts the next one.
     pub fn drain_step(&self) {
+        if self.writable().is_err() {
+            return;
+        }
         let mut tx = self.tx();
         tx.changes.by_drainer = true;
         let draining: Vec<String> = tx
@@ -158,7 +167,6 @@ impl State {
     /// restart policy does not apply: it never was the task's run). Returns whether it did.
     pub(super) fn abandon_move(
         &mut self,
-        shared: &Shared,
         changes: &mut Changes,
         id: TaskId,
         node: &str,
@@ -189,7 +197,7 @@ impl State {
         tracing::warn!(task_id = %id, node, from = %mv.from, %reason, "a drain could not move a task");
         let original = mv.original;
         let event = Some((EventType::Drained, message.clone()));
-        let restored = self.update(shared, changes, id, Some(original.state()), event, |task| {
+        let restored = self.update(changes, id, Some(original.state()), event, |task| {
             task.node = original.node.clone();
             task.container_id = original.container_id.clone();
             task.ports = original.ports.clone();

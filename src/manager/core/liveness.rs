@@ -11,6 +11,10 @@ impl Core {
     /// PENDING with a NODE_LOST event, to be placed elsewhere. The cost is the number of
     /// nodes plus the tasks actually moved.
     pub fn check_liveness(&self, grace: Duration) {
+        // Moves could not be stored; nodes are judged again once they can.
+        if self.writable().is_err() {
+            return;
+        }
         let mut tx = self.tx();
         let started = self.shared.started;
         let lost: Vec<(String, Duration)> = tx

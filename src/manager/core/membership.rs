@@ -78,7 +78,7 @@ impl Core {
             tracing::info!(node = %key, address, "worker answers");
         }
         if record_changed || !tx.changes.ops.is_empty() {
-            tx.changes.ops.push(Op::node(&node.record()));
+            tx.changes.ops.push(Op::node(node.record()));
         }
         if placeable_changed {
             state.capacity_gen += 1;
@@ -126,7 +126,7 @@ impl Core {
             .or_insert_with(|| NodeEntry::new(name, address));
         let old_address = std::mem::replace(&mut node.address, address.to_string());
         node.answered(stats, labels, instance_id);
-        tx.changes.ops.push(Op::node(&node.record()));
+        tx.changes.ops.push(Op::node(node.record()));
         tracing::info!(node = name, address, "worker registered");
         let moved_from = (old_address != address).then(|| {
             state.polled.remove(&old_address);

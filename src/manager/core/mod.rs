@@ -8,8 +8,14 @@
 //! memory and queues its writes under the lock (so the store sees changes in the order memory
 //! did), releases it, then awaits durability where an answer depends on it.
 //!
+//! Memory follows the disk: readers and watchers see the [`committed`] view, which changes
+//! only once a write is durable; when the store refuses a write (a full disk), the working
+//! state goes back to that view, and while the store is read-only nothing that would write is
+//! tried (see [`Core::writable`]).
+//!
 //! One file per job:
 //! - [`state`]: the tasks in memory, loading them, and the one update function;
+//! - [`committed`]: what the store holds, as readers see it, and going back to it;
 //! - [`api`]: what users ask: submit, stop, get, list, watch, explain;
 //! - [`placement`]: placing pending tasks, the outcomes of StartTask, resends and backoff;
 //! - [`observe`]: applying what workers report;
@@ -20,7 +26,7 @@
 //! - [`drain`]: moving tasks off a draining node.
 
 use std::{
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
     time::Duration,
 };
 
@@ -34,6 +40,7 @@ use crate::{
 };
 
 mod api;
+mod committed;
 mod drain;
 mod liveness;
 mod membership;
@@ -50,6 +57,7 @@ pub use api::MAX_REQUEST_ID;
 pub(crate) use placement::{Dispatch, SendFailure};
 pub(crate) use stops::StopJob;
 
+use committed::{Committed, StoreOwner};
 use state::State;
 
 /// How many task changes a watcher may fall behind before its stream ends.
@@ -58,6 +66,8 @@ const WATCH_BUFFER: usize = 16_384;
 /// What every part of the core shares.
 struct Shared {
     state: Mutex<State>,
+    /// What the store holds: what readers see. Lock order: `state` before `committed`.
+    committed: RwLock<Committed>,
     store: ManagerStore,
     scheduler: Box<dyn Scheduler>,
     changes: broadcast::Sender<Arc<pb::Task>>,
@@ -113,11 +123,15 @@ impl Core {
         workers: &[String],
         stale_after: Duration,
     ) -> Core {
+        let nodes = loaded.nodes.clone();
         let state = State::load(loaded, workers);
+        let committed = Committed::of(&state, &nodes);
         let (changes, _) = broadcast::channel(WATCH_BUFFER);
-        Core {
+        let store_for_owner = store.clone();
+        let core = Core {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
+                committed: RwLock::new(committed),
                 store,
                 scheduler,
                 changes,
@@ -128,15 +142,38 @@ impl Core {
                 drain: Notify::new(),
                 started: tokio::time::Instant::now(),
             }),
-        }
+        };
+        store_for_owner.set_owner(Box::new(StoreOwner {
+            shared: Arc::downgrade(&core.shared),
+        }));
+        core
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock is a bug; the state is still the best we have.
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.lock_state()
+    }
+
+    /// `Ok` when the store takes writes, else the error (RESOURCE_EXHAUSTED for a full disk)
+    /// a change would be refused with: callers check before changing anything.
+    pub fn writable(&self) -> crate::error::Result<()> {
+        self.shared.store.writable()
+    }
+
+    /// Whether the store takes writes; changes as it turns read-only and back.
+    pub fn store_health(&self) -> tokio::sync::watch::Receiver<crate::store::Health> {
+        self.shared.store.health()
+    }
+
+    /// The store takes writes again: every worker is asked for a full sync (what was observed
+    /// while read-only was not applied), and every loop looks again.
+    pub fn store_recovered(&self) {
+        {
+            let mut state = self.lock();
+            let polled = state.polled.clone();
+            state.resync.extend(polled);
+            state.capacity_gen += 1;
+        }
+        self.shared.wake_all();
     }
 
     /// Starts a change: takes the lock.
@@ -174,6 +211,33 @@ impl Core {
     }
 }
 
+impl Shared {
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still the best we have.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The durable view, for reading.
+    fn view(&self) -> RwLockReadGuard<'_, Committed> {
+        self.committed.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The durable view, for the store's writer thread to change.
+    fn view_mut(&self) -> RwLockWriteGuard<'_, Committed> {
+        self.committed.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes every loop.
+    fn wake_all(&self) {
+        self.dispatch.notify_one();
+        self.stopper.notify_one();
+        self.restart.notify_one();
+        self.drain.notify_one();
+    }
+}
+
 impl Tx<'_> {
     /// Changes task `id`: moves it to `to` (if given) through the state machine, then applies
     /// `f` to its other fields. See [`State::update`].
@@ -184,8 +248,7 @@ impl Tx<'_> {
         event: Option<(EventType, String)>,
         f: impl FnOnce(&mut pb::Task),
     ) -> bool {
-        self.state
-            .update(self.shared, &mut self.changes, id, to, event, f)
+        self.state.update(&mut self.changes, id, to, event, f)
     }
 
     /// A task whose only copy is gone (its worker no longer knows it, or its node was lost):

@@ -5,7 +5,7 @@
 
 use std::{collections::HashSet, time::Instant};
 
-use super::{state::State, Changes, Core, Shared, StopJob};
+use super::{state::State, Changes, Core, StopJob};
 use crate::{
     metrics::metrics,
     proto::pb::{self, DesiredState, EventType, TaskState},
@@ -36,11 +36,11 @@ impl State {
 
     /// Places a PENDING task where its copy already is ([`State::adoptable`]): it moves to
     /// SCHEDULED there, and the worker's report is then applied as for any task of the node.
-    fn adopt(&mut self, shared: &Shared, changes: &mut Changes, node: &str, id: TaskId) {
+    fn adopt(&mut self, changes: &mut Changes, node: &str, id: TaskId) {
         tracing::info!(task_id = %id, node, "keeping the copy a worker reports of a PENDING task");
         let message = format!("{node} holds the task after all; kept there");
         let to = Some(TaskState::Scheduled);
-        self.update(shared, changes, id, to, None, |task| {
+        self.update(changes, id, to, None, |task| {
             task.node = node.to_string();
             task.message = message;
         });
@@ -52,20 +52,13 @@ impl State {
     }
 
     /// Applies task `id`, as a worker reports it on `node`.
-    fn observe_one(
-        &mut self,
-        shared: &Shared,
-        changes: &mut Changes,
-        node: &str,
-        id: TaskId,
-        seen: pb::Task,
-    ) {
+    fn observe_one(&mut self, changes: &mut Changes, node: &str, id: TaskId, seen: pb::Task) {
         if !self.tasks.contains_key(&id) {
             tracing::debug!(task_id = %id, node, "worker reports a task this manager does not know");
             return;
         }
         if self.adoptable(node, id, &seen) {
-            self.adopt(shared, changes, node, id);
+            self.adopt(changes, node, id);
         }
         let task = &self.tasks[&id].task;
         let seen_state = seen.state();
@@ -91,7 +84,7 @@ impl State {
         if seen.restart_count < task.restart_count {
             return; // a report of an earlier run
         }
-        if seen_state == TaskState::Failed && self.abandon_move(shared, changes, id, node, &seen) {
+        if seen_state == TaskState::Failed && self.abandon_move(changes, id, node, &seen) {
             return;
         }
         let task = &self.tasks[&id].task;
@@ -103,7 +96,7 @@ impl State {
             return;
         }
         if seen_state != task.state() && is_finished(seen_state) {
-            self.run_ended(shared, changes, id, seen);
+            self.run_ended(changes, id, seen);
             return;
         }
         let differs = task.state != seen.state
@@ -123,7 +116,7 @@ impl State {
         {
             first_running(task);
         }
-        self.update(shared, changes, id, Some(seen_state), None, |task| {
+        self.update(changes, id, Some(seen_state), None, |task| {
             task.container_id = seen.container_id;
             task.ports = seen.ports;
             task.exit_code = seen.exit_code;
@@ -140,6 +133,11 @@ impl Core {
     /// the node that the worker does not know (and that were not sent after `asked_at`) are
     /// placed again. Copies that belong elsewhere are queued to be stopped.
     pub fn observed(&self, node: &str, reported: Vec<pb::Task>, complete: bool, asked_at: Instant) {
+        // What was seen could not be stored: it is asked for again (a full sync of every
+        // worker) once the store recovers.
+        if self.writable().is_err() {
+            return;
+        }
         let mut tx = self.tx();
         let mut known = HashSet::new();
         for seen in reported {
@@ -147,8 +145,7 @@ impl Core {
                 continue;
             };
             known.insert(id);
-            tx.state
-                .observe_one(self.shared.as_ref(), &mut tx.changes, node, id, seen);
+            tx.state.observe_one(&mut tx.changes, node, id, seen);
         }
         if complete {
             let missing: Vec<TaskId> = tx

@@ -95,6 +95,10 @@ impl Core {
     /// Places every pending task that fits, oldest first, and marks it SCHEDULED. Returns the
     /// calls to make (once the returned writes are durable) and when a backed-off task is due.
     pub fn place_pending(&self) -> (Vec<Dispatch>, Durable, Option<Instant>) {
+        // Placements could not be stored; the store's recovery wakes the dispatcher.
+        if self.writable().is_err() {
+            return (Vec::new(), Durable::done(), None);
+        }
         let mut placed = self.tx();
         let mut messages = super::Changes::default();
         let mut jobs = Vec::new();
@@ -157,16 +161,9 @@ impl Core {
                 entry.unfit_at = Some(capacity_gen);
                 if entry.task.message != decision.summary {
                     let summary = decision.summary;
-                    state.update(
-                        self.shared.as_ref(),
-                        &mut messages,
-                        id,
-                        None,
-                        None,
-                        |task| {
-                            task.message = summary;
-                        },
-                    );
+                    state.update(&mut messages, id, None, None, |task| {
+                        task.message = summary;
+                    });
                 }
                 continue;
             };

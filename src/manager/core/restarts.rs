@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{placement::Dispatch, state::State, Changes, Core, Shared};
+use super::{placement::Dispatch, state::State, Changes, Core};
 use crate::{
     manager::policy::{
         human, next_step, verdict, Verdict, BACKOFF_RESET_AFTER, FIRST_RESTART_DELAY,
@@ -33,13 +33,7 @@ impl State {
     /// COMPLETED: the exit becomes a RESTARTING event and the task moves RUNNING -> PENDING
     /// with the backoff as its placement delay (both legal moves), placed again like any
     /// pending task with the next attempt number.
-    pub(super) fn run_ended(
-        &mut self,
-        shared: &Shared,
-        changes: &mut Changes,
-        id: TaskId,
-        seen: pb::Task,
-    ) {
+    pub(super) fn run_ended(&mut self, changes: &mut Changes, id: TaskId, seen: pb::Task) {
         let Some(entry) = self.tasks.get_mut(&id) else {
             return;
         };
@@ -77,20 +71,13 @@ impl State {
                 human(delay)
             );
             let event = Some((EventType::Restarting, message));
-            self.update(
-                shared,
-                changes,
-                id,
-                Some(TaskState::Pending),
-                event,
-                |task| {
-                    task.node.clear();
-                    task.restart_count = number;
-                    task.exit_code = seen.exit_code;
-                    task.finished_at = seen.finished_at;
-                    task.message = format!("waiting for restart {number}");
-                },
-            );
+            self.update(changes, id, Some(TaskState::Pending), event, |task| {
+                task.node.clear();
+                task.restart_count = number;
+                task.exit_code = seen.exit_code;
+                task.finished_at = seen.finished_at;
+                task.message = format!("waiting for restart {number}");
+            });
             return;
         }
         let used_up = match decision {
@@ -99,7 +86,7 @@ impl State {
             }
             _ => String::new(),
         };
-        let moved = self.update(shared, changes, id, Some(outcome), None, |task| {
+        let moved = self.update(changes, id, Some(outcome), None, |task| {
             task.container_id = seen.container_id;
             task.ports = seen.ports;
             task.exit_code = seen.exit_code;
@@ -113,7 +100,7 @@ impl State {
         }
         if health {
             let event = Some((EventType::HealthCheckFailed, reason.clone()));
-            self.update(shared, changes, id, None, event, |_| {});
+            self.update(changes, id, None, event, |_| {});
         }
         if let Verdict::Restart { delay } = decision {
             let Some(entry) = self.tasks.get_mut(&id) else {
@@ -127,7 +114,7 @@ impl State {
             changes.wake_restarter = true;
             let message = format!("{reason}; restart {number} in {}", human(delay));
             let event = Some((EventType::Restarting, message));
-            self.update(shared, changes, id, None, event, |_| {});
+            self.update(changes, id, None, event, |_| {});
         }
     }
 }
@@ -140,6 +127,10 @@ impl Core {
         &self,
         now: tokio::time::Instant,
     ) -> (Vec<Dispatch>, Durable, Option<tokio::time::Instant>) {
+        // Restarts wait while the store is read-only; its recovery wakes the restarter.
+        if self.writable().is_err() {
+            return (Vec::new(), Durable::done(), None);
+        }
         let mut tx = self.tx();
         let due = tx.state.restarts.take_due(now);
         let mut jobs = Vec::new();

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use super::{Changes, Shared, StopJob};
+use super::{committed::Committed, Changes, StopJob};
 use crate::{
     manager::{
         nodes::{NodeEntry, Nodes},
@@ -26,7 +26,8 @@ use crate::{
 pub(super) struct Entry {
     /// Submission order: the store key, the listing order and the pending order.
     pub seq: u64,
-    pub task: pb::Task,
+    /// The task, shared with the durable view (and the write queued for it) until it changes.
+    pub task: Arc<pb::Task>,
     /// No placement before this (backoff after a failed StartTask).
     pub not_before: Option<Instant>,
     /// Failed StartTask calls in a row.
@@ -46,7 +47,7 @@ pub(super) struct Entry {
 
 impl Entry {
     /// A task as loaded or just submitted: nothing under way.
-    pub fn new(seq: u64, task: pb::Task) -> Entry {
+    pub fn new(seq: u64, task: Arc<pb::Task>) -> Entry {
         Entry {
             seq,
             task,
@@ -67,7 +68,7 @@ pub(super) struct DrainMove {
     /// The draining node, where the old copy runs on.
     pub from: String,
     /// The task as it was there, restored if the new copy fails.
-    pub original: pb::Task,
+    pub original: Arc<pb::Task>,
 }
 
 /// Everything the core keeps under its lock.
@@ -118,14 +119,6 @@ pub(super) fn holds(task: &pb::Task) -> bool {
 }
 
 impl State {
-    /// A copy of one task, or NOT_FOUND.
-    pub fn task(&self, id: TaskId) -> crate::error::Result<pb::Task> {
-        self.tasks
-            .get(&id)
-            .map(|e| e.task.clone())
-            .ok_or_else(|| crate::error::Error::task_not_found(id))
-    }
-
     /// The nodes still owed the stop of a stale copy of task `id`.
     pub fn stale_copies(&self, id: TaskId) -> Vec<String> {
         let first = StopJob {
@@ -152,11 +145,20 @@ impl State {
         for address in workers {
             nodes.key_for_address(address);
         }
-        let mut state = State {
-            tasks: HashMap::with_capacity(loaded.tasks.len()),
+        let next_seq = loaded.tasks.last().map(|(s, _)| s + 1).unwrap_or(1);
+        let mut state = State::empty(nodes, next_seq, loaded.next_event);
+        for (seq, task) in loaded.tasks {
+            state.load_task(seq, Arc::new(task));
+        }
+        state
+    }
+
+    fn empty(nodes: Nodes, next_seq: u64, next_event: u64) -> State {
+        State {
+            tasks: HashMap::new(),
             order: BTreeMap::new(),
-            next_seq: loaded.tasks.last().map(|(s, _)| s + 1).unwrap_or(1),
-            next_event: loaded.next_event,
+            next_seq,
+            next_event,
             revision: 0,
             requests: HashMap::new(),
             pending: BTreeSet::new(),
@@ -172,14 +174,40 @@ impl State {
             resend: HashSet::new(),
             polled: HashSet::new(),
             resync: HashSet::new(),
-        };
-        for (seq, task) in loaded.tasks {
-            state.load_task(seq, task);
         }
-        state
     }
 
-    fn load_task(&mut self, seq: u64, task: pb::Task) {
+    /// Goes back to what the store holds (`view`), as a restart would, but keeping what only
+    /// memory knows of the nodes (liveness, stats, labels), the poll loops (each asked for a
+    /// full sync) and the counters (never reused). Drain moves, stale stops and backoffs start
+    /// over from the stored tasks, as they do after a restart.
+    pub fn roll_back(&mut self, view: &Committed) {
+        let old = std::mem::replace(self, State::empty(Nodes::default(), 0, 0));
+        let mut nodes = old.nodes;
+        for (name, node) in nodes.by_name.iter_mut() {
+            node.clear_holds();
+            if let Some(record) = view.nodes.get(name) {
+                node.draining = record.state == pb::NodeState::Draining as i32;
+            }
+        }
+        for (name, record) in &view.nodes {
+            if !nodes.by_name.contains_key(name) {
+                nodes
+                    .by_name
+                    .insert(name.clone(), NodeEntry::from_record(record.clone()));
+            }
+        }
+        *self = State::empty(nodes, old.next_seq, old.next_event);
+        for (seq, task) in &view.tasks {
+            self.load_task(*seq, task.clone());
+        }
+        self.revision = self.revision.max(old.revision);
+        self.capacity_gen = old.capacity_gen + 1;
+        self.resync = old.polled.clone();
+        self.polled = old.polled;
+    }
+
+    fn load_task(&mut self, seq: u64, task: Arc<pb::Task>) {
         let Ok(id) = TaskId::parse("task_id", &task.id) else {
             tracing::warn!(seq, "a stored task has no valid id; skipped");
             return;
@@ -237,7 +265,6 @@ impl State {
     /// whether the change was made.
     pub fn update(
         &mut self,
-        shared: &Shared,
         changes: &mut Changes,
         id: TaskId,
         to: Option<TaskState>,
@@ -251,11 +278,11 @@ impl State {
         let before_node = entry.task.node.clone();
         let before_holds = holds(&entry.task);
         if let Some(to) = to {
-            if move_state(Component::Manager, &mut entry.task, to).is_err() {
+            if move_state(Component::Manager, Arc::make_mut(&mut entry.task), to).is_err() {
                 return false;
             }
         }
-        f(&mut entry.task);
+        f(Arc::make_mut(&mut entry.task));
         let after_state = entry.task.state();
         let after_holds = holds(&entry.task);
         if before_holds && (!after_holds || before_node != entry.task.node) {
@@ -295,7 +322,7 @@ impl State {
             self.stops.remove(&job);
         }
         self.revision += 1;
-        entry.task.revision = self.revision;
+        Arc::make_mut(&mut entry.task).revision = self.revision;
         let mut events = Vec::new();
         if let Some((kind, message)) = event {
             events.push((kind, message));
@@ -306,7 +333,9 @@ impl State {
                 move_message(before_state, &entry.task),
             ));
         }
-        changes.ops.push(Op::task(entry.seq, &entry.task));
+        changes
+            .ops
+            .push(Op::task(entry.seq, id, entry.task.clone()));
         for (kind, message) in events {
             let event = pb::TaskEvent {
                 seq: self.next_event,
@@ -318,9 +347,8 @@ impl State {
                 message,
             };
             self.next_event += 1;
-            changes.ops.push(Op::event(id, &event));
+            changes.ops.push(Op::event(id, event));
         }
-        let _ = shared.changes.send(Arc::new(entry.task.clone()));
         true
     }
 }

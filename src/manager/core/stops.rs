@@ -25,6 +25,10 @@ impl Core {
     /// Stop calls owed and not under way, with the address of their node and the task's stop
     /// grace period.
     pub fn stop_jobs(&self) -> Vec<(StopJob, String, Duration)> {
+        // A stop's outcome could not be stored; stops wait for the store's recovery.
+        if self.writable().is_err() {
+            return Vec::new();
+        }
         let mut guard = self.lock();
         let state = &mut *guard;
         let jobs: Vec<StopJob> = state
@@ -88,7 +92,7 @@ impl Core {
                         restart_count: entry.task.restart_count,
                         finished_at: Some(now()),
                         message: "stopped".into(),
-                        ..entry.task.clone()
+                        ..pb::Task::clone(&entry.task)
                     }
                 }
             }

@@ -57,9 +57,9 @@ async fn a_node_silent_for_the_grace_period_is_down_until_it_heartbeats() {
     assert_eq!(state_of(&core, "w1"), pb::NodeState::Down);
     assert_eq!(core.heartbeat("w1", "i1", None), Some(vec![]));
     assert_eq!(state_of(&core, "w1"), pb::NodeState::Ready);
-    core.drain("w1", true).unwrap();
+    core.drain("w1", true).await.unwrap();
     assert_eq!(state_of(&core, "w1"), pb::NodeState::Draining);
-    assert!(core.drain("nope", true).is_err());
+    assert!(core.drain("nope", true).await.is_err());
 }
 
 /// A worker that takes tasks: registered with fresh stats and room (its runtime unsaid).
@@ -109,7 +109,7 @@ async fn next_jobs(core: &Core) -> Vec<Dispatch> {
 }
 
 fn task(core: &Core, id: TaskId) -> pb::Task {
-    core.lock().tasks[&id].task.clone()
+    pb::Task::clone(&core.lock().tasks[&id].task)
 }
 
 /// A StartTask without an answer is made again to the same node, with the same attempt
@@ -275,12 +275,18 @@ async fn events_are_never_behind_the_state() {
         ..Default::default()
     };
     core.observed(&job.node, vec![running], false, Instant::now());
-    // The RUNNING write is only queued (no answer waited for it) when the task is read.
+    // The RUNNING write is only queued (no answer waited for it) when the task is read: the
+    // reader sees the state the store holds, SCHEDULED or already RUNNING, and its event.
     let (task, events) = core.task_with_events(id).await.unwrap();
-    assert_eq!(task.state(), TaskState::Running);
-    assert_eq!(events.last().map(|e| e.state()), Some(TaskState::Running));
+    assert!(
+        events.iter().any(|e| e.state() == task.state()),
+        "{:?} has no event in {events:?}",
+        task.state()
+    );
     let all = core.events(0, usize::MAX).await.unwrap();
     assert_eq!(all.last().map(|e| e.state()), Some(TaskState::Running));
+    // Once the write is durable (the barrier above), readers see it.
+    assert_eq!(core.task(id).unwrap().state(), TaskState::Running);
 }
 
 /// A drain whose new copy fails leaves the task on its old copy, which kept running: no stop is
@@ -313,7 +319,7 @@ async fn a_drain_whose_new_copy_fails_keeps_the_original() {
         false,
         Instant::now(),
     );
-    core.drain(from, true).unwrap();
+    core.drain(from, true).await.unwrap();
     core.drain_step();
     assert_eq!(task(&core, id).state(), TaskState::Pending, "moving");
     let job = next_jobs(&core).await.pop().unwrap();
@@ -344,7 +350,7 @@ async fn a_drain_whose_new_copy_fails_keeps_the_original() {
     );
     let node = core.nodes().into_iter().find(|n| n.name == from).unwrap();
     assert!(node.message.contains("cannot move"), "{}", node.message);
-    core.drain(from, false).unwrap();
+    core.drain(from, false).await.unwrap();
     assert!(core.lock().unmovable.is_empty());
 }
 
@@ -372,7 +378,7 @@ async fn an_image_task_never_goes_to_a_node_that_runs_no_images() {
         ..Default::default()
     };
     core.observed("docker1", vec![running], false, Instant::now());
-    core.drain("docker1", true).unwrap();
+    core.drain("docker1", true).await.unwrap();
     core.drain_step();
     assert!(next_jobs(&core).await.is_empty(), "exec1 runs no images");
     let now = task(&core, id);

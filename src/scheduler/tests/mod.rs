@@ -229,10 +229,11 @@ type Breaks = fn(&mut NodeView);
 /// nearly full node.
 #[test]
 fn an_unfit_node_is_never_picked_whatever_its_score() {
-    let breakers: [(&str, Breaks); 4] = [
+    let breakers: [(&str, Breaks); 5] = [
         ("down", |n| n.alive = false),
         ("draining", |n| n.draining = true),
         ("runtime not ready", |n| n.runtime_ready = false),
+        ("store read-only", |n| n.store_read_only = true),
         ("stats unknown", |n| n.stats_fresh = false),
     ];
     for name in STRATEGIES {

@@ -1,7 +1,7 @@
 //! The writer's promises: group commit, queue order (an empty write is a barrier), the
 //! group bound, one outcome per group, and `Stopped` once the thread is gone.
 
-use std::sync::Mutex;
+use std::{sync::Mutex, time::Instant};
 
 use redb::{ReadableDatabase, TableDefinition};
 
@@ -20,7 +20,7 @@ const NO_SPACE: u64 = u64::MAX - 1;
 /// the next group. `groups` records the number of records of each group applied.
 struct Fixture {
     dir: tempfile::TempDir,
-    db: Arc<Database>,
+    db: DbCell,
     writer: Writer<Record>,
     release: mpsc::Sender<()>,
     entered: mpsc::Receiver<()>,
@@ -29,16 +29,21 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(dir.path().join("test.redb")).unwrap());
+    let path = dir.path().join("test.redb");
+    let db = DbCell::new(Database::create(&path).unwrap());
     let (release, gate) = mpsc::channel::<()>();
     let (enter, entered) = mpsc::channel::<()>();
     let groups = Arc::new(Mutex::new(Vec::new()));
     let seen = groups.clone();
     let gate = Mutex::new(Some(gate));
+    let opener = Opener {
+        name: "test-writer".into(),
+        dir: dir.path().into(),
+        db: db.clone(),
+        open: Box::new(move || Ok(Database::create(&path)?)),
+    };
     let writer = Writer::spawn(
-        "test-writer",
-        db.clone(),
-        dir.path().into(),
+        opener,
         move |write: &WriteTransaction, group: &[Vec<Record>]| {
             if let Some(gate) = gate.lock().unwrap().take() {
                 let _ = enter.send(());
@@ -74,8 +79,8 @@ fn fixture() -> Fixture {
     }
 }
 
-fn read(db: &Database, key: u64) -> Option<u64> {
-    let read = db.begin_read().unwrap();
+fn read(db: &DbCell, key: u64) -> Option<u64> {
+    let read = db.get().unwrap().begin_read().unwrap();
     let table = match read.open_table(TABLE) {
         Ok(table) => table,
         Err(redb::TableError::TableDoesNotExist(_)) => return None,
@@ -149,10 +154,13 @@ async fn a_group_holds_at_most_max_group_records() {
 }
 
 /// A failed commit answers every write of its group with the error and stores none of them;
-/// the next group is unaffected.
+/// the store then refuses every write (without applying it) until it can write again, which it
+/// finds out by itself: the failing record is not written again, so the probe after
+/// RETRY_EVERY succeeds and writes are taken again.
 #[tokio::test]
-async fn a_failed_group_fails_all_its_writes_and_only_them() {
+async fn a_failed_group_makes_the_store_read_only_until_a_probe_succeeds() {
     let f = fixture();
+    let mut health = f.writer.health();
     let first = f.writer.write(vec![(0, 0)], true);
     f.entered.recv().unwrap();
     let good = f.writer.write(vec![(1, 1)], true);
@@ -164,13 +172,86 @@ async fn a_failed_group_fails_all_its_writes_and_only_them() {
         let err = durable.wait_store().await.unwrap_err();
         assert!(matches!(err, StoreError::InvalidKey { .. }), "{err}");
     }
-    assert_eq!(read(&f.db, 1), None);
+    assert!(f.writer.writable().is_err());
+    let groups = f.groups.lock().unwrap().len();
+    let refused = f.writer.write(vec![(3, 3)], true).wait_store().await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidKey { .. })),
+        "{refused:?}"
+    );
+    // A barrier is not refused: nothing before it waits to be committed.
+    f.writer.barrier().wait_store().await.unwrap();
+    assert_eq!(f.groups.lock().unwrap().len(), groups, "nothing applied");
+    let started = Instant::now();
+    tokio::time::timeout(3 * RETRY_EVERY, health.wait_for(|h| h.check().is_ok()))
+        .await
+        .expect("writable again within the retry period")
+        .unwrap();
+    assert!(started.elapsed() >= RETRY_EVERY / 2);
     f.writer
-        .write(vec![(3, 3)], true)
+        .write(vec![(4, 4)], true)
         .wait_store()
         .await
         .unwrap();
-    assert_eq!(read(&f.db, 3), Some(3));
+    assert_eq!(read(&f.db, 1), None);
+    assert_eq!(read(&f.db, 3), None);
+    assert_eq!(read(&f.db, 4), Some(4));
+}
+
+/// What the owner hears: durable records in commit order (those committed without an fsync
+/// only once a later commit made them durable), and refused ones, with the queue refused under
+/// its own call.
+#[tokio::test]
+async fn the_owner_hears_what_is_durable_and_what_is_refused() {
+    #[derive(Default)]
+    struct Heard {
+        durable: Vec<Record>,
+        refused: Vec<Record>,
+    }
+    struct Listener(Arc<Mutex<Heard>>);
+    impl Owner<Record> for Listener {
+        fn durable(&mut self, records: Vec<Vec<Record>>) {
+            self.0
+                .lock()
+                .unwrap()
+                .durable
+                .extend(records.into_iter().flatten());
+        }
+        fn refused(&mut self, records: Vec<Vec<Record>>, refuse_queued: &mut dyn FnMut()) {
+            self.0
+                .lock()
+                .unwrap()
+                .refused
+                .extend(records.into_iter().flatten());
+            refuse_queued();
+        }
+    }
+    let f = fixture();
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    f.writer.set_owner(Box::new(Listener(heard.clone())));
+    f.release.send(()).unwrap();
+    f.writer
+        .write(vec![(1, 1)], false)
+        .wait_store()
+        .await
+        .unwrap();
+    assert!(heard.lock().unwrap().durable.is_empty(), "not durable yet");
+    f.writer
+        .write(vec![(2, 2)], true)
+        .wait_store()
+        .await
+        .unwrap();
+    assert_eq!(heard.lock().unwrap().durable, vec![(1, 1), (2, 2)]);
+    f.writer
+        .write(vec![(3, 3)], false)
+        .wait_store()
+        .await
+        .unwrap();
+    let failed = f.writer.write(vec![(4, u64::MAX)], true).wait_store().await;
+    assert!(failed.is_err());
+    // The commit without an fsync is refused with the failed one: it may not be on disk.
+    assert_eq!(heard.lock().unwrap().refused, vec![(3, 3), (4, u64::MAX)]);
+    assert_eq!(heard.lock().unwrap().durable, vec![(1, 1), (2, 2)]);
 }
 
 /// A write that fails for lack of space says so, naming the data dir, and keeps redb's words
@@ -182,6 +263,8 @@ async fn a_full_disk_names_the_data_dir() {
     let err = f.writer.write(vec![(1, NO_SPACE)], true).wait_store().await;
     let err = err.unwrap_err();
     assert!(err.is_disk_full());
+    let summary = f.writer.health().borrow().summary();
+    assert_eq!(summary.as_deref(), Some("store read-only: disk full"));
     let dir = f.dir.path().display().to_string();
     assert_eq!(err.to_string(), format!("no space left in {dir}"));
     let cause = std::error::Error::source(&err).unwrap().to_string();

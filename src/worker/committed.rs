@@ -1,0 +1,175 @@
+//! What the worker's store holds, in memory: the tasks `ListTasks` answers with. A task's change
+//! reaches this view (and the manager) only once its write is durable; when the store refuses
+//! writes, the working state goes back to it, so the worker never reports, nor acts on, a change
+//! it could not record.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Weak,
+    time::Duration,
+};
+
+use super::{core::Core, runtime::Runtime, store::Row};
+use crate::{pb, store::Owner, task::is_finished, TaskId};
+
+/// The durable tasks, with the revision index `ListTasks` reads.
+#[derive(Default)]
+pub(crate) struct Committed {
+    pub tasks: HashMap<TaskId, pb::Task>,
+    /// Revision -> the task last stored at it; one entry per task.
+    by_revision: BTreeMap<u64, TaskId>,
+    pub revision: u64,
+}
+
+impl Committed {
+    /// The view of tasks just loaded from the store.
+    pub fn of(tasks: &HashMap<TaskId, pb::Task>) -> Committed {
+        let mut committed = Committed::default();
+        for (id, task) in tasks {
+            committed.put(*id, task.clone());
+        }
+        committed
+    }
+
+    /// Records a durable version of a task (an older one than known is ignored).
+    fn put(&mut self, id: TaskId, task: pb::Task) {
+        if let Some(old) = self.tasks.get(&id) {
+            if old.revision > task.revision {
+                return;
+            }
+            self.by_revision.remove(&old.revision);
+        }
+        self.revision = self.revision.max(task.revision);
+        self.by_revision.insert(task.revision, id);
+        self.tasks.insert(id, task);
+    }
+}
+
+/// What `ListTasks` answers.
+pub(crate) struct Listing {
+    pub tasks: Vec<pb::Task>,
+    pub revision: u64,
+    pub complete: bool,
+}
+
+/// The worker's side of its store: durable rows join the view (and wake waiting `ListTasks`
+/// calls); refused ones send the working state back to it.
+pub(crate) struct StoreOwner<R> {
+    pub core: Weak<super::core::Inner<R>>,
+}
+
+impl<R: Runtime> Owner<Row> for StoreOwner<R> {
+    fn durable(&mut self, records: Vec<Vec<Row>>) {
+        let Some(core) = self.core.upgrade().map(Core::from_inner) else {
+            return;
+        };
+        let revision = {
+            let mut committed = core.committed();
+            for row in records.into_iter().flatten() {
+                committed.put(row.id, row.task);
+            }
+            committed.revision
+        };
+        core.changed().send_replace(revision);
+    }
+
+    fn refused(&mut self, records: Vec<Vec<Row>>, refuse_queued: &mut dyn FnMut()) {
+        let Some(core) = self.core.upgrade().map(Core::from_inner) else {
+            refuse_queued();
+            return;
+        };
+        let reverted = core.roll_back(refuse_queued);
+        tracing::warn!(
+            refused_writes = records.iter().map(Vec::len).sum::<usize>(),
+            reverted,
+            "the store refused writes; tasks went back to what the store holds"
+        );
+    }
+}
+
+impl<R: Runtime> Core<R> {
+    /// Like [`Core::list`], but when nothing changed after `since` (of this instance) it first
+    /// waits up to `wait` for a change: the manager's reconciler learns of a change at once
+    /// while a quiet worker still answers only once per `wait`.
+    pub async fn list_waiting(&self, since: u64, instance_id: &str, wait: Duration) -> Listing {
+        // Revision 0 of this instance is a cursor too: a worker that has had no task yet
+        // waits for its first change like any other.
+        if !wait.is_zero() && instance_id == self.instance_id() {
+            let mut changed = self.changed().subscribe();
+            // wait_for looks at the current revision first, so a change made before the
+            // subscription is not missed; the timeout is the normal end of a quiet wait.
+            let _ = tokio::time::timeout(wait, changed.wait_for(|&r| r > since)).await;
+        }
+        self.list(since, instance_id)
+    }
+
+    /// The stored tasks changed after `since` (when `instance_id` is this process's), else
+    /// all.
+    pub fn list(&self, since: u64, instance_id: &str) -> Listing {
+        let committed = self.committed();
+        if since > 0 && instance_id == self.instance_id() {
+            let tasks = committed
+                .by_revision
+                .range(since + 1..)
+                .filter_map(|(_, id)| committed.tasks.get(id).cloned())
+                .collect();
+            Listing {
+                tasks,
+                revision: committed.revision,
+                complete: false,
+            }
+        } else {
+            Listing {
+                tasks: committed.tasks.values().cloned().collect(),
+                revision: committed.revision,
+                complete: true,
+            }
+        }
+    }
+}
+
+/// Whether a working task differs from its durable version (or has none).
+pub(crate) fn differs(task: &pb::Task, committed: Option<&pb::Task>) -> bool {
+    committed.is_none_or(|c| c.revision != task.revision)
+}
+
+/// Whether `task` holds the worker's attention (for the unfinished index).
+pub(crate) fn unfinished(task: &pb::Task) -> bool {
+    !is_finished(task.state())
+}
+
+/// Follows the store's health until `stop`: while it refuses writes, the health service says
+/// NOT_SERVING for WorkerService and `cube_store_read_only{store="worker"}` is 1; once it writes
+/// again, every unfinished task is looked at anew (what was seen meanwhile was not recorded).
+pub(crate) async fn run_store_watch<R: Runtime>(
+    core: Core<R>,
+    health: tonic_health::server::HealthReporter,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut store = core.store_health();
+    let gauge = crate::metrics::metrics()
+        .store_read_only
+        .with_label_values(&["worker"]);
+    let mut was_read_only = false;
+    loop {
+        let read_only = store.borrow_and_update().check().is_err();
+        gauge.set(i64::from(read_only));
+        let status = if read_only {
+            tonic_health::ServingStatus::NotServing
+        } else {
+            tonic_health::ServingStatus::Serving
+        };
+        health.set_service_status(super::SERVICE_NAME, status).await;
+        if was_read_only && !read_only {
+            for id in core.unfinished() {
+                core.wake(id);
+                core.look(id);
+            }
+        }
+        was_read_only = read_only;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = store.changed() => if changed.is_err() { return },
+        }
+    }
+}
