@@ -207,7 +207,11 @@ impl From<ClientError> for Failure {
                 }
                 Code::Unimplemented => "this manager is older than cubectl; upgrade cube-manager",
                 Code::Unauthenticated | Code::PermissionDenied => "check your credentials",
-                Code::ResourceExhausted => "the manager is overloaded; try again shortly",
+                Code::ResourceExhausted if status.message().starts_with("no space left") => {
+                    "the manager's disk is full: free space in its data dir; it takes changes \
+                     again by itself within seconds, and reads keep working meanwhile"
+                }
+                Code::ResourceExhausted => "a limit was reached; try again shortly",
                 Code::Ok
                 | Code::Cancelled
                 | Code::Unknown

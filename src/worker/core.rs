@@ -428,8 +428,8 @@ impl<R: Runtime> Core<R> {
 
     /// Waits for `writes`, then wakes the executor for `ids`, in a task the caller does not
     /// own: dropping the returned future neither cancels the wait nor loses the wake. A failed
-    /// write wakes nobody (the caller answers the error); the record is in memory all the
-    /// same, and the executor's sweep starts it if nothing else does.
+    /// write wakes nobody (the caller answers the error), and the record is gone from memory
+    /// too: the store's refusal sent memory back to what it holds.
     fn then_wake(
         &self,
         writes: Vec<impl std::future::Future<Output = StoreResult> + Send + 'static>,

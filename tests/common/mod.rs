@@ -13,6 +13,7 @@
 //! - `cubectl`: cubectl runs, raw ([`cubectl`]) and as a user would ([`Cubectl`]).
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
+//! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
 #![allow(dead_code, unused_imports)]
@@ -26,6 +27,7 @@ mod grpc;
 mod grpcurl;
 mod image;
 mod process;
+mod tmpfs;
 mod wait;
 
 pub use cluster::{Cluster, ClusterBuilder, Runtime};
@@ -39,6 +41,7 @@ pub use grpc::{exec_spec, get_task, list_nodes, new_id, spec, stop_task, submit,
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
 pub use process::{bin, Proc};
+pub use tmpfs::Tmpfs;
 pub use wait::wait_for;
 
 use std::process::Command;

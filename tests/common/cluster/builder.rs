@@ -1,6 +1,6 @@
 //! [`ClusterBuilder`]: what a test's cluster is made of, and the order it starts in.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 use super::{owned, Cluster, ManagerPlan, MANAGER_DATA};
 use crate::common::{containers::ContainerGuard, temp_dir, unique};
@@ -40,6 +40,7 @@ pub struct ClusterBuilder {
     runtime: Runtime,
     register: bool,
     ready: Option<Duration>,
+    manager_data: Option<PathBuf>,
 }
 
 impl Default for ClusterBuilder {
@@ -55,6 +56,7 @@ impl Default for ClusterBuilder {
             runtime: Runtime::Docker,
             register: false,
             ready: None,
+            manager_data: None,
         }
     }
 }
@@ -149,6 +151,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// The manager's data dir is `dir` (e.g. on a `Tmpfs`) instead of one in
+    /// the cluster's folder.
+    pub fn manager_data(mut self, dir: PathBuf) -> Self {
+        self.manager_data = Some(dir);
+        self
+    }
+
     /// Starts the processes: workers then the manager, or the manager first when workers
     /// register.
     pub fn start(self) -> Cluster {
@@ -162,7 +171,10 @@ impl ClusterBuilder {
         }
         let mut manager_args = owned(&["--listen", &self.listen]);
         manager_args.push("--data-dir".into());
-        manager_args.push(dir.path().join(MANAGER_DATA).to_str().unwrap().into());
+        let manager_data = self
+            .manager_data
+            .unwrap_or_else(|| dir.path().join(MANAGER_DATA));
+        manager_args.push(manager_data.to_str().unwrap().into());
         if self.dev {
             manager_args.push("--dev".into());
         }
@@ -180,6 +192,7 @@ impl ClusterBuilder {
             ready: self.ready.unwrap_or(READY_TIMEOUT),
             guard,
             dir,
+            manager_data,
         };
         if cluster.register {
             cluster.start_manager();

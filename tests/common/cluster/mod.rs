@@ -66,6 +66,7 @@ pub struct Cluster {
     ready: Duration,
     guard: ContainerGuard,
     dir: tempfile::TempDir,
+    manager_data: PathBuf,
 }
 
 impl Cluster {
@@ -101,7 +102,7 @@ impl Cluster {
 
     /// The manager's data dir.
     pub fn manager_data(&self) -> PathBuf {
-        self.dir().join(MANAGER_DATA)
+        self.manager_data.clone()
     }
 
     /// Starts the manager (again, on the same data dir and flags), with `--workers` listing
@@ -176,10 +177,21 @@ impl Cluster {
 
     /// Starts one more worker named `<prefix>-<8 hex>` with `extra` flags; its index.
     pub fn add_worker(&mut self, prefix: &str, extra: &[&str]) -> usize {
+        self.add_worker_with_data(prefix, None, extra)
+    }
+
+    /// [`Cluster::add_worker`] with its data dir in `data` (e.g. on a
+    /// [`super::Tmpfs`]) instead of the cluster's folder.
+    pub fn add_worker_with_data(
+        &mut self,
+        prefix: &str,
+        data: Option<PathBuf>,
+        extra: &[&str],
+    ) -> usize {
         let name = unique(prefix);
         self.guard.add_worker(&name);
         self.workers.push(Worker {
-            data: self.dir().join(&name),
+            data: data.unwrap_or_else(|| self.dir().join(&name)),
             name,
             extra: owned(extra),
             proc: None,
