@@ -296,22 +296,29 @@ async fn a_worker_with_a_full_disk_refuses_starts_and_the_task_runs_elsewhere() 
     ctl.wait_ready(&[&full_name], Duration::from_secs(20));
     disk.fill("filler");
 
-    // Only the full worker exists: the task is sent there, refused, and waits.
+    // Only the full worker exists: the task is sent there and refused; once the node says its
+    // store is read-only the task is no longer sent there, and waits.
     let id = ctl.run_sleeper("refused-start");
-    let refusal = wait_for(Duration::from_secs(20), "the start is refused", || {
-        let status = ctl.status(&id);
-        let events = status["events"].to_string();
-        events
-            .contains("no space left in")
-            .then(|| status["task"].clone())
+    wait_for(Duration::from_secs(20), "the start is refused", || {
+        let events = ctl.status(&id)["events"].to_string();
+        events.contains("no space left in").then_some(())
     });
-    assert_eq!(refusal["state"], "TASK_STATE_PENDING", "{refusal}");
     let node = wait_for(Duration::from_secs(10), "the node says why", || {
         ctl.nodes().into_iter().find(|n| {
             n["name"] == full_name.as_str() && n["message"] == "store read-only: disk full"
         })
     });
     assert_eq!(node["state"], "NODE_STATE_READY", "{node}");
+    wait_for(
+        Duration::from_secs(20),
+        "the task waits, saying why",
+        || {
+            let task = ctl.task(&id);
+            let why = task["message"].as_str().unwrap_or_default().to_string();
+            (task["state"] == "TASK_STATE_PENDING" && why.contains("1 store read-only"))
+                .then_some(())
+        },
+    );
     assert_eq!(
         health(
             &format!("http://{}", cluster.worker(full).addr),

@@ -122,6 +122,20 @@ pub(crate) async fn run_dispatcher(calls: Calls, shutdown: CancellationToken) {
 /// Calls StartTasks on the worker of `jobs` (all placed on the same worker) and records each
 /// outcome: accepted (or already there) is sent; a refusal, or no answer, goes to
 /// `Core::dispatch_failed`.
+/// A worker's error answer as a task's or node's message shows it: `no space left in /d
+/// (RESOURCE_EXHAUSTED)`.
+pub(crate) fn answered(code: Code, message: &str) -> String {
+    let debug = format!("{code:?}");
+    let mut name = String::new();
+    for (i, c) in debug.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    format!("{message} ({name})")
+}
+
 #[tracing::instrument(skip_all, fields(node = jobs.first().map(|j| j.node.as_str()), tasks = jobs.len()))]
 pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
     let Some(first) = jobs.first() else { return };
@@ -144,7 +158,7 @@ pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
                 "no answer within {START_DEADLINE:?}"
             ))),
             Ok(Err(status)) => {
-                let error = format!("{}: {}", status.code(), status.message());
+                let error = answered(status.code(), status.message());
                 // Whether the worker got the call is unknown after these; any other status
                 // is the worker's answer.
                 Err(match status.code() {
@@ -177,7 +191,7 @@ pub(crate) async fn send(core: &Core, pool: &WorkerPool, jobs: &[Dispatch]) {
                     core.resync(&first.address);
                     Ok(())
                 }
-                code => Err(SendFailure::Refused(format!("{code}: {}", result.message))),
+                code => Err(SendFailure::Refused(answered(code, &result.message))),
             })
             .collect(),
     };
@@ -241,6 +255,6 @@ async fn stop(
         Err(_) => Err(format!("no answer within {deadline:?}")),
         Ok(Ok(response)) => Ok(response.into_inner().task),
         Ok(Err(status)) if status.code() == Code::NotFound => Ok(None),
-        Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+        Ok(Err(status)) => Err(answered(status.code(), status.message())),
     }
 }

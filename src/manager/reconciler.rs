@@ -129,7 +129,7 @@ async fn poll(
         Err(_) => Err(format!("no answer within {deadline:?}")),
         Ok((Ok(stats), Ok(list))) => Ok((stats.into_inner(), list.into_inner())),
         Ok((Err(status), _)) | Ok((_, Err(status))) => {
-            Err(format!("{}: {}", status.code(), status.message()))
+            Err(super::dispatcher::answered(status.code(), status.message()))
         }
     }
 }
