@@ -398,3 +398,51 @@ async fn an_image_task_never_goes_to_a_node_that_runs_no_images() {
         .unwrap();
     assert!(!image.passed, "explain names the image filter: {image:?}");
 }
+
+/// A refused write sends the working state back to what the store holds: a move the store did
+/// not record is undone (with the node's allocation and the pending queue in step), a task it
+/// never stored is gone (its request id too), and every polled worker is asked for a full sync.
+#[tokio::test]
+async fn a_refused_write_sends_memory_back_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let core = core(dir.path());
+    ready_node(&core, "w1");
+    assert!(core.claim_poll("127.0.0.1:3"));
+    let id = submitted(&core).await;
+    let job = next_jobs(&core).await.pop().unwrap();
+    assert_eq!(job.id, id);
+    // Changes made in memory whose write is never made: a move, and a new task.
+    let ghost = TaskId::new();
+    {
+        let mut tx = core.tx();
+        assert!(tx.update(id, Some(TaskState::Pending), None, |t| t.node.clear()));
+        let state = &mut *tx.state;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let task = pb::Task {
+            id: ghost.to_string(),
+            request_id: "ghost".into(),
+            ..Default::default()
+        };
+        state.requests.insert("ghost".into(), ghost);
+        state.order.insert(seq, ghost);
+        state
+            .tasks
+            .insert(ghost, state::Entry::new(seq, Arc::new(task)));
+    }
+    let mut owner = StoreOwner {
+        shared: Arc::downgrade(&core.shared),
+    };
+    let mut refused_queue = false;
+    crate::store::Owner::refused(&mut owner, Vec::new(), &mut || refused_queue = true);
+    assert!(refused_queue, "the queue is refused under the state lock");
+    let state = core.lock();
+    assert_eq!(state.tasks[&id].task.state(), TaskState::Scheduled);
+    assert_eq!(state.tasks[&id].task.node, "w1");
+    assert!(state.pending.is_empty());
+    assert!(state.nodes.by_name["w1"].tasks.contains(&id));
+    assert!(!state.tasks.contains_key(&ghost));
+    assert!(!state.requests.contains_key("ghost"));
+    assert!(state.resync.contains("127.0.0.1:3"));
+    assert!(state.polled.contains("127.0.0.1:3"));
+}
