@@ -205,6 +205,19 @@ async fn a_full_manager_disk_refuses_changes_and_recovers_by_itself() {
     let listed_names: HashSet<String> = listed.keys().cloned().collect();
     assert!(refused_round(&listed_names, refused).is_empty());
     assert!(refused_round(&listed_names, refused + 1).is_empty());
+    // A task with its events, and the event log, read from the store itself.
+    let some_id = acked.values().next().unwrap().clone();
+    let shown = cluster.ctl().status(&some_id);
+    assert!(!shown["events"].as_array().unwrap().is_empty(), "{shown}");
+    let events = client
+        .list_events(pb::ListEventsRequest {
+            page_size: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!events.events.is_empty());
 
     // Over 10 s the manager stays quiet: no hot loop of retries.
     tokio::time::sleep(QUIET.saturating_sub(quiet_from.elapsed())).await;

@@ -157,6 +157,8 @@ fn store_code(error: &StoreError) -> Code {
         StoreError::Stopped | StoreError::WriteFailed { .. } | StoreError::Reopening => {
             Code::Unavailable
         }
+        // A read that met an I/O error (or a file poisoned by one) may succeed again.
+        e if e.is_io() => Code::Unavailable,
         StoreError::CreateDir { .. }
         | StoreError::InUse { .. }
         | StoreError::NotCube { .. }

@@ -184,6 +184,16 @@ impl StoreError {
         }
     }
 
+    /// Whether the file could not be read or written (an I/O error, or redb refusing to go on
+    /// after one), as opposed to a broken file or a bug.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            StoreError::DiskFull { .. } | StoreError::WriteFailed { .. }
+        ) || self.io_error().is_some()
+            || self.is_previous_io()
+    }
+
     /// redb refusing to go on after an earlier I/O error.
     fn is_previous_io(&self) -> bool {
         let storage = match self {

@@ -42,6 +42,9 @@ pub(super) struct Thread<T, F> {
     /// The records of commits made without an fsync since the last one that had it.
     unflushed: Vec<Vec<T>>,
     read_only: Option<ReadOnly>,
+    /// The database handle met an I/O error: redb refuses everything on it, reads too, until
+    /// it is opened again.
+    poisoned: bool,
 }
 
 /// A group taken off the queue.
@@ -74,6 +77,7 @@ where
             flush_due: None,
             unflushed: Vec::new(),
             read_only: None,
+            poisoned: false,
         }
     }
 
@@ -204,6 +208,9 @@ where
         let mut refused = std::mem::take(&mut self.unflushed);
         refused.extend(records);
         self.tell_refused(refused, rx);
+        // Readers get a handle redb still answers on.
+        self.poisoned = true;
+        let _ = self.reopen();
     }
 
     /// A write that arrives while read-only is refused at once, with every one queued behind
@@ -246,7 +253,7 @@ where
             return;
         }
         let store = self.opener.name.clone();
-        match self.reopen().and_then(|()| self.probe()) {
+        match self.probe() {
             Ok(()) => {
                 let after = self.read_only.take().map(|r| r.since.elapsed());
                 tracing::info!(
@@ -275,25 +282,49 @@ where
         }
     }
 
-    /// Drops the database (once no reader holds it) and opens it again.
+    /// Drops the database (once no reader holds it) and opens it again, if an I/O error
+    /// poisoned it.
     fn reopen(&mut self) -> Result<(), StoreError> {
+        if !self.poisoned {
+            return Ok(());
+        }
         self.opener.db.close()?;
         let db = (self.opener.open)()?;
         self.opener.db.set(Arc::new(db));
+        self.poisoned = false;
         Ok(())
     }
 
-    /// Writes [`PROBE_BYTES`] with an fsync, then removes them the same way.
+    /// Whether the store can write again: [`PROBE_BYTES`] written to a file beside the
+    /// database (which leaves the database alone if they do not fit), then the same into the
+    /// database and removed again, each with an fsync. A failure in the database poisons the
+    /// handle; it is opened again at once for readers.
     fn probe(&mut self) -> Result<(), StoreError> {
+        self.reopen()?;
+        probe_file(&self.opener.dir)
+            .map_err(|e| StoreError::from(redb::StorageError::Io(e)).in_dir(&self.opener.dir))?;
+        let probed = self.probe_database();
+        if probed.is_err() {
+            self.poisoned = true;
+            let _ = self.reopen();
+        }
+        probed
+    }
+
+    fn probe_database(&mut self) -> Result<(), StoreError> {
+        let dir = &self.opener.dir;
+        let in_dir = |e: StoreError| e.in_dir(dir);
         let db = self.opener.db.get()?;
-        let write = db.begin_write()?;
+        let write = db.begin_write().map_err(|e| in_dir(e.into()))?;
         write
-            .open_table(PROBE)?
-            .insert("probe", vec![0u8; PROBE_BYTES].as_slice())?;
-        write.commit()?;
-        let write = db.begin_write()?;
-        write.delete_table(PROBE)?;
-        write.commit()?;
+            .open_table(PROBE)
+            .map_err(|e| in_dir(e.into()))?
+            .insert("probe", vec![0u8; PROBE_BYTES].as_slice())
+            .map_err(|e| in_dir(e.into()))?;
+        write.commit().map_err(|e| in_dir(e.into()))?;
+        let write = db.begin_write().map_err(|e| in_dir(e.into()))?;
+        write.delete_table(PROBE).map_err(|e| in_dir(e.into()))?;
+        write.commit().map_err(|e| in_dir(e.into()))?;
         Ok(())
     }
 
@@ -315,6 +346,18 @@ where
     fn owner(&self) -> std::sync::MutexGuard<'_, Box<dyn super::Owner<T>>> {
         self.owner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Writes [`PROBE_BYTES`] to a file in `dir` with an fsync, and removes it.
+fn probe_file(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(".cube-write-probe");
+    let written = std::fs::File::create(&path).and_then(|mut file| {
+        file.write_all(&vec![0u8; PROBE_BYTES])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&path);
+    written
 }
 
 /// Takes `first` and every write queued behind it, up to [`MAX_GROUP`] records.
