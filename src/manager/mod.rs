@@ -169,10 +169,18 @@ impl Manager {
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;
-        tracker.spawn(supervisor::run_store_watch(
-            core.clone(),
+        // While the store is read-only, health says so; once it writes again, the core
+        // catches up on what it skipped.
+        tracker.spawn(crate::store::report::follow(
+            core.store_health(),
             health,
+            SERVICE_NAME,
+            "manager",
             loops.clone(),
+            {
+                let core = core.clone();
+                move || core.store_recovered()
+            },
         ));
         let router = router.add_service(ManagerServiceServer::new(service::Api {
             core: core.clone(),

@@ -72,36 +72,3 @@ pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
         }
     }
 }
-
-/// Follows the store's health until `shutdown`: while it refuses writes, the health service
-/// says NOT_SERVING for ManagerService (reads keep answering) and `cube_store_read_only` is 1;
-/// once it writes again, the core catches up on what it skipped.
-pub(crate) async fn run_store_watch(
-    core: Core,
-    health: tonic_health::server::HealthReporter,
-    shutdown: CancellationToken,
-) {
-    let mut store = core.store_health();
-    let gauge = crate::metrics::metrics()
-        .store_read_only
-        .with_label_values(&["manager"]);
-    let mut was_read_only = false;
-    loop {
-        let read_only = store.borrow_and_update().check().is_err();
-        gauge.set(i64::from(read_only));
-        let status = if read_only {
-            tonic_health::ServingStatus::NotServing
-        } else {
-            tonic_health::ServingStatus::Serving
-        };
-        health.set_service_status(super::SERVICE_NAME, status).await;
-        if was_read_only && !read_only {
-            core.store_recovered();
-        }
-        was_read_only = read_only;
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = store.changed() => if changed.is_err() { return },
-        }
-    }
-}

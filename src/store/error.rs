@@ -196,29 +196,23 @@ impl StoreError {
 
     /// redb refusing to go on after an earlier I/O error.
     fn is_previous_io(&self) -> bool {
-        let storage = match self {
-            StoreError::Storage(e) => Some(&**e),
-            StoreError::Transaction(e) => match &**e {
-                redb::TransactionError::Storage(s) => Some(s),
-                _ => None,
-            },
-            StoreError::Table(e) => match &**e {
-                redb::TableError::Storage(s) => Some(s),
-                _ => None,
-            },
-            StoreError::Commit(e) => match &**e {
-                redb::CommitError::Storage(s) => Some(s),
-                _ => None,
-            },
-            _ => None,
-        };
-        matches!(storage, Some(redb::StorageError::PreviousIo))
+        matches!(self.storage(), Some(redb::StorageError::PreviousIo))
     }
 
     /// The I/O error redb met, if that is what this is.
     fn io_error(&self) -> Option<&io::Error> {
-        let storage = match self {
-            StoreError::CreateDir { source, .. } => return Some(source),
+        if let StoreError::CreateDir { source, .. } = self {
+            return Some(source);
+        }
+        match self.storage() {
+            Some(redb::StorageError::Io(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The storage error inside whichever redb error this wraps.
+    fn storage(&self) -> Option<&redb::StorageError> {
+        match self {
             StoreError::Storage(e) => Some(&**e),
             StoreError::Database(e) => match &**e {
                 redb::DatabaseError::Storage(s) => Some(s),
@@ -236,10 +230,6 @@ impl StoreError {
                 redb::CommitError::Storage(s) => Some(s),
                 _ => None,
             },
-            _ => None,
-        };
-        match storage {
-            Some(redb::StorageError::Io(e)) => Some(e),
             _ => None,
         }
     }

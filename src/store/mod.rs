@@ -5,6 +5,7 @@
 //!
 //! - `error`: [`StoreError`], what can go wrong, with its cause.
 //! - `writer`: the group-commit [`Writer`] both stores write through.
+//! - `report`: a store's health shown in the server's health service and metrics.
 //! - `manager`: the manager's tables ([`manager::ManagerStore`]); the worker's one table lives
 //!   with the worker (`worker::store`), on the same writer.
 
@@ -19,6 +20,7 @@ use redb::{Database, ReadableDatabase, TableDefinition};
 
 mod error;
 pub mod manager;
+pub mod report;
 mod writer;
 
 pub use error::StoreError;

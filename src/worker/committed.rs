@@ -137,39 +137,3 @@ pub(crate) fn differs(task: &pb::Task, committed: Option<&pb::Task>) -> bool {
 pub(crate) fn unfinished(task: &pb::Task) -> bool {
     !is_finished(task.state())
 }
-
-/// Follows the store's health until `stop`: while it refuses writes, the health service says
-/// NOT_SERVING for WorkerService and `cube_store_read_only{store="worker"}` is 1; once it writes
-/// again, every unfinished task is looked at anew (what was seen meanwhile was not recorded).
-pub(crate) async fn run_store_watch<R: Runtime>(
-    core: Core<R>,
-    health: tonic_health::server::HealthReporter,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut store = core.store_health();
-    let gauge = crate::metrics::metrics()
-        .store_read_only
-        .with_label_values(&["worker"]);
-    let mut was_read_only = false;
-    loop {
-        let read_only = store.borrow_and_update().check().is_err();
-        gauge.set(i64::from(read_only));
-        let status = if read_only {
-            tonic_health::ServingStatus::NotServing
-        } else {
-            tonic_health::ServingStatus::Serving
-        };
-        health.set_service_status(super::SERVICE_NAME, status).await;
-        if was_read_only && !read_only {
-            for id in core.unfinished() {
-                core.wake(id);
-                core.look(id);
-            }
-        }
-        was_read_only = read_only;
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            changed = store.changed() => if changed.is_err() { return },
-        }
-    }
-}

@@ -246,10 +246,23 @@ async fn serve_with<R: Runtime + Clone>(
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
         .await;
-    tracker.spawn(committed::run_store_watch(
-        core.clone(),
+    // While the store is read-only, health says so; once it writes again, every unfinished
+    // task is looked at anew (what was seen meanwhile was not recorded).
+    tracker.spawn(crate::store::report::follow(
+        core.store_health(),
         health,
+        SERVICE_NAME,
+        "worker",
         loops.clone(),
+        {
+            let core = core.clone();
+            move || {
+                for id in core.unfinished() {
+                    core.wake(id);
+                    core.look(id);
+                }
+            }
+        },
     ));
     let service = Service {
         core,
