@@ -328,6 +328,13 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
+    /// Removes what retention no longer keeps, now.
+    pub async fn collect_garbage(&self) -> Result<pb::CollectGarbageResponse, ClientError> {
+        let request = self.request(pb::CollectGarbageRequest {});
+        let response = self.inner.clone().collect_garbage(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
     /// Turns an error status met while reading a stream into a [`ClientError`].
     pub fn stream_error(&self, status: Status) -> ClientError {
         self.error(status)

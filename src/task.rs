@@ -42,6 +42,16 @@ impl TaskId {
         self.0.as_bytes()
     }
 
+    /// The id as one number (the store's key for a task's events).
+    pub fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
+    /// The id [`TaskId::as_u128`] gave.
+    pub fn from_u128(value: u128) -> Self {
+        TaskId(Uuid::from_u128(value))
+    }
+
     /// An id from the store's 16-byte key.
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
         Self(Uuid::from_bytes(bytes))

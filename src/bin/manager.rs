@@ -39,6 +39,19 @@ struct Args {
     #[arg(long, env = "CUBE_NODE_GRACE", value_parser = parse_duration)]
     node_grace: Option<Duration>,
 
+    /// Finished tasks (COMPLETED, or FAILED and not restarting) are removed with their events
+    /// this long after they finished.
+    #[arg(long, env = "CUBE_RETAIN_FINISHED", default_value = "24h", value_parser = parse_duration)]
+    retain_finished: Duration,
+
+    /// At most this many finished tasks are kept; the oldest are removed first.
+    #[arg(long, env = "CUBE_MAX_FINISHED", default_value_t = 10_000)]
+    max_finished: usize,
+
+    /// Nodes DOWN this long (and holding no task) are forgotten.
+    #[arg(long, env = "CUBE_FORGET_NODES_AFTER", default_value = "24h", value_parser = parse_duration)]
+    forget_nodes_after: Duration,
+
     /// Also run a worker in this process (Docker when the engine answers, else Exec).
     #[arg(long, env = "CUBE_DEV")]
     dev: bool,
@@ -92,6 +105,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.update_interval = args.update_interval;
     config.heartbeat_interval = args.heartbeat_interval;
     config.node_grace = args.node_grace;
+    config.retention = cube::manager::Retention {
+        retain_finished: args.retain_finished,
+        max_finished: args.max_finished,
+        forget_nodes_after: args.forget_nodes_after,
+    };
     let mut dev_worker = None;
     if args.dev {
         let name = args

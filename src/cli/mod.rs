@@ -18,6 +18,7 @@ pub mod completion;
 pub mod drain;
 pub mod events;
 pub mod explain;
+pub mod gc;
 pub mod logs;
 pub mod nodes;
 pub mod output;
@@ -133,6 +134,8 @@ pub enum Command {
     Drain(drain::DrainArgs),
     /// Make a drained node eligible again.
     Undrain(drain::DrainArgs),
+    /// Remove finished tasks and lost nodes past retention now.
+    Gc(gc::GcArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
 }
@@ -268,6 +271,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Explain(args) => explain::run(&client, args).await,
         Command::Drain(args) => drain::drain(&client, args).await,
         Command::Undrain(args) => drain::undrain(&client, args).await,
+        Command::Gc(args) => gc::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }

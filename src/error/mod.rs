@@ -45,6 +45,20 @@ pub enum Error {
         /// The id or name asked for.
         id: String,
     },
+    /// A task that existed, finished, and was removed by retention.
+    #[error("task {id:?} finished and was cleaned up")]
+    Gone {
+        /// The task's id.
+        id: String,
+    },
+    /// A retried request whose task finished and was removed by retention.
+    #[error("request_id {request_id:?} created task {id:?}, which finished and was cleaned up")]
+    RequestGone {
+        /// The request id retried.
+        request_id: String,
+        /// The task it created.
+        id: String,
+    },
     /// Something with that id or name exists already.
     #[error("{what} {id:?} already exists")]
     AlreadyExists {
@@ -112,8 +126,8 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
-            Error::NotFound { .. } => Code::NotFound,
-            Error::AlreadyExists { .. } => Code::AlreadyExists,
+            Error::NotFound { .. } | Error::Gone { .. } => Code::NotFound,
+            Error::AlreadyExists { .. } | Error::RequestGone { .. } => Code::AlreadyExists,
             Error::Transition(_) => Code::FailedPrecondition,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,

@@ -66,6 +66,8 @@ pub struct ManagerConfig {
     /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
     /// None means [`policy::GRACE_HEARTBEATS`] heartbeat periods.
     pub node_grace: Option<Duration>,
+    /// What is kept of finished tasks and lost nodes, and for how long.
+    pub retention: core::Retention,
 }
 
 impl ManagerConfig {
@@ -78,9 +80,12 @@ impl ManagerConfig {
             update_interval: DEFAULT_UPDATE_INTERVAL,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             node_grace: None,
+            retention: core::Retention::default(),
         }
     }
 }
+
+pub use core::{Collected, Retention};
 
 /// The service name health answers for.
 const SERVICE_NAME: &str = "cube.v1.ManagerService";
@@ -153,6 +158,11 @@ impl Manager {
         ));
         tracker.spawn(supervisor::run_liveness(core.clone(), grace, loops.clone()));
         tracker.spawn(supervisor::run_drainer(core.clone(), loops.clone()));
+        tracker.spawn(supervisor::run_collector(
+            core.clone(),
+            config.retention,
+            loops.clone(),
+        ));
         let polls = service::Polls {
             pool,
             tracker: tracker.clone(),
@@ -186,6 +196,7 @@ impl Manager {
             core: core.clone(),
             shutdown: shutdown.clone(),
             polls,
+            retention: config.retention,
         }));
         let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
         loops.cancel();

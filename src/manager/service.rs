@@ -30,6 +30,8 @@ pub(crate) struct Api {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Starts the poll loops of registered workers.
     pub polls: Polls,
+    /// What is kept of finished work (for CollectGarbage).
+    pub retention: super::core::Retention,
 }
 
 /// What a registration needs to start polling a worker like a static one.
@@ -447,5 +449,22 @@ impl ManagerService for Api {
     ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
         let node = self.core.drain(&request.into_inner().node, false).await?;
         Ok(Response::new(pb::UndrainNodeResponse { node: Some(node) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn collect_garbage(
+        &self,
+        _request: Request<pb::CollectGarbageRequest>,
+    ) -> Result<Response<pb::CollectGarbageResponse>, Status> {
+        let collected = self.core.collect(&self.retention).await?;
+        tracing::info!(
+            tasks = collected.tasks,
+            nodes = collected.nodes,
+            "garbage collected on request"
+        );
+        Ok(Response::new(pb::CollectGarbageResponse {
+            tasks_removed: collected.tasks as u32,
+            nodes_forgotten: collected.nodes as u32,
+        }))
     }
 }

@@ -72,3 +72,33 @@ pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
         }
     }
 }
+
+/// Removes what retention no longer keeps until `shutdown`, every fifth of the retention
+/// period (at least every second, at most every minute).
+pub(crate) async fn run_collector(
+    core: Core,
+    retention: super::core::Retention,
+    shutdown: CancellationToken,
+) {
+    let every =
+        (retention.retain_finished / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        // A read-only store keeps everything until it writes again.
+        if core.writable().is_err() {
+            continue;
+        }
+        match core.collect(&retention).await {
+            Ok(collected) if collected.tasks > 0 || collected.nodes > 0 => tracing::info!(
+                tasks = collected.tasks,
+                nodes = collected.nodes,
+                "finished tasks and lost nodes cleaned up"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleaning up failed; trying again later"),
+        }
+    }
+}

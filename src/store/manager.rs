@@ -21,7 +21,7 @@
 use std::{ops::RangeBounds, path::Path, sync::Arc};
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use super::Durable;
 use super::{DbCell, Health, Opener, Owner, StoreError, StoreKind, Writer};
@@ -31,6 +31,12 @@ const TASKS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new
 const EVENTS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("events");
 const TASK_EVENTS: TableDefinition<'static, (u128, u64), ()> = TableDefinition::new("task_events");
 const NODES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("nodes");
+/// `next_seq` and `next_event`, kept once tasks are removed: a sequence is never used twice,
+/// even when the newest task or event is gone.
+const COUNTERS: TableDefinition<'static, &'static str, u64> = TableDefinition::new("counters");
+
+/// Events kept per task: older ones are removed as new ones come.
+pub const MAX_EVENTS_PER_TASK: u32 = 100;
 
 /// One write to the store. Records are encoded by the writer thread, off the caller's lock.
 #[derive(Debug)]
@@ -53,10 +59,24 @@ pub enum Op {
     },
     /// Insert or replace a node record.
     PutNode(Box<pb::Node>),
-    /// Forget a node record (a worker renamed itself).
+    /// Forget a node record (a worker renamed itself, or it was DOWN too long).
     DeleteNode {
         /// The node's name.
         name: String,
+    },
+    /// Remove a task and all its events (it finished and its retention passed).
+    DeleteTask {
+        /// Its submission sequence.
+        seq: u64,
+        /// Its id.
+        id: TaskId,
+    },
+    /// Remove a task's oldest events, keeping its newest `keep`.
+    TrimEvents {
+        /// The task.
+        id: TaskId,
+        /// How many of its events stay.
+        keep: u32,
     },
 }
 
@@ -86,6 +106,10 @@ pub struct Loaded {
     pub next_event: u64,
     /// The stored nodes.
     pub nodes: Vec<pb::Node>,
+    /// The next free submission sequence.
+    pub next_seq: u64,
+    /// How many events each task has, by task id.
+    pub event_counts: std::collections::HashMap<TaskId, u32>,
 }
 
 /// The manager's store: reads on any thread, writes through the group-commit writer.
@@ -116,6 +140,7 @@ impl ManagerStore {
             write.open_table(EVENTS)?;
             write.open_table(TASK_EVENTS)?;
             write.open_table(NODES)?;
+            write.open_table(COUNTERS)?;
             write.commit()?;
         }
         let loaded = load(&db)?;
@@ -127,7 +152,7 @@ impl ManagerStore {
             db: db.clone(),
             open: Box::new(move || super::open(&dir, StoreKind::Manager)),
         };
-        let writer = Writer::spawn(opener, apply)?;
+        let writer = Writer::spawn(opener, apply::apply)?;
         Ok((ManagerStore { db, writer }, loaded))
     }
 
@@ -182,7 +207,7 @@ impl ManagerStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>, StoreError> {
-        let id = u128::from_be_bytes(*task.as_bytes());
+        let id = task.as_u128();
         let read = self.db.get()?.begin_read()?;
         let index = read.open_table(TASK_EVENTS)?;
         let events = read.open_table(EVENTS)?;
@@ -239,8 +264,27 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
         })?;
         tasks.push((seq.value(), task));
     }
+    let counters = read.open_table(COUNTERS)?;
+    let counter = |name: &str| -> Result<u64, StoreError> {
+        Ok(counters.get(name)?.map(|v| v.value()).unwrap_or(1))
+    };
     let events = read.open_table(EVENTS)?;
-    let next_event = events.last()?.map(|(k, _)| k.value() + 1).unwrap_or(1);
+    let next_event = events
+        .last()?
+        .map(|(k, _)| k.value() + 1)
+        .unwrap_or(1)
+        .max(counter("next_event")?);
+    let next_seq = tasks
+        .last()
+        .map(|(s, _)| s + 1)
+        .unwrap_or(1)
+        .max(counter("next_seq")?);
+    let mut event_counts = std::collections::HashMap::new();
+    for entry in read.open_table(TASK_EVENTS)?.iter()? {
+        let (key, _) = entry?;
+        let (task, _) = key.value();
+        *event_counts.entry(TaskId::from_u128(task)).or_insert(0u32) += 1;
+    }
     let nodes_table = read.open_table(NODES)?;
     let mut nodes = Vec::new();
     for entry in nodes_table.iter()? {
@@ -255,34 +299,12 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
         tasks,
         next_event,
         nodes,
+        next_seq,
+        event_counts,
     })
 }
 
-/// Applies a group of queued writes, oldest first, in the writer's transaction.
-fn apply(write: &WriteTransaction, group: &[Vec<Op>]) -> Result<(), StoreError> {
-    let mut tasks = write.open_table(TASKS)?;
-    let mut events = write.open_table(EVENTS)?;
-    let mut task_events = write.open_table(TASK_EVENTS)?;
-    let mut nodes = write.open_table(NODES)?;
-    for op in group.iter().flatten() {
-        match op {
-            Op::PutTask { seq, task, .. } => {
-                tasks.insert(*seq, task.encode_to_vec().as_slice())?;
-            }
-            Op::PutEvent { task, event } => {
-                events.insert(event.seq, event.encode_to_vec().as_slice())?;
-                task_events.insert((u128::from_be_bytes(*task.as_bytes()), event.seq), ())?;
-            }
-            Op::PutNode(node) => {
-                nodes.insert(node.name.as_str(), node.encode_to_vec().as_slice())?;
-            }
-            Op::DeleteNode { name } => {
-                nodes.remove(name.as_str())?;
-            }
-        }
-    }
-    Ok(())
-}
+mod apply;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use super::{
     Core,
 };
 use crate::{
-    error::{Error, Result},
+    error::Result,
     manager::nodes::NodeEntry,
     proto::{
         now,
@@ -61,6 +61,15 @@ impl Core {
         self.writable()?;
         let (answers, durable) = {
             let mut tx = self.tx();
+            // Checked before anything changes: a call is taken whole or not at all.
+            for (_, request_id) in &requests {
+                if request_id.is_empty() || tx.state.requests.contains_key(request_id) {
+                    continue;
+                }
+                if let Some(gone) = self.request_gone(request_id) {
+                    return Err(gone);
+                }
+            }
             let mut answers = Vec::with_capacity(requests.len());
             for (spec, request_id) in requests {
                 if let Some(existing) = tx
@@ -117,7 +126,7 @@ impl Core {
                 .state
                 .tasks
                 .get(&id)
-                .ok_or_else(|| Error::task_not_found(id))?;
+                .ok_or_else(|| self.task_missing(id))?;
             if is_finished(entry.task.state())
                 || entry.task.desired_state() == DesiredState::Stopped
             {
@@ -148,7 +157,7 @@ impl Core {
             .view()
             .task(id)
             .map(|task| pb::Task::clone(task))
-            .ok_or_else(|| Error::task_not_found(id))
+            .ok_or_else(|| self.task_missing(id))
     }
 
     /// Waits until every write queued so far is in the store. A task's state and its events
@@ -175,7 +184,7 @@ impl Core {
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
         if self.shared.view().task(id).is_none() {
-            return Err(Error::task_not_found(id));
+            return Err(self.task_missing(id));
         }
         self.written().await?;
         self.shared.store.task_events(id, after, limit)

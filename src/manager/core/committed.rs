@@ -76,7 +76,11 @@ impl Owner<Op> for StoreOwner {
                 Op::DeleteNode { name } => {
                     view.nodes.remove(&name);
                 }
-                Op::PutEvent { .. } => {}
+                Op::DeleteTask { seq, id } => {
+                    view.tasks.remove(&seq);
+                    view.ids.remove(&id);
+                }
+                Op::PutEvent { .. } | Op::TrimEvents { .. } => {}
             }
         }
     }

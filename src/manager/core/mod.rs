@@ -23,7 +23,8 @@
 //! - [`stops`]: StopTask calls owed to workers and their outcomes;
 //! - [`liveness`]: nodes that went silent;
 //! - [`membership`]: workers that register, heartbeat and answer polls;
-//! - [`drain`]: moving tasks off a draining node.
+//! - [`drain`]: moving tasks off a draining node;
+//! - [`retention`]: removing finished tasks and forgotten nodes.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -47,6 +48,7 @@ mod membership;
 mod observe;
 mod placement;
 mod restarts;
+mod retention;
 mod state;
 mod stops;
 #[cfg(test)]
@@ -55,9 +57,11 @@ mod tests;
 pub(crate) use api::TaskFilter;
 pub use api::MAX_REQUEST_ID;
 pub(crate) use placement::{Dispatch, SendFailure};
+pub use retention::{Collected, Retention};
 pub(crate) use stops::StopJob;
 
 use committed::{Committed, StoreOwner};
+use retention::Gone;
 use state::State;
 
 /// How many task changes a watcher may fall behind before its stream ends.
@@ -68,6 +72,8 @@ struct Shared {
     state: Mutex<State>,
     /// What the store holds: what readers see. Lock order: `state` before `committed`.
     committed: RwLock<Committed>,
+    /// Tasks removed by retention, remembered for their NOT_FOUND (a leaf lock).
+    gone: Mutex<Gone>,
     store: ManagerStore,
     scheduler: Box<dyn Scheduler>,
     changes: broadcast::Sender<Arc<pb::Task>>,
@@ -132,6 +138,7 @@ impl Core {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 committed: RwLock::new(committed),
+                gone: Mutex::new(Gone::default()),
                 store,
                 scheduler,
                 changes,
@@ -217,6 +224,11 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tasks removed by retention.
+    fn gone(&self) -> MutexGuard<'_, Gone> {
+        self.gone.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The durable view, for reading.

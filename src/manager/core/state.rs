@@ -17,7 +17,7 @@ use crate::{
         now,
         pb::{self, DesiredState, EventType, TaskState},
     },
-    store::manager::{Loaded, Op},
+    store::manager::{Loaded, Op, MAX_EVENTS_PER_TASK},
     task::{is_finished, move_state, state_name, Component, TaskId},
 };
 
@@ -43,6 +43,8 @@ pub(super) struct Entry {
     pub backoff_step: u32,
     /// When its armed restart timer is due, if one is.
     pub restart_at: Option<tokio::time::Instant>,
+    /// How many events it has in the store (at most [`MAX_EVENTS_PER_TASK`]).
+    pub events: u32,
 }
 
 impl Entry {
@@ -58,6 +60,7 @@ impl Entry {
             unfit_at: None,
             backoff_step: 0,
             restart_at: None,
+            events: 0,
         }
     }
 }
@@ -145,10 +148,14 @@ impl State {
         for address in workers {
             nodes.key_for_address(address);
         }
-        let next_seq = loaded.tasks.last().map(|(s, _)| s + 1).unwrap_or(1);
-        let mut state = State::empty(nodes, next_seq, loaded.next_event);
+        let mut state = State::empty(nodes, loaded.next_seq, loaded.next_event);
         for (seq, task) in loaded.tasks {
             state.load_task(seq, Arc::new(task));
+        }
+        for (id, count) in loaded.event_counts {
+            if let Some(entry) = state.tasks.get_mut(&id) {
+                entry.events = count;
+            }
         }
         state
     }
@@ -200,6 +207,11 @@ impl State {
         *self = State::empty(nodes, old.next_seq, old.next_event);
         for (seq, task) in &view.tasks {
             self.load_task(*seq, task.clone());
+        }
+        // Event counts stay as counted: an event refused with its task is over-counted,
+        // which only trims a little early.
+        for (id, entry) in self.tasks.iter_mut() {
+            entry.events = old.tasks.get(id).map_or(0, |e| e.events);
         }
         self.revision = self.revision.max(old.revision);
         self.capacity_gen = old.capacity_gen + 1;
@@ -347,7 +359,15 @@ impl State {
                 message,
             };
             self.next_event += 1;
+            entry.events += 1;
             changes.ops.push(Op::event(id, event));
+        }
+        if entry.events > MAX_EVENTS_PER_TASK {
+            entry.events = MAX_EVENTS_PER_TASK;
+            changes.ops.push(Op::TrimEvents {
+                id,
+                keep: MAX_EVENTS_PER_TASK,
+            });
         }
         true
     }

@@ -9,7 +9,9 @@ use std::{
 use super::*;
 use crate::{manager::policy::MAX_RESENDS, store::manager::ManagerStore};
 
-fn core(dir: &std::path::Path) -> Core {
+mod store;
+
+pub(super) fn core(dir: &std::path::Path) -> Core {
     let (store, loaded) = ManagerStore::open(dir).unwrap();
     let scheduler = crate::scheduler::by_name("spread").unwrap();
     Core::new(store, loaded, scheduler, &[], Duration::from_secs(5))
@@ -63,7 +65,7 @@ async fn a_node_silent_for_the_grace_period_is_down_until_it_heartbeats() {
 }
 
 /// A worker that takes tasks: registered with fresh stats and room (its runtime unsaid).
-fn ready_node(core: &Core, name: &str) {
+pub(super) fn ready_node(core: &Core, name: &str) {
     ready_node_with(core, name, "");
 }
 
@@ -87,7 +89,7 @@ fn ready_node_with(core: &Core, name: &str, runtime: &str) {
     assert!(registered.needs_poll);
 }
 
-async fn submitted(core: &Core) -> TaskId {
+pub(super) async fn submitted(core: &Core) -> TaskId {
     let spec = pb::TaskSpec {
         name: "t".into(),
         command: vec!["sleep".into(), "600".into()],
@@ -99,7 +101,7 @@ async fn submitted(core: &Core) -> TaskId {
 
 /// The jobs of the next dispatcher pass, with every backoff cut short (their lengths are
 /// `dispatch_backoff`'s test).
-async fn next_jobs(core: &Core) -> Vec<Dispatch> {
+pub(super) async fn next_jobs(core: &Core) -> Vec<Dispatch> {
     for entry in core.lock().tasks.values_mut() {
         entry.not_before = None;
     }
@@ -397,52 +399,4 @@ async fn an_image_task_never_goes_to_a_node_that_runs_no_images() {
         .find(|f| f.filter.name() == "image")
         .unwrap();
     assert!(!image.passed, "explain names the image filter: {image:?}");
-}
-
-/// A refused write sends the working state back to what the store holds: a move the store did
-/// not record is undone (with the node's allocation and the pending queue in step), a task it
-/// never stored is gone (its request id too), and every polled worker is asked for a full sync.
-#[tokio::test]
-async fn a_refused_write_sends_memory_back_to_the_store() {
-    let dir = tempfile::tempdir().unwrap();
-    let core = core(dir.path());
-    ready_node(&core, "w1");
-    assert!(core.claim_poll("127.0.0.1:3"));
-    let id = submitted(&core).await;
-    let job = next_jobs(&core).await.pop().unwrap();
-    assert_eq!(job.id, id);
-    // Changes made in memory whose write is never made: a move, and a new task.
-    let ghost = TaskId::new();
-    {
-        let mut tx = core.tx();
-        assert!(tx.update(id, Some(TaskState::Pending), None, |t| t.node.clear()));
-        let state = &mut *tx.state;
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        let task = pb::Task {
-            id: ghost.to_string(),
-            request_id: "ghost".into(),
-            ..Default::default()
-        };
-        state.requests.insert("ghost".into(), ghost);
-        state.order.insert(seq, ghost);
-        state
-            .tasks
-            .insert(ghost, state::Entry::new(seq, Arc::new(task)));
-    }
-    let mut owner = StoreOwner {
-        shared: Arc::downgrade(&core.shared),
-    };
-    let mut refused_queue = false;
-    crate::store::Owner::refused(&mut owner, Vec::new(), &mut || refused_queue = true);
-    assert!(refused_queue, "the queue is refused under the state lock");
-    let state = core.lock();
-    assert_eq!(state.tasks[&id].task.state(), TaskState::Scheduled);
-    assert_eq!(state.tasks[&id].task.node, "w1");
-    assert!(state.pending.is_empty());
-    assert!(state.nodes.by_name["w1"].tasks.contains(&id));
-    assert!(!state.tasks.contains_key(&ghost));
-    assert!(!state.requests.contains_key("ghost"));
-    assert!(state.resync.contains("127.0.0.1:3"));
-    assert!(state.polled.contains("127.0.0.1:3"));
 }
