@@ -73,15 +73,15 @@ pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
     }
 }
 
-/// Removes what retention no longer keeps until `shutdown`, every fifth of the retention
-/// period (at least every second, at most every minute).
+/// Removes what retention no longer keeps until `shutdown`, every fifth of the shorter
+/// retention period (at least every second, at most every minute).
 pub(crate) async fn run_collector(
     core: Core,
     retention: super::core::Retention,
     shutdown: CancellationToken,
 ) {
-    let every =
-        (retention.retain_finished / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let shorter = retention.retain_finished.min(retention.forget_nodes_after);
+    let every = (shorter / 5).clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
