@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode};
 use anyhow::Context;
 use clap::Parser;
 use cube::{
-    units::{parse_bytes, parse_cpu},
+    units::{parse_bytes, parse_cpu, parse_duration},
     worker::{RuntimeKind, WorkerConfig},
 };
 
@@ -55,6 +55,11 @@ struct Args {
     #[arg(long, env = "CUBE_ADVERTISE")]
     advertise: Option<String>,
 
+    /// A finished task is forgotten (its record, container and kept output) this long after
+    /// it finished, once the manager has seen it end.
+    #[arg(long, env = "CUBE_RETAIN_FINISHED", default_value = "24h", value_parser = parse_duration)]
+    retain_finished: std::time::Duration,
+
     /// Serve Prometheus metrics at http://ADDR/metrics [default: off].
     #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
@@ -97,6 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         disk_bytes: args.disk,
         manager: args.manager,
         advertise: args.advertise,
+        retain_finished: args.retain_finished,
         ..WorkerConfig::new(name, data_dir)
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -19,6 +19,9 @@ pub(crate) struct Committed {
     /// Revision -> the task last stored at it; one entry per task.
     by_revision: BTreeMap<u64, TaskId>,
     pub revision: u64,
+    /// The highest revision this process's manager has polled past: it has seen every change
+    /// up to it.
+    pub acked: u64,
 }
 
 impl Committed {
@@ -29,6 +32,13 @@ impl Committed {
             committed.put(*id, task.clone());
         }
         committed
+    }
+
+    /// Forgets a task removed from the store.
+    fn forget(&mut self, id: TaskId) {
+        if let Some(old) = self.tasks.remove(&id) {
+            self.by_revision.remove(&old.revision);
+        }
     }
 
     /// Records a durable version of a task (an older one than known is ignored).
@@ -66,7 +76,10 @@ impl<R: Runtime> Owner<Row> for StoreOwner<R> {
         let revision = {
             let mut committed = core.committed();
             for row in records.into_iter().flatten() {
-                committed.put(row.id, row.task);
+                match row.task {
+                    Some(task) => committed.put(row.id, task),
+                    None => committed.forget(row.id),
+                }
             }
             committed.revision
         };
@@ -106,8 +119,9 @@ impl<R: Runtime> Core<R> {
     /// The stored tasks changed after `since` (when `instance_id` is this process's), else
     /// all.
     pub fn list(&self, since: u64, instance_id: &str) -> Listing {
-        let committed = self.committed();
+        let mut committed = self.committed();
         if since > 0 && instance_id == self.instance_id() {
+            committed.acked = committed.acked.max(since);
             let tasks = committed
                 .by_revision
                 .range(since + 1..)

@@ -173,9 +173,54 @@ impl<R: Runtime> Core<R> {
         self.inner.store.health()
     }
 
+    /// Finished tasks that ended before `before`, whose end is durable and seen by the manager,
+    /// with their container ids: what retention may forget.
+    pub(crate) fn finished_before(&self, before: std::time::SystemTime) -> Vec<(TaskId, String)> {
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let view = self.committed();
+        state
+            .tasks
+            .iter()
+            .filter(|(id, task)| {
+                super::retention::ended_before(task, before)
+                    && task.revision <= view.acked
+                    && !committed::differs(task, view.tasks.get(id))
+            })
+            .map(|(id, task)| (*id, task.container_id.clone()))
+            .collect()
+    }
+
+    /// Forgets these tasks (if still finished): memory at once, the store before it answers.
+    pub(crate) async fn forget(&self, ids: Vec<TaskId>) -> Result<usize> {
+        self.writable()?;
+        let (count, written) = {
+            let mut state = self
+                .inner
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let ids: Vec<TaskId> = ids
+                .into_iter()
+                .filter(|id| state.tasks.get(id).is_some_and(|t| is_finished(t.state())))
+                .collect();
+            for id in &ids {
+                state.tasks.remove(id);
+                state.unfinished.remove(id);
+            }
+            (ids.len(), self.inner.store.forget(ids))
+        };
+        written.await?;
+        Ok(count)
+    }
+
     /// Sends every task whose change the store did not record back to its durable version
-    /// (a task never recorded is forgotten), then refuses what is still queued, under the
-    /// state lock. Returns how many tasks went back.
+    /// (a task never recorded is forgotten, one whose removal was not recorded comes back),
+    /// then refuses what is still queued, under the state lock. Returns how many tasks went
+    /// back.
     pub(crate) fn roll_back(&self, refuse_queued: &mut dyn FnMut()) -> usize {
         let mut state = self
             .inner
@@ -183,12 +228,14 @@ impl<R: Runtime> Core<R> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let view = self.committed();
-        let changed: Vec<TaskId> = state
+        // Changed or new in memory, and forgotten in memory but still stored.
+        let mut changed: Vec<TaskId> = state
             .tasks
             .iter()
             .filter(|(id, task)| committed::differs(task, view.tasks.get(id)))
             .map(|(id, _)| *id)
             .collect();
+        changed.extend(view.tasks.keys().filter(|id| !state.tasks.contains_key(id)));
         for id in &changed {
             match view.tasks.get(id) {
                 Some(task) => {

@@ -48,6 +48,13 @@ impl KeptLogs {
         self.dir.join(format!("{id}.{kind}"))
     }
 
+    /// Removes a task's kept output (the task is forgotten).
+    pub fn forget(&self, id: TaskId) {
+        for stream in [pb::LogStream::Stdout, pb::LogStream::Stderr] {
+            let _ = std::fs::remove_file(self.file(id, stream));
+        }
+    }
+
     /// Copies the tail of a container's output before it is removed. Best effort: a failure
     /// is logged, and the removal goes on (logs must never keep a container alive).
     pub async fn keep<R: Runtime>(&self, runtime: &R, id: TaskId, container_id: &str) {

@@ -27,6 +27,7 @@ mod kept_logs;
 mod membership;
 mod metrics;
 mod monitor;
+mod retention;
 mod runtime;
 mod service;
 mod stats;
@@ -104,6 +105,9 @@ pub struct WorkerConfig {
     pub manager: Option<String>,
     /// The address the manager should use to reach this worker (default: the bound address).
     pub advertise: Option<String>,
+    /// A finished task the manager has seen end is forgotten (record, container, kept
+    /// output) this long after it finished.
+    pub retain_finished: std::time::Duration,
 }
 
 impl WorkerConfig {
@@ -119,6 +123,7 @@ impl WorkerConfig {
             disk_bytes: None,
             manager: None,
             advertise: None,
+            retain_finished: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -201,6 +206,11 @@ async fn serve_with<R: Runtime + Clone>(
         tracker.clone(),
     ));
     tracker.spawn(monitor::run(core.clone(), look_rx, loops.clone()));
+    tracker.spawn(retention::run(
+        core.clone(),
+        config.retain_finished,
+        loops.clone(),
+    ));
     let declared = Declared {
         cpu_millis: config.cpu_millis,
         memory_bytes: config.memory_bytes,

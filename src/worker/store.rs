@@ -26,7 +26,8 @@ const TASKS: TableDefinition<'static, &'static [u8], &'static [u8]> =
 /// its own write and not the group), encoded by the writer thread.
 pub(crate) struct Row {
     pub id: TaskId,
-    pub task: pb::Task,
+    /// The task, or `None` to remove it (retention).
+    pub task: Option<pb::Task>,
 }
 
 /// A handle to the worker's store; cloning shares the one writer.
@@ -80,12 +81,24 @@ impl WorkerStore {
         let rows: Result<Vec<Row>, StoreError> = tasks
             .into_iter()
             .map(|task| match TaskId::parse("task.id", &task.id) {
-                Ok(id) => Ok(Row { id, task }),
+                Ok(id) => Ok(Row {
+                    id,
+                    task: Some(task),
+                }),
                 Err(_) => Err(StoreError::InvalidKey { id: task.id }),
             })
             .collect();
         let durable = rows.map(|rows| self.writer.write(rows, fsync));
         async move { durable?.wait_store().await }
+    }
+
+    /// Queues the removal of these tasks; resolves once it is durable.
+    pub fn forget(
+        &self,
+        ids: Vec<TaskId>,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static {
+        let rows = ids.into_iter().map(|id| Row { id, task: None }).collect();
+        self.writer.write(rows, true).wait_store()
     }
 }
 
@@ -111,13 +124,20 @@ fn load(db: &Database) -> Result<Vec<pb::Task>, StoreError> {
 /// Writes a group's tasks in the writer's transaction; of several writes of one task in the
 /// group, the last queued wins (and the others cost no insert).
 fn apply(write: &WriteTransaction, group: &[Vec<Row>]) -> Result<(), StoreError> {
-    let mut latest: HashMap<TaskId, &pb::Task> = HashMap::new();
+    let mut latest: HashMap<TaskId, Option<&pb::Task>> = HashMap::new();
     for row in group.iter().flatten() {
-        latest.insert(row.id, &row.task);
+        latest.insert(row.id, row.task.as_ref());
     }
     let mut table = write.open_table(TASKS)?;
     for (id, task) in latest {
-        table.insert(id.as_bytes().as_slice(), task.encode_to_vec().as_slice())?;
+        match task {
+            Some(task) => {
+                table.insert(id.as_bytes().as_slice(), task.encode_to_vec().as_slice())?;
+            }
+            None => {
+                table.remove(id.as_bytes().as_slice())?;
+            }
+        }
     }
     Ok(())
 }
