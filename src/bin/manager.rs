@@ -52,6 +52,9 @@ struct Args {
     #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
 
+    #[command(flatten)]
+    connections: cube::limits::ConnLimits,
+
     /// Log format on stderr.
     #[arg(long, env = "CUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -92,6 +95,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.update_interval = args.update_interval;
     config.heartbeat_interval = args.heartbeat_interval;
     config.node_grace = args.node_grace;
+    config.connections = args.connections.clone();
     let mut dev_worker = None;
     if args.dev {
         let name = args

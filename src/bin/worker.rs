@@ -59,6 +59,9 @@ struct Args {
     #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
 
+    #[command(flatten)]
+    connections: cube::limits::ConnLimits,
+
     /// Log format on stderr: text or json.
     #[arg(long, env = "CUBE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -97,6 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         disk_bytes: args.disk,
         manager: args.manager,
         advertise: args.advertise,
+        connections: args.connections,
         ..WorkerConfig::new(name, data_dir)
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)

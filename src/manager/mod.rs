@@ -32,6 +32,7 @@ use crate::{
 
 mod core;
 mod dispatcher;
+mod idempotency;
 mod metrics;
 mod nodes;
 mod policy;
@@ -66,6 +67,8 @@ pub struct ManagerConfig {
     /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
     /// None means [`policy::GRACE_HEARTBEATS`] heartbeat periods.
     pub node_grace: Option<Duration>,
+    /// The limits of its clients' connections.
+    pub connections: crate::limits::ConnLimits,
 }
 
 impl ManagerConfig {
@@ -78,6 +81,7 @@ impl ManagerConfig {
             update_interval: DEFAULT_UPDATE_INTERVAL,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             node_grace: None,
+            connections: Default::default(),
         }
     }
 }
@@ -166,12 +170,20 @@ impl Manager {
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;
-        let router = router.add_service(ManagerServiceServer::new(service::Api {
+        let api = service::Api {
             core: core.clone(),
             shutdown: shutdown.clone(),
             polls,
-        }));
-        let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+            streams: service::StreamCaps::default(),
+        };
+        let compression = crate::limits::server::COMPRESSION;
+        let router = router.add_service(
+            ManagerServiceServer::new(api)
+                .accept_compressed(compression)
+                .send_compressed(compression),
+        );
+        let served =
+            crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
         loops.cancel();
         tracker.close();
         tracker.wait().await;

@@ -103,6 +103,8 @@ pub struct WorkerConfig {
     pub manager: Option<String>,
     /// The address the manager should use to reach this worker (default: the bound address).
     pub advertise: Option<String>,
+    /// The limits of its clients' connections.
+    pub connections: crate::limits::ConnLimits,
 }
 
 impl WorkerConfig {
@@ -118,6 +120,7 @@ impl WorkerConfig {
             disk_bytes: None,
             manager: None,
             advertise: None,
+            connections: Default::default(),
         }
     }
 }
@@ -248,9 +251,15 @@ async fn serve_with<R: Runtime + Clone>(
         labels: config.labels.clone(),
         require_image,
         shutdown: shutdown.clone(),
+        logs: crate::limits::StreamCap::new("StreamLogs", crate::limits::streams::MAX_LOG_STREAMS),
     };
-    let router = router.add_service(WorkerServiceServer::new(service));
-    let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+    let compression = crate::limits::server::COMPRESSION;
+    let router = router.add_service(
+        WorkerServiceServer::new(service)
+            .accept_compressed(compression)
+            .send_compressed(compression),
+    );
+    let served = crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
     loops.cancel();
     tracker.close();
     tracker.wait().await;

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
+    limits::MAX_ANSWER_BYTES,
     manager::nodes::NodeEntry,
     proto::{
         now,
@@ -60,6 +61,11 @@ impl Core {
     ) -> Result<Vec<(pb::Task, bool)>> {
         let (answers, durable) = {
             let mut tx = self.tx();
+            let state = &tx.state;
+            crate::manager::idempotency::check_retries(&requests, |request_id| {
+                let id = state.requests.get(request_id)?;
+                Some(&state.tasks[id].task)
+            })?;
             let mut answers = Vec::with_capacity(requests.len());
             for (spec, request_id) in requests {
                 if let Some(existing) = tx
@@ -182,7 +188,7 @@ impl Core {
     }
 
     /// Tasks matching `filter` with submission sequence above `after`, oldest first, at most
-    /// `limit`; and the sequence to continue from when there may be more.
+    /// `limit` and about `limits::MAX_ANSWER_BYTES`; and the sequence to continue from when there may be more.
     pub fn list(
         &self,
         filter: &TaskFilter,
@@ -192,12 +198,16 @@ impl Core {
         let state = self.lock();
         let mut out = Vec::new();
         let mut last = None;
+        let mut bytes = 0;
         for (seq, id) in state.order.range(after.saturating_add(1)..) {
             let task = &state.tasks[id].task;
             if filter.matches(task) {
-                if out.len() == limit {
+                // A page also ends before it passes the answer size limit.
+                let size = prost::Message::encoded_len(task);
+                if out.len() == limit || (!out.is_empty() && bytes + size > MAX_ANSWER_BYTES) {
                     return (out, last);
                 }
+                bytes += size;
                 out.push(task.clone());
                 last = Some(*seq);
             }
@@ -205,21 +215,11 @@ impl Core {
         (out, None)
     }
 
-    /// Subscribes to changes, then takes the snapshot, so nothing falls between the two.
-    pub fn watch(
-        &self,
-        filter: &TaskFilter,
-    ) -> (Vec<pb::Task>, broadcast::Receiver<Arc<pb::Task>>) {
+    /// Subscribes to changes, with the revision of the last change made before: a watch that
+    /// pages its snapshot (with [`Core::list`]) knows which pages show later changes.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<pb::Task>>, u64) {
         let state = self.lock();
-        let rx = self.shared.changes.subscribe();
-        let tasks = state
-            .order
-            .values()
-            .map(|id| &state.tasks[id].task)
-            .filter(|t| filter.matches(t))
-            .cloned()
-            .collect();
-        (tasks, rx)
+        (self.shared.changes.subscribe(), state.revision)
     }
 
     /// Every node, by name.
