@@ -148,6 +148,7 @@ impl WorkerClient {
             since_revision: since,
             instance_id: instance.to_string(),
             wait: None,
+            page_token: String::new(),
         };
         self.rt
             .block_on(self.client.list_tasks(request))
