@@ -54,13 +54,6 @@ pub const MAX_ADDRESS_LEN: usize = 512;
 /// Checks the bounds of a spec a client sent; the error names the field and the limit. The
 /// spec's own grammar (names, ports, probes) is `task::validate_spec`'s.
 pub fn check_spec(spec: &pb::TaskSpec) -> Result<()> {
-    let encoded = spec.encoded_len();
-    if encoded > MAX_SPEC_BYTES {
-        return Err(Error::invalid(
-            "spec",
-            format!("is {encoded} bytes encoded; the limit is {MAX_SPEC_BYTES} (64 KiB)"),
-        ));
-    }
     if !spec.image.is_empty() {
         check_image(&spec.image)?;
     }
@@ -82,6 +75,14 @@ pub fn check_spec(spec: &pb::TaskSpec) -> Result<()> {
     }
     if let Some(check) = &spec.health_check {
         check_health(check)?;
+    }
+    // The whole last: a spec over it on one field is told which.
+    let encoded = spec.encoded_len();
+    if encoded > MAX_SPEC_BYTES {
+        return Err(Error::invalid(
+            "spec",
+            format!("is {encoded} bytes encoded; the limit is {MAX_SPEC_BYTES} (64 KiB)"),
+        ));
     }
     Ok(())
 }

@@ -73,6 +73,6 @@ mod tests {
         assert!(status.message().contains("2 open WatchTasks streams"));
         drop(a);
         assert_eq!(cap.open_now(), 1);
-        cap.open().unwrap();
+        let _c = cap.open().unwrap();
     }
 }
