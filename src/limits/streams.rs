@@ -22,6 +22,13 @@ pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 /// watch holds is one page, not every task.
 pub const WATCH_SNAPSHOT_PAGE: usize = 64;
 
+/// How many watches send their snapshot at once; the others wait their turn. A stream's
+/// answer waits in the server's HTTP/2 send buffer (up to 400 KiB a stream) until its client
+/// reads it, so 256 watches reading 1,000 tasks at once held 100 MB there; a few at a time
+/// hold a few MB, and the snapshots, which a client reads at its own pace, take no longer in
+/// all.
+pub const SNAPSHOTS_AT_ONCE: usize = 8;
+
 /// A cap on streams of one kind: a stream holds a [`StreamPermit`] while it is open.
 #[derive(Clone)]
 pub struct StreamCap {

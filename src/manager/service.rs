@@ -45,6 +45,8 @@ pub(crate) struct Api {
 pub(crate) struct StreamCaps {
     pub watches: StreamCap,
     pub logs: StreamCap,
+    /// Turns of the watches that send their snapshot.
+    pub snapshots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for StreamCaps {
@@ -52,6 +54,9 @@ impl Default for StreamCaps {
         Self {
             watches: StreamCap::new("WatchTasks", MAX_WATCHES),
             logs: StreamCap::new("StreamLogs", MAX_LOG_STREAMS),
+            snapshots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::streams::SNAPSHOTS_AT_ONCE,
+            )),
         }
     }
 }
@@ -243,7 +248,8 @@ impl ManagerService for Api {
             node: node_filter(request.node),
         };
         let permit = self.streams.watches.open()?;
-        let stream = watch::stream(self.core.clone(), filter, permit);
+        let snapshots = self.streams.snapshots.clone();
+        let stream = watch::stream(self.core.clone(), filter, permit, snapshots);
         let ends = self.shutdown.clone().cancelled_owned();
         Ok(Response::new(Box::pin(stream.take_until(ends))))
     }

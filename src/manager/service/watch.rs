@@ -4,12 +4,20 @@
 //! ([`Core::list`]), so a watch holds one page of tasks, not a copy of every task (500 watches
 //! copying every large task once took a manager to 13.5 GB). A task changed while the pages
 //! were read may show a newer state in the snapshot than a change still queued for it: such a
-//! change is skipped, so no watcher sees a task go back to an older state.
+//! change is skipped, so no watcher sees a task go back to an older state. A few watches send
+//! their snapshot at a time (`limits::streams::SNAPSHOTS_AT_ONCE`), so the answers waiting for
+//! slow clients in the server's send buffers stay a few MB.
 
-use std::collections::{HashMap, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+};
 
 use futures::Stream;
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::{
+    broadcast::{self, error::RecvError},
+    OwnedSemaphorePermit, Semaphore,
+};
 use tonic::Status;
 
 use super::super::core::{Core, TaskFilter};
@@ -24,6 +32,7 @@ pub(in crate::manager) fn stream(
     core: Core,
     filter: TaskFilter,
     permit: StreamPermit,
+    snapshots: Arc<Semaphore>,
 ) -> impl Stream<Item = Result<pb::WatchTasksResponse, Status>> + Send + 'static {
     let (changes, from_revision) = core.subscribe();
     let watch = Watch {
@@ -34,6 +43,8 @@ pub(in crate::manager) fn stream(
         phase: Phase::Snapshot { after: Some(0) },
         page: VecDeque::new(),
         newer: HashMap::new(),
+        snapshots,
+        turn: None,
         _permit: permit,
     };
     futures::stream::unfold(watch, |mut watch| async move {
@@ -57,7 +68,7 @@ enum Phase {
 struct Watch {
     core: Core,
     filter: TaskFilter,
-    changes: broadcast::Receiver<std::sync::Arc<pb::Task>>,
+    changes: broadcast::Receiver<Arc<pb::Task>>,
     /// The revision of the last change made before the subscription.
     from_revision: u64,
     phase: Phase,
@@ -65,6 +76,9 @@ struct Watch {
     /// Tasks the snapshot showed at a revision after `from_revision`: their queued changes
     /// up to that revision are not sent again.
     newer: HashMap<String, u64>,
+    /// The turns of snapshots, and this watch's while it sends its own.
+    snapshots: Arc<Semaphore>,
+    turn: Option<OwnedSemaphorePermit>,
     /// The watch's place under the cap of open watches.
     _permit: StreamPermit,
 }
@@ -81,6 +95,7 @@ impl Watch {
                         return Some(Ok(message(task, true)));
                     }
                     let Some(after) = after else {
+                        self.turn = None;
                         self.phase = Phase::Live;
                         return Some(Ok(pb::WatchTasksResponse {
                             task: None,
@@ -88,6 +103,10 @@ impl Watch {
                             synced: true,
                         }));
                     };
+                    if self.turn.is_none() {
+                        // Closed only when the server stops, and then the stream ends anyway.
+                        self.turn = Some(self.snapshots.clone().acquire_owned().await.ok()?);
+                    }
                     let (tasks, next) = self.core.list(&self.filter, after, WATCH_SNAPSHOT_PAGE);
                     self.page = tasks.into();
                     self.phase = Phase::Snapshot { after: next };
