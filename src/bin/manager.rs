@@ -133,7 +133,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     });
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = cube::limits::conn::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;

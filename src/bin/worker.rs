@@ -103,7 +103,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         connections: args.connections,
         ..WorkerConfig::new(name, data_dir)
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = cube::limits::conn::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;

@@ -40,6 +40,38 @@ pub const MAX_CONNECTIONS: usize = 10_000;
 /// File descriptors kept for everything but connections: the store, logs, child processes,
 /// the Docker socket, outgoing channels.
 pub const FD_RESERVE: usize = 256;
+/// The listen backlog: connections the kernel completes before the server accepts them.
+/// tokio's default of 1,024 overflowed when a few thousand clients connected at once on a busy
+/// machine, and each overflow cost a client a SYN retry of one second or more. The kernel caps
+/// it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a server's listener on `address` (`host:port`) with [`LISTEN_BACKLOG`].
+pub async fn bind(address: &str) -> io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket
+            .bind(addr)
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{address:?} names no address"),
+        )
+    }))
+}
+
 /// How long a new connection may take to send its first bytes (the HTTP/2 preface): a
 /// client that connects and says nothing holds a descriptor for no one.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
