@@ -179,6 +179,7 @@ impl Manager {
         let compression = crate::limits::server::COMPRESSION;
         let router = router.add_service(
             ManagerServiceServer::new(api)
+                .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
                 .accept_compressed(compression)
                 .send_compressed(compression),
         );

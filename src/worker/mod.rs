@@ -256,6 +256,7 @@ async fn serve_with<R: Runtime + Clone>(
     let compression = crate::limits::server::COMPRESSION;
     let router = router.add_service(
         WorkerServiceServer::new(service)
+            .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
             .accept_compressed(compression)
             .send_compressed(compression),
     );
