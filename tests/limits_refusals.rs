@@ -400,6 +400,15 @@ fn node_label_key_with_equals() {
     registration_refused(request, "labels[\"a=b\"]", "is not a label key");
 }
 
+#[test]
+fn node_labels_over_16_kib() {
+    let request = pb::RegisterWorkerRequest {
+        labels: pairs(10, &"v".repeat(2000)),
+        ..registration()
+    };
+    registration_refused(request, "labels", &MAX_NODE_LABELS_BYTES.to_string());
+}
+
 /// A request over the 4 MiB message limit is refused whole, before it is decoded, and the
 /// server goes on.
 #[test]

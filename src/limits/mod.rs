@@ -65,7 +65,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("the README has no row {start}"))
         };
         let secs = MAX_DURATION.as_secs() as usize;
-        let rows: [(&str, usize, bool); 18] = [
+        let rows: [(&str, usize, bool); 19] = [
             ("| a request message |", MAX_REQUEST_BYTES, false),
             ("| `spec`, encoded |", MAX_SPEC_BYTES, true),
             ("| `spec.name` |", crate::task::MAX_NAME_LEN, true),
@@ -93,6 +93,7 @@ mod tests {
             ("| `spec.stop_grace_period`", secs, true),
             ("| `RegisterWorker` |", MAX_NODE_NAME_LEN, true),
             ("| `RegisterWorker` |", MAX_ADDRESS_LEN, true),
+            ("| `RegisterWorker` |", MAX_NODE_LABELS_BYTES, true),
             ("| open `WatchTasks` streams", MAX_WATCHES, true),
             ("| open `StreamLogs` streams", MAX_LOG_STREAMS, true),
             ("| one answer of tasks", MAX_ANSWER_BYTES, true),

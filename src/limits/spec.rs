@@ -42,14 +42,18 @@ pub const MIN_MEMORY_BYTES: i64 = 4 * 1024 * 1024;
 pub const MAX_RESOURCE_BYTES: i64 = 1 << 50;
 /// The longest stop grace period and health check interval, timeout or start period.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
-/// The most consecutive health check failures before a task counts as unhealthy.
-pub const MAX_HEALTH_RETRIES: u32 = 100;
+/// The most consecutive health check failures before a task counts as unhealthy: a count,
+/// which costs nothing, bounded only so that a typo is caught.
+pub const MAX_HEALTH_RETRIES: u32 = 10_000;
 /// The longest health check path or exec command (all entries together).
 pub const MAX_PROBE_BYTES: usize = 4096;
 /// The longest node name at `RegisterWorker` (a DNS name).
 pub const MAX_NODE_NAME_LEN: usize = 253;
 /// The longest worker address at `RegisterWorker` (`host:port` or an `http://` URL).
 pub const MAX_ADDRESS_LEN: usize = 512;
+/// The most bytes of a worker's labels together: every `ListNodes` answer carries every
+/// node's labels, in one message.
+pub const MAX_NODE_LABELS_BYTES: usize = 16 * 1024;
 
 /// Checks the bounds of a spec a client sent; the error names the field and the limit. The
 /// spec's own grammar (names, ports, probes) is `task::validate_spec`'s.
@@ -100,6 +104,9 @@ pub fn check_image(image: &str) -> Result<()> {
                 image.len()
             ),
         ));
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(field, "must not contain spaces"));
     }
     let bad = |why: &str| {
         Error::invalid(
@@ -460,7 +467,15 @@ pub fn check_registration(request: &pb::RegisterWorkerRequest) -> Result<()> {
             ),
         ));
     }
-    check_labels("labels", &request.labels)
+    check_labels("labels", &request.labels)?;
+    let bytes: usize = request.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_NODE_LABELS_BYTES {
+        return Err(Error::invalid(
+            "labels",
+            format!("hold {bytes} bytes; the limit is {MAX_NODE_LABELS_BYTES} (16 KiB) together"),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a node name as `RegisterWorker` and `Heartbeat` carry it.
