@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use common::*;
 use cube::{
-    limits::spec::*,
+    limits::{node::*, spec::*, streams::MAX_WATCHED_IDS},
     pb::{self, manager_service_client::ManagerServiceClient},
 };
 use tonic::{transport::Channel, Code, Status};
@@ -407,6 +407,24 @@ fn node_labels_over_16_kib() {
         ..registration()
     };
     registration_refused(request, "labels", &MAX_NODE_LABELS_BYTES.to_string());
+}
+
+#[test]
+fn watch_of_over_1000_ids() {
+    let cluster = Cluster::builder().start();
+    runtime().block_on(async {
+        let mut client = cluster.client().await;
+        let task_ids = (0..=MAX_WATCHED_IDS).map(|_| new_id()).collect();
+        let status = client
+            .watch_tasks(pb::WatchTasksRequest {
+                task_ids,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_refused(&status, "task_ids", &MAX_WATCHED_IDS.to_string());
+        assert_still_serving(&cluster.url(), &mut client).await;
+    });
 }
 
 /// A request over the 4 MiB message limit is refused whole, before it is decoded, and the

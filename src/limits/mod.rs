@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`spec`]: the bounds of a `TaskSpec` and of `RegisterWorker`, checked at the door.
+//! - [`spec`]: the bounds of a `TaskSpec`, checked at the door.
+//! - [`node`]: the bounds of a worker's `RegisterWorker`.
 //! - [`server`]: HTTP/2 settings, message sizes and compression of every Cube server.
 //! - [`conn`]: accepted connections: the maximum number, the handshake and idle timeouts.
 //! - [`streams`]: caps on open `WatchTasks` and `StreamLogs` streams, and answer pages.
@@ -12,6 +13,7 @@
 //! here, so a change shows up where it must be documented again.
 
 pub mod conn;
+pub mod node;
 pub mod server;
 pub mod spec;
 pub mod streams;
@@ -37,7 +39,7 @@ pub fn summary(text: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{conn::*, server::*, spec::*, streams::*};
+    use super::{conn::*, node::*, server::*, spec::*, streams::*};
 
     /// `n` as the README writes it: `65,536`.
     fn with_commas(n: usize) -> String {
@@ -112,6 +114,7 @@ mod tests {
         let others = [
             ("| open `WatchTasks` streams", SNAPSHOTS_AT_ONCE),
             ("| open `WatchTasks` streams", WATCH_SNAPSHOT_PAGE),
+            ("| open `WatchTasks` streams", MAX_WATCHED_IDS),
             (
                 "| concurrent streams per connection |",
                 MAX_STREAMS_PER_CONNECTION as usize,

@@ -1,7 +1,7 @@
 //! The bounds of a task spec and of a worker's registration, checked before anything is
 //! stored: a spec the manager accepts can be run, and cannot grow memory, disk or a worker's
 //! engine without bound (a task with 10,000 published ports once made Docker start 4,147
-//! proxies and stop answering for minutes).
+//! proxies and stop answering for minutes). A worker's registration is `node`'s.
 
 use std::time::Duration;
 
@@ -47,13 +47,6 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_HEALTH_RETRIES: u32 = 10_000;
 /// The longest health check path or exec command (all entries together).
 pub const MAX_PROBE_BYTES: usize = 4096;
-/// The longest node name at `RegisterWorker` (a DNS name).
-pub const MAX_NODE_NAME_LEN: usize = 253;
-/// The longest worker address at `RegisterWorker` (`host:port` or an `http://` URL).
-pub const MAX_ADDRESS_LEN: usize = 512;
-/// The most bytes of a worker's labels together: every `ListNodes` answer carries every
-/// node's labels, in one message.
-pub const MAX_NODE_LABELS_BYTES: usize = 16 * 1024;
 
 /// Checks the bounds of a spec a client sent; the error names the field and the limit. The
 /// spec's own grammar (names, ports, probes) is `task::validate_spec`'s.
@@ -289,7 +282,7 @@ pub fn check_labels(field: &str, labels: &std::collections::HashMap<String, Stri
 }
 
 /// A key shown in a field path: quoted, and cut when long (a 1 MB key is not echoed back).
-fn shown(key: &str) -> String {
+pub(super) fn shown(key: &str) -> String {
     if key.len() <= 64 {
         format!("{key:?}")
     } else {
@@ -429,81 +422,6 @@ fn check_health(check: &pb::HealthCheck) -> Result<()> {
         return Err(Error::invalid(
             field,
             format!("is {bytes} bytes; the limit is {MAX_PROBE_BYTES}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a worker's registration: a name like a DNS name of at most
-/// [`MAX_NODE_NAME_LEN`] (letters, digits, '-', '_', '.'), an address of at most
-/// [`MAX_ADDRESS_LEN`] without spaces, and labels like a spec's.
-pub fn check_registration(request: &pb::RegisterWorkerRequest) -> Result<()> {
-    check_node_name("name", &request.name)?;
-    let address = &request.address;
-    if address.is_empty() {
-        return Err(Error::invalid("address", "is required"));
-    }
-    if address.len() > MAX_ADDRESS_LEN {
-        return Err(Error::invalid(
-            "address",
-            format!(
-                "is {} characters; the limit is {MAX_ADDRESS_LEN}",
-                address.len()
-            ),
-        ));
-    }
-    if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid(
-            "address",
-            "must be host:port, without spaces or control characters",
-        ));
-    }
-    if request.instance_id.len() > 128 {
-        return Err(Error::invalid(
-            "instance_id",
-            format!(
-                "is {} characters; the limit is 128",
-                request.instance_id.len()
-            ),
-        ));
-    }
-    check_labels("labels", &request.labels)?;
-    let bytes: usize = request.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-    if bytes > MAX_NODE_LABELS_BYTES {
-        return Err(Error::invalid(
-            "labels",
-            format!("hold {bytes} bytes; the limit is {MAX_NODE_LABELS_BYTES} (16 KiB) together"),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a node name as `RegisterWorker` and `Heartbeat` carry it.
-pub fn check_node_name(field: &'static str, name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(field, "is required"));
-    }
-    if name.len() > MAX_NODE_NAME_LEN {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "is {} characters; the limit is {MAX_NODE_NAME_LEN}",
-                name.len()
-            ),
-        ));
-    }
-    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if !ok {
-        return Err(Error::invalid(
-            field,
-            format!(
-                "{} must start with a letter or digit and hold only letters, digits, '-', '_' \
-                 and '.'",
-                shown(name)
-            ),
         ));
     }
     Ok(())

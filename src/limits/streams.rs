@@ -18,6 +18,8 @@ pub const MAX_LOG_STREAMS: usize = 128;
 /// clients refuse messages above 4 MiB by default, and a task is at most 64 KiB of spec plus
 /// what Cube adds.
 pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
+/// The most task ids one watch may name: a watch keeps them for its life.
+pub const MAX_WATCHED_IDS: usize = 1000;
 /// How many tasks a watch copies at a time while it sends its snapshot: the memory one
 /// watch holds is one page, not every task.
 pub const WATCH_SNAPSHOT_PAGE: usize = 64;

@@ -9,8 +9,9 @@ use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
 use crate::{
     error::{Error, Result},
     limits::{
-        spec::{check_node_name, check_registration, check_spec},
-        streams::{MAX_LOG_STREAMS, MAX_WATCHES},
+        node::{check_node_name, check_registration},
+        spec::check_spec,
+        streams::{MAX_LOG_STREAMS, MAX_WATCHED_IDS, MAX_WATCHES},
         StreamCap,
     },
     proto::pb::{self, manager_service_server::ManagerService},
@@ -235,10 +236,24 @@ impl ManagerService for Api {
         request: Request<pb::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
         let request = request.into_inner();
+        if request.task_ids.len() > MAX_WATCHED_IDS {
+            return Err(Error::invalid(
+                "task_ids",
+                format!(
+                    "holds {} ids; the limit is {MAX_WATCHED_IDS} (watch all, or by state or node)",
+                    request.task_ids.len()
+                ),
+            )
+            .into());
+        }
         let mut ids = std::collections::HashSet::new();
         for (i, id) in request.task_ids.iter().enumerate() {
             TaskId::parse("task_ids", id).map_err(|_| {
-                Error::invalid(format!("task_ids[{i}]"), format!("{id:?} is not a task id"))
+                let shown = crate::limits::summary(id, 64);
+                Error::invalid(
+                    format!("task_ids[{i}]"),
+                    format!("{shown:?} is not a task id"),
+                )
             })?;
             ids.insert(id.clone());
         }
