@@ -71,16 +71,15 @@ fn log_streams_past_the_cap_are_refused() {
             follow: true,
             ..Default::default()
         };
-        // Wait until the task has started and its logs can be read.
-        let mut first = loop {
-            match client.stream_logs(request()).await {
-                Ok(stream) => break stream.into_inner(),
-                Err(status) if status.code() == Code::FailedPrecondition => {
-                    tokio::time::sleep(Duration::from_millis(200)).await
-                }
-                Err(status) => panic!("{status:?}"),
-            }
-        };
+        // Wait until the task runs and its logs can be read.
+        let ctl = cluster.ctl();
+        let id = task.id.clone();
+        tokio::task::spawn_blocking(move || {
+            ctl.wait_state(&id, "TASK_STATE_RUNNING", Duration::from_secs(20))
+        })
+        .await
+        .unwrap();
+        let mut first = client.stream_logs(request()).await.unwrap().into_inner();
         let chunk = first.message().await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&chunk.data).contains("up"));
         let mut open = vec![first];

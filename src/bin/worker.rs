@@ -85,6 +85,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(name) => name,
         None => gethostname::gethostname().to_string_lossy().into_owned(),
     };
+    // The manager refuses a registration under a name it cannot keep: say so at start.
+    cube::limits::node::check_node_name("--name", &name)?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| cube::paths::worker_data_dir(&name));

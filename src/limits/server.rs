@@ -11,8 +11,9 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// How often a server pings a connection to learn that its peer is gone (a peer that vanished
 /// without a FIN otherwise holds its connection and streams for hours).
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a keepalive ping may go unanswered before the connection is closed.
-pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a keepalive ping may go unanswered before the connection is closed (gRPC's own
+/// default): long enough for a client on a loaded machine.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// TCP keepalive, for the same reason below HTTP/2.
 pub const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// The largest request message a server decodes (tonic's default, written down): a spec is at
