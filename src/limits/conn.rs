@@ -10,14 +10,15 @@
 //!
 //! The count reaches the layer through the connection's `ConnectInfo` ([`ConnInfo`]). A
 //! transport that wraps the connection (TLS) must hand the same `ConnInfo` on, or its rpcs
-//! are not seen; the idle timeout then never closes its connections (never a busy one).
+//! are not seen: the first rpc that arrives without it turns the idle timeout off for the
+//! process, with a warning, so a busy connection is never taken for an idle one.
 
 use std::{
     future::Future,
     io,
     pin::Pin,
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc, Mutex,
     },
     task::{Context, Poll},
@@ -147,6 +148,10 @@ pub fn open_files_limit() -> Option<usize> {
     Some(usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX))
 }
 
+/// Set when an rpc arrived without a [`ConnInfo`]: rpcs are not counted, so no connection
+/// can be known to be idle.
+static UNCOUNTED: AtomicBool = AtomicBool::new(false);
+
 /// A connection's rpc count and when it last went to zero.
 #[derive(Debug)]
 pub struct Activity {
@@ -207,7 +212,7 @@ impl LimitedConn {
         }
         let activity = &self.info.activity;
         activity.reader.register(cx.waker());
-        if activity.open.load(Ordering::Acquire) > 0 {
+        if activity.open.load(Ordering::Acquire) > 0 || UNCOUNTED.load(Ordering::Relaxed) {
             return None;
         }
         Some((
@@ -405,6 +410,12 @@ where
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let info = request.extensions().get::<ConnInfo>().cloned();
+        if info.is_none() && !UNCOUNTED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "an rpc arrived on a connection that does not say whose it is; the idle \
+                 timeout is off for this process"
+            );
+        }
         let open = info.map(|info| {
             request.extensions_mut().insert(info.tcp.clone());
             OpenRpc::new(info.activity)
