@@ -361,6 +361,7 @@ async fn quiet_polls(workers: &[Server], rounds: usize) -> (Vec<f64>, usize) {
                     since_revision: all.revision,
                     instance_id: all.instance_id.clone(),
                     wait: None,
+                    page_token: String::new(),
                 })
                 .await
                 .unwrap()

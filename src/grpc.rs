@@ -6,17 +6,27 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{
-    server::{Router, TcpIncoming},
-    Channel, Endpoint, Server,
-};
+use tonic::transport::{server::Router, Channel, Endpoint};
 use tonic_health::server::HealthReporter;
 
-use crate::{metrics::RpcMetricsLayer, proto::FILE_DESCRIPTOR_SET};
+use crate::{
+    limits::{
+        conn::ConnActivityLayer,
+        server::{builder, COMPRESSION},
+        ConnLimits,
+    },
+    metrics::RpcMetricsLayer,
+    proto::FILE_DESCRIPTOR_SET,
+};
 
-/// The router every Cube server builds on: the rpc metrics layer around all services.
-pub type CubeRouter =
-    Router<tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>>;
+/// The router every Cube server builds on: the rpc metrics layer and the count of each
+/// connection's open rpcs around all services.
+pub type CubeRouter = Router<
+    tower::layer::util::Stack<
+        ConnActivityLayer,
+        tower::layer::util::Stack<RpcMetricsLayer, tower::layer::util::Identity>,
+    >,
+>;
 
 /// How long a client waits for a TCP connection to a Cube server before it gives up.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +35,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `v1alpha` that grpcurl 1.8 speaks) already added, every rpc timed into the metrics, and the
 /// reporter to mark services SERVING. Reflection lists only `service` (e.g.
 /// `cube.v1.ManagerService`) and health: the descriptor set holds both Cube services, and a
-/// server should not advertise one it does not serve.
+/// server should not advertise one it does not serve. The HTTP/2 limits are
+/// `limits::server`'s; every service accepts gzip.
 pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = || {
@@ -41,15 +52,28 @@ pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("Cube's descriptor set is valid");
-    let router = Server::builder()
+    let router = builder()
         .layer(RpcMetricsLayer)
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .layer(ConnActivityLayer)
+        .add_service(
+            health
+                .accept_compressed(COMPRESSION)
+                .send_compressed(COMPRESSION),
+        )
+        .add_service(
+            reflection_v1
+                .accept_compressed(COMPRESSION)
+                .send_compressed(COMPRESSION),
+        )
+        .add_service(
+            reflection_v1alpha
+                .accept_compressed(COMPRESSION)
+                .send_compressed(COMPRESSION),
+        );
     (router, reporter)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
+/// Serves `router` on `listener` until `shutdown` is cancelled, under `limits`.
 ///
 /// Every accepted connection gets TCP_NODELAY, as `Server::tcp_nodelay` would give a listener
 /// tonic binds itself: with Nagle's algorithm on, the small frames of an answer wait for the
@@ -57,9 +81,10 @@ pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
 pub async fn serve(
     router: CubeRouter,
     listener: TcpListener,
+    limits: &ConnLimits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = crate::limits::conn::incoming(listener, limits);
     router
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await

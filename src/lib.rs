@@ -10,6 +10,7 @@
 //! - [`scheduler`]: the `Scheduler` trait and its strategies, pure.
 //! - [`manager`]: the control plane (`cube::manager::serve`).
 //! - [`grpc`]: what every server shares (health, reflection, shutdown, channels).
+//! - [`limits`]: the documented bounds of every input, connection and stream.
 //! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
 //! - [`cli`]: cubectl's verbs, one module each.
 //! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod manager;
 pub mod metrics;
 pub mod paths;

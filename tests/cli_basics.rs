@@ -194,7 +194,7 @@ fn task_files_submit_lists_and_name_bad_fields() {
         &good,
         r#"[{"name": "one", "image": "cube-test/busybox:latest", "args": ["sleep", "60"]},
             {"name": "two", "image": "cube-test/busybox:latest",
-             "resources": {"cpuMillis": "250", "memory_bytes": 1048576}}]"#,
+             "resources": {"cpuMillis": "250", "memory_bytes": 8388608}}]"#,
     )
     .unwrap();
     let (code, stdout, stderr) = cubectl(&url, &["run", "-f", good.to_str().unwrap()]);
@@ -205,7 +205,7 @@ fn task_files_submit_lists_and_name_bad_fields() {
     let task = &json(&stdout)["task"];
     assert_eq!(task["spec"]["name"], "two");
     assert_eq!(task["spec"]["resources"]["cpuMillis"], "250");
-    assert_eq!(task["spec"]["resources"]["memoryBytes"], "1048576");
+    assert_eq!(task["spec"]["resources"]["memoryBytes"], "8388608");
 
     // --count: that many copies, one id per line; with -f, that many of each.
     let (code, stdout, stderr) = cubectl(

@@ -291,8 +291,9 @@ fn grpcurl_lists_and_calls_the_manager() {
 }
 
 /// SubmitTasks accepts a batch in order and all at once: a bad request anywhere rejects the
-/// call, naming its index, and creates nothing; a request_id repeated within the call or in a
-/// retry answers the same task; an acknowledged batch survives a SIGKILL of the manager.
+/// call, naming its index, and creates nothing; a request_id repeated with the same spec within
+/// the call or in a retry answers the same task, with another spec it is ALREADY_EXISTS; an
+/// acknowledged batch survives a SIGKILL of the manager.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_tasks_is_all_or_nothing_and_durable() {
     let mut cluster = Cluster::builder().start();
@@ -342,14 +343,24 @@ async fn submit_tasks_is_all_or_nothing_and_durable() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("1 to 1000"), "{}", err.message());
+    // A request id repeated with another spec is a mistake, not a retry (AIP-155).
+    let err = c
+        .submit_tasks(pb::SubmitTasksRequest {
+            tasks: vec![request("a", "ra"), request("a-again", "ra")],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    assert!(
+        err.message()
+            .starts_with("tasks[1].request_id: \"ra\" belongs to tasks[0] of this call"),
+        "{}",
+        err.message()
+    );
     assert_eq!(count(&mut c).await, 0, "a rejected call creates nothing");
 
     let batch = pb::SubmitTasksRequest {
-        tasks: vec![
-            request("a", "ra"),
-            request("b", "rb"),
-            request("a-again", "ra"),
-        ],
+        tasks: vec![request("a", "ra"), request("b", "rb"), request("a", "ra")],
     };
     let answers = c
         .submit_tasks(batch.clone())

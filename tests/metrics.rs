@@ -380,7 +380,7 @@ fn endpoints_parse_and_move_when_tasks_run() {
     );
 
     // A task no node can take is pending.
-    let big = ctl.run(&["--image", TEST_IMAGE, "--cpu", "100000", "--", "sleep", "1"]);
+    let big = ctl.run(&["--image", TEST_IMAGE, "--cpu", "1000", "--", "sleep", "1"]);
     wait_for(Duration::from_secs(5), "the pending gauge at 1", || {
         let s = samples(&m_addr);
         (value(&s, "cube_manager_pending_tasks", &[]) == 1.0

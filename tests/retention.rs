@@ -245,8 +245,8 @@ fn a_node_down_past_the_limit_is_forgotten() {
         },
     );
     assert!(
-        started.elapsed() >= Duration::from_secs(3),
-        "forgotten too early"
+        started.elapsed() >= Duration::from_secs(2),
+        "forgotten before --forget-nodes-after passed"
     );
     assert_eq!(
         ctl.node_states().get(&alive).map(String::as_str),
@@ -288,6 +288,11 @@ async fn a_stream_of_short_tasks_leaves_memory_and_store_bounded() {
             }
         })
         .await;
+        // Each round starts from the same place: at most 1,000 finished tasks kept.
+        client
+            .collect_garbage(pb::CollectGarbageRequest {})
+            .await
+            .unwrap();
         sizes.push(std::fs::metadata(&store).unwrap().len());
     }
     // Wait out the retention, so the last ones are gone too.

@@ -194,6 +194,7 @@ fn a_fresh_worker_holds_the_long_poll_until_its_first_task() {
             seconds: 5,
             nanos: 0,
         }),
+        page_token: String::new(),
     };
     let asked = std::time::Instant::now();
     let poll = w.rt.spawn(async move { poller.list_tasks(request).await });

@@ -65,6 +65,9 @@ struct Args {
     #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
 
+    #[command(flatten)]
+    connections: cube::limits::ConnLimits,
+
     /// Log format on stderr.
     #[arg(long, env = "CUBE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -110,6 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         max_finished: args.max_finished,
         forget_nodes_after: args.forget_nodes_after,
     };
+    config.connections = args.connections.clone();
     let mut dev_worker = None;
     if args.dev {
         let name = args
@@ -147,7 +151,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         })
     });
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = cube::limits::conn::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;

@@ -64,6 +64,9 @@ struct Args {
     #[arg(long, env = "CUBE_METRICS_LISTEN", value_name = "ADDR")]
     metrics_listen: Option<String>,
 
+    #[command(flatten)]
+    connections: cube::limits::ConnLimits,
+
     /// Log format on stderr: text or json.
     #[arg(long, env = "CUBE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -87,6 +90,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(name) => name,
         None => gethostname::gethostname().to_string_lossy().into_owned(),
     };
+    // The manager refuses a registration under a name it cannot keep: say so at start.
+    cube::limits::node::check_node_name("--name", &name)?;
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| cube::paths::worker_data_dir(&name));
@@ -103,9 +108,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         manager: args.manager,
         advertise: args.advertise,
         retain_finished: args.retain_finished,
+        connections: args.connections,
         ..WorkerConfig::new(name, data_dir)
     };
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    let listener = cube::limits::conn::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let local = listener.local_addr().context("reading the bound address")?;

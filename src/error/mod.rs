@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     proto::{pb::TaskState, state_name},
@@ -67,6 +68,22 @@ pub enum Error {
         /// The id or name.
         id: String,
     },
+    /// A submission reused a `request_id` with a different spec (AIP-155).
+    #[error(
+        "{field}: {request_id:?} belongs to {owner}, submitted with a different spec; a retry \
+         must send the same spec, and a new task needs a new request_id"
+    )]
+    RequestIdReused {
+        /// The field's path: `request_id` or `tasks[3].request_id`.
+        field: String,
+        /// The request id.
+        request_id: String,
+        /// What it belongs to: `task ID`, or an earlier request of the same call.
+        owner: String,
+    },
+    /// A limit of this server is reached (open streams); the message names it.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// The state machine forbids the move.
     #[error(transparent)]
     Transition(#[from] TransitionError),
@@ -128,6 +145,8 @@ impl Error {
             Error::InvalidArgument { .. } => Code::InvalidArgument,
             Error::NotFound { .. } | Error::Gone { .. } => Code::NotFound,
             Error::AlreadyExists { .. } | Error::RequestGone { .. } => Code::AlreadyExists,
+            Error::RequestIdReused { .. } => Code::AlreadyExists,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Transition(_) => Code::FailedPrecondition,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
@@ -157,6 +176,12 @@ impl From<Error> for Status {
         let code = error.code();
         if code == Code::Internal {
             tracing::error!(error = %error, "internal error answered to a client");
+        }
+        // A bad field is also told the standard way (google.rpc.BadRequest in the status
+        // details), for clients that read field violations rather than the message.
+        if let Error::InvalidArgument { field, reason } = &error {
+            let details = ErrorDetails::with_bad_request_violation(field.as_ref(), reason.as_str());
+            return Status::with_error_details(code, error.to_string(), details);
         }
         Status::new(code, error.to_string())
     }
@@ -200,6 +225,11 @@ mod tests {
         let status = Status::from(Error::invalid("spec.image", "is required"));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.message(), "spec.image: is required");
+        let details = status.get_error_details();
+        let violations = &details.bad_request().unwrap().field_violations;
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].field, "spec.image");
+        assert_eq!(violations[0].description, "is required");
     }
 
     #[test]

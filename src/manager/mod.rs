@@ -32,6 +32,7 @@ use crate::{
 
 mod core;
 mod dispatcher;
+mod idempotency;
 mod metrics;
 mod nodes;
 mod policy;
@@ -68,6 +69,8 @@ pub struct ManagerConfig {
     pub node_grace: Option<Duration>,
     /// What is kept of finished tasks and lost nodes, and for how long.
     pub retention: core::Retention,
+    /// The limits of its clients' connections.
+    pub connections: crate::limits::ConnLimits,
 }
 
 impl ManagerConfig {
@@ -81,6 +84,7 @@ impl ManagerConfig {
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             node_grace: None,
             retention: core::Retention::default(),
+            connections: Default::default(),
         }
     }
 }
@@ -192,13 +196,22 @@ impl Manager {
                 move || core.store_recovered()
             },
         ));
-        let router = router.add_service(ManagerServiceServer::new(service::Api {
+        let api = service::Api {
             core: core.clone(),
             shutdown: shutdown.clone(),
             polls,
+            streams: service::StreamCaps::default(),
             retention: config.retention,
-        }));
-        let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+        };
+        let compression = crate::limits::server::COMPRESSION;
+        let router = router.add_service(
+            ManagerServiceServer::new(api)
+                .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
+                .accept_compressed(compression)
+                .send_compressed(compression),
+        );
+        let served =
+            crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
         loops.cancel();
         tracker.close();
         tracker.wait().await;

@@ -117,6 +117,7 @@ async fn poll(
         since_revision: cursor.revision,
         instance_id: cursor.instance_id.clone(),
         wait: prost_types::Duration::try_from(wait).ok(),
+        page_token: String::new(),
     });
     list_request.set_timeout(deadline);
     let both = async {
@@ -125,11 +126,33 @@ async fn poll(
             client.list_tasks(list_request)
         )
     };
-    match tokio::time::timeout(deadline, both).await {
-        Err(_) => Err(format!("no answer within {deadline:?}")),
-        Ok((Ok(stats), Ok(list))) => Ok((stats.into_inner(), list.into_inner())),
+    let (stats, mut list) = match tokio::time::timeout(deadline, both).await {
+        Err(_) => return Err(format!("no answer within {deadline:?}")),
+        Ok((Ok(stats), Ok(list))) => (stats.into_inner(), list.into_inner()),
         Ok((Err(status), _)) | Ok((_, Err(status))) => {
-            Err(super::dispatcher::answered(status.code(), status.message()))
+            return Err(super::dispatcher::answered(status.code(), status.message()))
         }
+    };
+    // A listing cut at the answer size limit: the rest, page by page, taken as one answer
+    // (the first page's revision is where the next poll continues).
+    while !list.next_page_token.is_empty() {
+        let mut request = tonic::Request::new(pb::WorkerServiceListTasksRequest {
+            since_revision: cursor.revision,
+            instance_id: cursor.instance_id.clone(),
+            wait: None,
+            page_token: std::mem::take(&mut list.next_page_token),
+        });
+        request.set_timeout(POLL_DEADLINE);
+        let page = client
+            .list_tasks(request)
+            .await
+            .map_err(|status| format!("{}: {}", status.code(), status.message()))?
+            .into_inner();
+        if page.instance_id != list.instance_id {
+            return Err("the worker restarted while its tasks were listed".into());
+        }
+        list.tasks.extend(page.tasks);
+        list.next_page_token = page.next_page_token;
     }
+    Ok((stats, list))
 }

@@ -3,15 +3,22 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
 use crate::{
     error::{Error, Result},
+    limits::{
+        node::{check_node_name, check_registration},
+        spec::check_spec,
+        streams::{MAX_LOG_STREAMS, MAX_WATCHED_IDS, MAX_WATCHES},
+        StreamCap,
+    },
     proto::pb::{self, manager_service_server::ManagerService},
     task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
 };
+
+mod watch;
 
 /// The page size when a request sets none.
 const DEFAULT_PAGE: usize = 100;
@@ -32,6 +39,29 @@ pub(crate) struct Api {
     pub polls: Polls,
     /// What is kept of finished work (for CollectGarbage).
     pub retention: super::core::Retention,
+    /// The caps on open streams.
+    pub streams: StreamCaps,
+}
+
+/// The caps on open `WatchTasks` and `StreamLogs` streams.
+#[derive(Clone)]
+pub(crate) struct StreamCaps {
+    pub watches: StreamCap,
+    pub logs: StreamCap,
+    /// Turns of the watches that send their snapshot.
+    pub snapshots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for StreamCaps {
+    fn default() -> Self {
+        Self {
+            watches: StreamCap::new("WatchTasks", MAX_WATCHES),
+            logs: StreamCap::new("StreamLogs", MAX_LOG_STREAMS),
+            snapshots: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                crate::limits::streams::SNAPSHOTS_AT_ONCE,
+            )),
+        }
+    }
 }
 
 /// What a registration needs to start polling a worker like a static one.
@@ -64,6 +94,8 @@ fn checked_submission(request: pb::SubmitTaskRequest) -> Result<(pb::TaskSpec, S
     let spec = request
         .spec
         .ok_or_else(|| Error::invalid("spec", "is required"))?;
+    // Bounds first: a 1 MB field is refused before anything else reads it.
+    check_spec(&spec)?;
     // The manager does not know which runtime will run the task; a worker on Docker
     // rejects a spec without an image when it is sent.
     let spec = validate_spec(spec, false)?;
@@ -206,10 +238,24 @@ impl ManagerService for Api {
         request: Request<pb::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
         let request = request.into_inner();
+        if request.task_ids.len() > MAX_WATCHED_IDS {
+            return Err(Error::invalid(
+                "task_ids",
+                format!(
+                    "holds {} ids; the limit is {MAX_WATCHED_IDS} (watch all, or by state or node)",
+                    request.task_ids.len()
+                ),
+            )
+            .into());
+        }
         let mut ids = std::collections::HashSet::new();
         for (i, id) in request.task_ids.iter().enumerate() {
             TaskId::parse("task_ids", id).map_err(|_| {
-                Error::invalid(format!("task_ids[{i}]"), format!("{id:?} is not a task id"))
+                let shown = crate::limits::summary(id, 64);
+                Error::invalid(
+                    format!("task_ids[{i}]"),
+                    format!("{shown:?} is not a task id"),
+                )
             })?;
             ids.insert(id.clone());
         }
@@ -218,53 +264,11 @@ impl ManagerService for Api {
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
         };
-        let (snapshot, changes) = self.core.watch(&filter);
-        let initial = futures::stream::iter(snapshot.into_iter().map(|task| {
-            Ok(pb::WatchTasksResponse {
-                task: Some(task),
-                initial: true,
-                synced: false,
-            })
-        }))
-        .chain(futures::stream::once(async {
-            Ok(pb::WatchTasksResponse {
-                task: None,
-                initial: false,
-                synced: true,
-            })
-        }));
-        // After a lag the stream ends with UNAVAILABLE: the client watches again and gets a
-        // fresh snapshot, rather than a silent gap.
-        let live = futures::stream::unfold(Some(changes), move |rx| {
-            let filter = filter.clone();
-            async move {
-                let mut rx = rx?;
-                loop {
-                    match rx.recv().await {
-                        Ok(task) if filter.matches(&task) => {
-                            let message = pb::WatchTasksResponse {
-                                task: Some((*task).clone()),
-                                initial: false,
-                                synced: false,
-                            };
-                            return Some((Ok(message), Some(rx)));
-                        }
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(n)) => {
-                            let status = Status::from(Error::Unavailable(format!(
-                                "this watch fell {n} changes behind; watch again"
-                            )));
-                            return Some((Err(status), None));
-                        }
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-            }
-        });
+        let permit = self.streams.watches.open()?;
+        let snapshots = self.streams.snapshots.clone();
+        let stream = watch::stream(self.core.clone(), filter, permit, snapshots);
         let ends = self.shutdown.clone().cancelled_owned();
-        Ok(Response::new(Box::pin(
-            initial.chain(live).take_until(ends),
-        )))
+        Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
 
     async fn list_nodes(
@@ -349,6 +353,7 @@ impl ManagerService for Api {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
         let id = TaskId::parse("task_id", &request.task_id)?;
+        let permit = self.streams.logs.open()?;
         let (task, address) = self.core.node_address_of(id)?;
         let Some(address) = address else {
             return Err(Error::FailedPrecondition(format!(
@@ -377,7 +382,9 @@ impl ManagerService for Api {
                 ))),
             })?
             .into_inner();
-        let stream = upstream.map(|chunk| {
+        // The stream holds its place under the cap until it ends.
+        let stream = upstream.map(move |chunk| {
+            let _held = &permit;
             chunk.map(|c| pb::StreamLogsResponse {
                 data: c.data,
                 stream: c.stream,
@@ -393,12 +400,7 @@ impl ManagerService for Api {
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
         let request = request.into_inner();
-        if request.name.is_empty() {
-            return Err(Error::invalid("name", "is required").into());
-        }
-        if request.address.is_empty() {
-            return Err(Error::invalid("address", "is required").into());
-        }
+        check_registration(&request)?;
         let registered = self.core.register(
             &request.name,
             &request.address,
@@ -423,6 +425,7 @@ impl ManagerService for Api {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let request = request.into_inner();
+        check_node_name("name", &request.name)?;
         let stale = self
             .core
             .heartbeat(&request.name, &request.instance_id, request.stats);

@@ -60,6 +60,8 @@ pub(crate) struct Listing {
     pub tasks: Vec<pb::Task>,
     pub revision: u64,
     pub complete: bool,
+    /// Where the next page starts, when the answer was cut at the size limit.
+    pub next_page_after: Option<u64>,
 }
 
 /// The worker's side of its store: durable rows join the view (and wake waiting `ListTasks`
@@ -103,41 +105,60 @@ impl<R: Runtime> Owner<Row> for StoreOwner<R> {
 impl<R: Runtime> Core<R> {
     /// Like [`Core::list`], but when nothing changed after `since` (of this instance) it first
     /// waits up to `wait` for a change: the manager's reconciler learns of a change at once
-    /// while a quiet worker still answers only once per `wait`.
-    pub async fn list_waiting(&self, since: u64, instance_id: &str, wait: Duration) -> Listing {
+    /// while a quiet worker still answers only once per `wait`. A next page never waits.
+    pub async fn list_waiting(
+        &self,
+        since: u64,
+        instance_id: &str,
+        wait: Duration,
+        page_after: u64,
+    ) -> Listing {
         // Revision 0 of this instance is a cursor too: a worker that has had no task yet
         // waits for its first change like any other.
-        if !wait.is_zero() && instance_id == self.instance_id() {
+        if !wait.is_zero() && page_after == 0 && instance_id == self.instance_id() {
             let mut changed = self.changed().subscribe();
             // wait_for looks at the current revision first, so a change made before the
             // subscription is not missed; the timeout is the normal end of a quiet wait.
             let _ = tokio::time::timeout(wait, changed.wait_for(|&r| r > since)).await;
         }
-        self.list(since, instance_id)
+        self.list(since, instance_id, page_after)
     }
 
     /// The stored tasks changed after `since` (when `instance_id` is this process's), else
-    /// all.
-    pub fn list(&self, since: u64, instance_id: &str) -> Listing {
+    /// all; in the order of their last change, from after revision `page_after`, cut before
+    /// the answer passes [`crate::limits::MAX_ANSWER_BYTES`] (a full listing of large tasks
+    /// once reached 7 MB, over every client's 4 MiB limit, and failed on every poll).
+    pub fn list(&self, since: u64, instance_id: &str, page_after: u64) -> Listing {
         let mut committed = self.committed();
-        if since > 0 && instance_id == self.instance_id() {
+        let incremental = since > 0 && instance_id == self.instance_id();
+        if incremental {
+            // The manager has seen every change up to its cursor.
             committed.acked = committed.acked.max(since);
-            let tasks = committed
-                .by_revision
-                .range(since + 1..)
-                .filter_map(|(_, id)| committed.tasks.get(id).cloned())
-                .collect();
-            Listing {
-                tasks,
-                revision: committed.revision,
-                complete: false,
+        }
+        let from = if incremental { since } else { 0 }.max(page_after);
+        let mut tasks = Vec::new();
+        let mut bytes = 0;
+        let mut last = None;
+        let mut cut = false;
+        // by_revision holds every task once, so it lists all of them in a stable order.
+        for (revision, id) in committed.by_revision.range(from.saturating_add(1)..) {
+            let Some(task) = committed.tasks.get(id) else {
+                continue;
+            };
+            let size = prost::Message::encoded_len(task);
+            if !tasks.is_empty() && bytes + size > crate::limits::MAX_ANSWER_BYTES {
+                cut = true;
+                break;
             }
-        } else {
-            Listing {
-                tasks: committed.tasks.values().cloned().collect(),
-                revision: committed.revision,
-                complete: true,
-            }
+            bytes += size;
+            tasks.push(task.clone());
+            last = Some(*revision);
+        }
+        Listing {
+            tasks,
+            revision: committed.revision,
+            complete: !incremental,
+            next_page_after: last.filter(|_| cut),
         }
     }
 }

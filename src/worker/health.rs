@@ -149,6 +149,9 @@ pub(crate) async fn run<R: Runtime>(
                 policy.timeout
             )),
         };
+        // A probe's error names its path or command, which a spec may make long: what is
+        // logged on every probe and kept in the task is a bounded summary.
+        let result = result.map_err(|e| crate::limits::summary(&e, crate::limits::MAX_SUMMARY));
         if result.is_err() {
             super::metrics::health_check_failed(&check);
         }

@@ -108,6 +108,8 @@ pub struct WorkerConfig {
     /// A finished task the manager has seen end is forgotten (record, container, kept
     /// output) this long after it finished.
     pub retain_finished: std::time::Duration,
+    /// The limits of its clients' connections.
+    pub connections: crate::limits::ConnLimits,
 }
 
 impl WorkerConfig {
@@ -124,6 +126,7 @@ impl WorkerConfig {
             manager: None,
             advertise: None,
             retain_finished: std::time::Duration::from_secs(24 * 3600),
+            connections: Default::default(),
         }
     }
 }
@@ -280,9 +283,16 @@ async fn serve_with<R: Runtime + Clone>(
         labels: config.labels.clone(),
         require_image,
         shutdown: shutdown.clone(),
+        logs: crate::limits::StreamCap::new("StreamLogs", crate::limits::streams::MAX_LOG_STREAMS),
     };
-    let router = router.add_service(WorkerServiceServer::new(service));
-    let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
+    let compression = crate::limits::server::COMPRESSION;
+    let router = router.add_service(
+        WorkerServiceServer::new(service)
+            .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
+            .accept_compressed(compression)
+            .send_compressed(compression),
+    );
+    let served = crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
     loops.cancel();
     tracker.close();
     tracker.wait().await;

@@ -32,6 +32,8 @@ pub(crate) struct Service<R> {
     pub require_image: bool,
     /// Cancelled at shutdown: open log streams end then, so they do not hold the server up.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The cap on open log streams.
+    pub logs: crate::limits::StreamCap,
 }
 
 impl<R> Service<R> {
@@ -41,6 +43,7 @@ impl<R> Service<R> {
         let spec = request
             .spec
             .ok_or_else(|| Error::invalid("spec", "is required"))?;
+        crate::limits::spec::check_spec(&spec)?;
         let spec = validate_spec(spec, self.require_image)?;
         Ok((id, spec, request.attempt))
     }
@@ -157,9 +160,15 @@ impl<R: Runtime> WorkerService for Service<R> {
             .and_then(|w| std::time::Duration::try_from(w).ok())
             .unwrap_or_default()
             .min(MAX_LIST_WAIT);
+        let page_after = page_token(&request.page_token)?;
         let listing = self
             .core
-            .list_waiting(request.since_revision, &request.instance_id, wait)
+            .list_waiting(
+                request.since_revision,
+                &request.instance_id,
+                wait,
+                page_after,
+            )
             .await;
         Ok(Response::new(pb::WorkerServiceListTasksResponse {
             tasks: listing.tasks,
@@ -167,6 +176,10 @@ impl<R: Runtime> WorkerService for Service<R> {
             instance_id: self.core.instance_id().to_string(),
             complete: listing.complete,
             node: self.core.name().to_string(),
+            next_page_token: listing
+                .next_page_after
+                .map(|revision| format!("{revision:016x}"))
+                .unwrap_or_default(),
         }))
     }
 
@@ -192,6 +205,7 @@ impl<R: Runtime> WorkerService for Service<R> {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
         let id = TaskId::parse("task_id", &request.task_id)?;
+        let permit = self.logs.open()?;
         let task = self.core.get(id).ok_or_else(|| Error::task_not_found(id))?;
         if task.container_id.is_empty() {
             return Err(Error::FailedPrecondition(format!(
@@ -214,16 +228,28 @@ impl<R: Runtime> WorkerService for Service<R> {
                 ))
             })?,
         };
-        let stream = logs.map(|item| match item {
-            Ok((stream, data)) => Ok(pb::WorkerServiceStreamLogsResponse {
+        // The stream holds its place under the cap until it ends.
+        let stream = logs.map(move |item| match (&permit, item) {
+            (_, Ok((stream, data))) => Ok(pb::WorkerServiceStreamLogsResponse {
                 data: data.to_vec(),
                 stream: stream as i32,
             }),
-            Err(error) => Err(Status::from(Error::Runtime(error))),
+            (_, Err(error)) => Err(Status::from(Error::Runtime(error))),
         });
         let ends = self.shutdown.clone().cancelled_owned();
         Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
+}
+
+/// The revision a ListTasks page token continues after (0: the first page).
+fn page_token(token: &str) -> Result<u64> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    (token.len() == 16)
+        .then(|| u64::from_str_radix(token, 16).ok())
+        .flatten()
+        .ok_or_else(|| Error::invalid("page_token", "is not a token this worker gave out"))
 }
 
 /// The latest stats sample with the current task count.

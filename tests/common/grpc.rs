@@ -148,6 +148,7 @@ impl WorkerClient {
             since_revision: since,
             instance_id: instance.to_string(),
             wait: None,
+            page_token: String::new(),
         };
         self.rt
             .block_on(self.client.list_tasks(request))
@@ -155,9 +156,29 @@ impl WorkerClient {
             .into_inner()
     }
 
-    /// Every task the worker has.
+    /// The next page of a full listing, after `token` (a `next_page_token`).
+    pub fn list_page(&mut self, token: &str) -> pb::WorkerServiceListTasksResponse {
+        let request = pb::WorkerServiceListTasksRequest {
+            page_token: token.to_string(),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.client.list_tasks(request))
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Every task the worker has (every page of its full listing).
     pub fn tasks(&mut self) -> Vec<pb::Task> {
-        self.list_since(0, "").tasks
+        let first = self.list_since(0, "");
+        let mut tasks = first.tasks;
+        let mut token = first.next_page_token;
+        while !token.is_empty() {
+            let page = self.list_page(&token);
+            tasks.extend(page.tasks);
+            token = page.next_page_token;
+        }
+        tasks
     }
 
     /// One task, if the worker has it.

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     error::Result,
+    limits::MAX_ANSWER_BYTES,
     manager::nodes::NodeEntry,
     proto::{
         now,
@@ -70,6 +71,11 @@ impl Core {
                     return Err(gone);
                 }
             }
+            let state = &tx.state;
+            crate::manager::idempotency::check_retries(&requests, |request_id| {
+                let id = state.requests.get(request_id)?;
+                Some(state.tasks[id].task.as_ref())
+            })?;
             let mut answers = Vec::with_capacity(requests.len());
             for (spec, request_id) in requests {
                 if let Some(existing) = tx
@@ -197,7 +203,7 @@ impl Core {
     }
 
     /// Tasks matching `filter` with submission sequence above `after`, oldest first, at most
-    /// `limit`; and the sequence to continue from when there may be more.
+    /// `limit` and about `limits::MAX_ANSWER_BYTES`; and the sequence to continue from when there may be more.
     pub fn list(
         &self,
         filter: &TaskFilter,
@@ -207,11 +213,15 @@ impl Core {
         let view = self.shared.view();
         let mut out = Vec::new();
         let mut last = None;
+        let mut bytes = 0;
         for (seq, task) in view.tasks.range(after.saturating_add(1)..) {
             if filter.matches(task) {
-                if out.len() == limit {
+                // A page also ends before it passes the answer size limit.
+                let size = prost::Message::encoded_len(task.as_ref());
+                if out.len() == limit || (!out.is_empty() && bytes + size > MAX_ANSWER_BYTES) {
                     return (out, last);
                 }
+                bytes += size;
                 out.push(pb::Task::clone(task));
                 last = Some(*seq);
             }
@@ -219,21 +229,12 @@ impl Core {
         (out, None)
     }
 
-    /// Subscribes to changes, then takes the snapshot, under the durable view's lock (where
-    /// changes are published), so nothing falls between the two.
-    pub fn watch(
-        &self,
-        filter: &TaskFilter,
-    ) -> (Vec<pb::Task>, broadcast::Receiver<Arc<pb::Task>>) {
+    /// Subscribes to changes, with the revision of the last change published before (under
+    /// the durable view's lock, where changes are published): a watch that pages its snapshot
+    /// (with [`Core::list`]) knows which pages show later changes.
+    pub fn subscribe(&self) -> (broadcast::Receiver<Arc<pb::Task>>, u64) {
         let view = self.shared.view();
-        let rx = self.shared.changes.subscribe();
-        let tasks = view
-            .tasks
-            .values()
-            .filter(|t| filter.matches(t))
-            .map(|t| pb::Task::clone(t))
-            .collect();
-        (tasks, rx)
+        (self.shared.changes.subscribe(), view.revision)
     }
 
     /// Every node, by name.

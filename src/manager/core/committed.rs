@@ -27,6 +27,8 @@ pub(super) struct Committed {
     pub ids: HashMap<TaskId, u64>,
     /// Stored node records by name.
     pub nodes: BTreeMap<String, pb::Node>,
+    /// The revision of the last task change published.
+    pub revision: u64,
 }
 
 impl Committed {
@@ -40,6 +42,7 @@ impl Committed {
         for node in nodes {
             committed.nodes.insert(node.name.clone(), node.clone());
         }
+        committed.revision = state.revision;
         committed
     }
 
@@ -66,6 +69,7 @@ impl Owner<Op> for StoreOwner {
         for op in records.into_iter().flatten() {
             match op {
                 Op::PutTask { seq, id, task } => {
+                    view.revision = view.revision.max(task.revision);
                     view.ids.insert(id, seq);
                     view.tasks.insert(seq, task.clone());
                     let _ = shared.changes.send(task);
