@@ -25,8 +25,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `v1alpha` that grpcurl 1.8 speaks) already added, every rpc timed into the metrics, and the
 /// reporter to mark services SERVING. Reflection lists only `service` (e.g.
 /// `cube.v1.ManagerService`) and health: the descriptor set holds both Cube services, and a
-/// server should not advertise one it does not serve.
-pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
+/// server should not advertise one it does not serve. With `tls`, the server speaks TLS only.
+pub fn standard_router(
+    service: &str,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<(CubeRouter, HealthReporter), crate::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -41,12 +44,18 @@ pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("Cube's descriptor set is valid");
-    let router = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| crate::Error::Internal(format!("TLS configuration: {e}")))?;
+    }
+    let router = server
         .layer(RpcMetricsLayer)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
-    (router, reporter)
+    Ok((router, reporter))
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
@@ -68,9 +77,9 @@ pub async fn serve(
 /// A lazily connecting channel to `address` (`host:port` or an `http://` URL), with a connect
 /// timeout and a default per-call deadline of `timeout`.
 ///
-/// Only plaintext `http://` is spoken: any other scheme is refused, `https://` above all, which
-/// would otherwise silently talk plaintext to a server and let its user believe the link is
-/// encrypted.
+/// Only plaintext `http://` is spoken here: any other scheme is refused, `https://` above all,
+/// which would otherwise silently talk plaintext to a server and let its user believe the link
+/// is encrypted. TLS channels come from [`crate::tls::ClientTls::channel`].
 pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error> {
     let url = match address.split_once("://") {
         None => format!("http://{address}"),
@@ -79,8 +88,8 @@ pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error
             return Err(crate::Error::invalid(
                 "address",
                 format!(
-                    "{address:?}: https:// needs TLS, which this Cube does not speak yet; \
-                     use http:// (plaintext) knowingly"
+                    "{address:?}: https:// needs the cluster's CA: give a token that carries \
+                     its digest, or the CA certificate"
                 ),
             ))
         }

@@ -15,6 +15,7 @@
 //! - [`policy`]: pure decisions: restart backoff, StartTask backoff, the node grace.
 //! - [`nodes`]: the node tracker (liveness, stats, allocation).
 //! - [`metrics`]: the gauges read at scrape time.
+//! - [`admission`]: joins, a node speaking for itself only, dialled addresses, env redaction.
 //!
 //! Nodes: a static `--workers` entry is known by its address until the worker answers with its
 //! name, then by that name (stored, so it keeps it across restarts).
@@ -30,6 +31,7 @@ use crate::{
     store::manager::ManagerStore,
 };
 
+mod admission;
 mod core;
 mod dispatcher;
 mod metrics;
@@ -66,6 +68,9 @@ pub struct ManagerConfig {
     /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
     /// None means [`policy::GRACE_HEARTBEATS`] heartbeat periods.
     pub node_grace: Option<Duration>,
+    /// The cluster CA, tokens and certificates: the manager serves TLS only and checks every
+    /// caller. None: plaintext with no credentials (`--dev`, on loopback only).
+    pub tls: Option<crate::tls::ManagerTls>,
 }
 
 impl ManagerConfig {
@@ -78,6 +83,7 @@ impl ManagerConfig {
             update_interval: DEFAULT_UPDATE_INTERVAL,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             node_grace: None,
+            tls: None,
         }
     }
 }
@@ -135,7 +141,7 @@ impl Manager {
         let Manager { core, config } = self;
         let tracker = TaskTracker::new();
         let loops = shutdown.child_token();
-        let pool = pool::WorkerPool::default();
+        let pool = pool::WorkerPool::new(config.tls.as_ref().map(|t| t.dial.clone()));
         let calls = || dispatcher::Calls::new(core.clone(), pool.clone(), tracker.clone());
         tracker.spawn(dispatcher::run_dispatcher(calls(), loops.clone()));
         tracker.spawn(dispatcher::run_stopper(calls(), loops.clone()));
@@ -162,15 +168,23 @@ impl Manager {
             polls.start(&core, address.clone());
         }
         let _metrics = metrics::register(&core);
-        let (router, health) = crate::grpc::standard_router("cube.v1.ManagerService");
+        let (router, health) = crate::grpc::standard_router(
+            "cube.v1.ManagerService",
+            config.tls.as_ref().map(|t| t.server.clone()),
+        )?;
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;
-        let router = router.add_service(ManagerServiceServer::new(service::Api {
+        let api = ManagerServiceServer::new(service::Api {
             core: core.clone(),
             shutdown: shutdown.clone(),
             polls,
-        }));
+            ca: config.tls.as_ref().map(|t| t.ca.clone()),
+        });
+        let router = match &config.tls {
+            Some(tls) => router.add_service(crate::tls::Guarded::manager(api, tls.tokens.clone())),
+            None => router.add_service(api),
+        };
         let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
         loops.cancel();
         tracker.close();

@@ -6,11 +6,15 @@ use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
-use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
+use super::{
+    admission,
+    core::{Core, TaskFilter, MAX_REQUEST_ID},
+};
 use crate::{
     error::{Error, Result},
     proto::pb::{self, manager_service_server::ManagerService},
     task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
+    tls::caller_of,
 };
 
 /// The page size when a request sets none.
@@ -30,6 +34,8 @@ pub(crate) struct Api {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Starts the poll loops of registered workers.
     pub polls: Polls,
+    /// The cluster CA that signs joining workers' certificates; None without TLS.
+    pub ca: Option<std::sync::Arc<crate::tls::ClusterCa>>,
 }
 
 /// What a registration needs to start polling a worker like a static one.
@@ -170,8 +176,10 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
+        let caller = caller_of(&request);
         let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
-        let (task, events) = self.core.task_with_events(id).await?;
+        let (mut task, events) = self.core.task_with_events(id).await?;
+        admission::redact(&caller, &mut task);
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task),
             events,
@@ -182,6 +190,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let limit = page_size("page_size", request.page_size)?;
         let after = page_token("page_token", &request.page_token)?;
@@ -190,7 +199,8 @@ impl ManagerService for Api {
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
         };
-        let (tasks, last) = self.core.list(&filter, after, limit);
+        let (mut tasks, last) = self.core.list(&filter, after, limit);
+        tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
         Ok(Response::new(pb::ListTasksResponse {
             tasks,
             next_page_token: next_token(last),
@@ -203,6 +213,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let mut ids = std::collections::HashSet::new();
         for (i, id) in request.task_ids.iter().enumerate() {
@@ -217,7 +228,15 @@ impl ManagerService for Api {
             node: node_filter(request.node),
         };
         let (snapshot, changes) = self.core.watch(&filter);
-        let initial = futures::stream::iter(snapshot.into_iter().map(|task| {
+        let shown = {
+            let caller = caller.clone();
+            move |mut task: pb::Task| {
+                admission::redact(&caller, &mut task);
+                task
+            }
+        };
+        let initial = futures::stream::iter(snapshot.into_iter().map(move |task| {
+            let task = shown(task);
             Ok(pb::WatchTasksResponse {
                 task: Some(task),
                 initial: true,
@@ -235,13 +254,16 @@ impl ManagerService for Api {
         // fresh snapshot, rather than a silent gap.
         let live = futures::stream::unfold(Some(changes), move |rx| {
             let filter = filter.clone();
+            let caller = caller.clone();
             async move {
                 let mut rx = rx?;
                 loop {
                     match rx.recv().await {
                         Ok(task) if filter.matches(&task) => {
+                            let mut task = (*task).clone();
+                            admission::redact(&caller, &mut task);
                             let message = pb::WatchTasksResponse {
-                                task: Some((*task).clone()),
+                                task: Some(task),
                                 initial: false,
                                 synced: false,
                             };
@@ -384,13 +406,16 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         if request.name.is_empty() {
             return Err(Error::invalid("name", "is required").into());
         }
+        admission::speaks_for(&caller, &request.name)?;
         if request.address.is_empty() {
             return Err(Error::invalid("address", "is required").into());
         }
+        admission::check_address(&request.address)?;
         let registered = self.core.register(
             &request.name,
             &request.address,
@@ -414,7 +439,9 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
+        admission::speaks_for(&caller, &request.name)?;
         let stale = self
             .core
             .heartbeat(&request.name, &request.instance_id, request.stats);
@@ -441,5 +468,15 @@ impl ManagerService for Api {
     ) -> Result<Response<pb::UndrainNodeResponse>, Status> {
         let node = self.core.drain(&request.into_inner().node, false)?;
         Ok(Response::new(pb::UndrainNodeResponse { node: Some(node) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().name))]
+    async fn join_cluster(
+        &self,
+        request: Request<pb::JoinClusterRequest>,
+    ) -> Result<Response<pb::JoinClusterResponse>, Status> {
+        let nodes = self.core.nodes();
+        let answer = admission::join(self.ca.as_deref(), &nodes, request.into_inner())?;
+        Ok(Response::new(answer))
     }
 }

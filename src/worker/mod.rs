@@ -103,6 +103,9 @@ pub struct WorkerConfig {
     pub manager: Option<String>,
     /// The address the manager should use to reach this worker (default: the bound address).
     pub advertise: Option<String>,
+    /// The node certificate: WorkerService serves TLS to the manager alone, and the worker
+    /// registers over mTLS. None: plaintext (on loopback only).
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 impl WorkerConfig {
@@ -118,6 +121,7 @@ impl WorkerConfig {
             disk_bytes: None,
             manager: None,
             advertise: None,
+            tls: None,
         }
     }
 }
@@ -226,6 +230,7 @@ async fn serve_with<R: Runtime + Clone>(
         };
         let membership = membership::Membership {
             manager,
+            tls: config.tls.as_ref().map(|t| t.dial.clone()),
             advertise,
             labels: config.labels.clone(),
         };
@@ -238,7 +243,10 @@ async fn serve_with<R: Runtime + Clone>(
     }
 
     let _metrics = metrics::register(&core);
-    let (router, health) = crate::grpc::standard_router("cube.v1.WorkerService");
+    let (router, health) = crate::grpc::standard_router(
+        "cube.v1.WorkerService",
+        config.tls.as_ref().map(|t| t.server.clone()),
+    )?;
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
         .await;
@@ -249,7 +257,11 @@ async fn serve_with<R: Runtime + Clone>(
         require_image,
         shutdown: shutdown.clone(),
     };
-    let router = router.add_service(WorkerServiceServer::new(service));
+    let service = WorkerServiceServer::new(service);
+    let router = match &config.tls {
+        Some(_) => router.add_service(crate::tls::Guarded::worker(service)),
+        None => router.add_service(service),
+    };
     let served = crate::grpc::serve(router, listener, shutdown.clone()).await;
     loops.cancel();
     tracker.close();
