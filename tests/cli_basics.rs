@@ -434,7 +434,12 @@ fn watch_prints_changes_as_they_happen() {
 async fn client_submits_idempotently_and_joins_pages() {
     use cube::{client::Client, pb};
     let cluster = Cluster::builder().start();
-    let client = Client::new(&cluster.url(), Duration::from_secs(5)).unwrap();
+    let credentials = cube::client::Credentials {
+        token: Some(cluster.tokens().admin.clone()),
+        ca_pem: None,
+    };
+    let client =
+        Client::with_credentials(&cluster.url(), Duration::from_secs(5), &credentials).unwrap();
     let spec = pb::TaskSpec {
         image: "x".into(),
         ..Default::default()

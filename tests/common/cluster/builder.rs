@@ -27,7 +27,9 @@ impl Runtime {
 }
 
 /// What [`Cluster::builder`] starts. By default: one manager with no workers, on an ephemeral
-/// port; workers run Docker and are listed to the manager with `--workers`.
+/// port, serving TLS with tokens (a secure cluster; `dev` makes it plaintext); workers run
+/// Docker and are listed to the manager with `--workers`, each with a node certificate from
+/// `cube-manager node-cert`, or join with the worker token when they register.
 #[derive(Debug)]
 pub struct ClusterBuilder {
     manager: bool,
@@ -179,6 +181,8 @@ impl ClusterBuilder {
             register: self.register,
             ready: self.ready.unwrap_or(READY_TIMEOUT),
             guard,
+            tokens: (self.manager && !self.dev)
+                .then(|| super::secure::tokens(&dir.path().join(MANAGER_DATA))),
             dir,
         };
         if cluster.register {
