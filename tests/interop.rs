@@ -92,7 +92,11 @@ fn grpcurl_reaches_every_manager_rpc() {
 
     let (ok, out, err) = grpcurl_run(
         &grpcurl,
-        &[&ca_only[..], &["-d", "{}", &addr, "grpc.health.v1.Health/Check"]].concat(),
+        &[
+            &ca_only[..],
+            &["-d", "{}", &addr, "grpc.health.v1.Health/Check"],
+        ]
+        .concat(),
     );
     assert!(ok && out.contains("SERVING"), "health: {out} {err}");
 

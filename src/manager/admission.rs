@@ -80,12 +80,17 @@ pub fn speaks_for(caller: &Caller, claimed: &str) -> Result<()> {
 
 /// The manager dials only `host:port`: no URL, no path, no unix socket.
 pub fn check_address(address: &str) -> Result<()> {
-    let bad = |why: &str| Err(Error::invalid("address", format!("{address:?} {why}")));
+    let bad = |why: &str| {
+        Err(Error::invalid(
+            "address",
+            format!("{address:?} is not host:port ({why}); the manager dials nothing else"),
+        ))
+    };
     let Some((host, port)) = address.rsplit_once(':') else {
-        return bad("is not host:port");
+        return bad("no port");
     };
     if port.parse::<u16>().map_or(true, |p| p == 0) {
-        return bad("has no port from 1 to 65535");
+        return bad("the port is not a number from 1 to 65535");
     }
     let host = host
         .strip_prefix('[')
@@ -93,7 +98,7 @@ pub fn check_address(address: &str) -> Result<()> {
         .unwrap_or(host);
     let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':');
     if host.is_empty() || !host.chars().all(plain) {
-        return bad("is not host:port (no scheme, path or socket)");
+        return bad("a host name or address, with no scheme, path or socket");
     }
     Ok(())
 }

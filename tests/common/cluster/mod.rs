@@ -107,7 +107,9 @@ impl Cluster {
 
     /// The tokens of a secure cluster.
     pub fn tokens(&self) -> &Tokens {
-        self.tokens.as_ref().expect("a plaintext cluster has no tokens")
+        self.tokens
+            .as_ref()
+            .expect("a plaintext cluster has no tokens")
     }
 
     /// The CA certificate file of a secure cluster.
