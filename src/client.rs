@@ -549,7 +549,15 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_before_any_call() {
         let tls = Client::new("https://127.0.0.1:5555", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(tls.to_string().contains("https:// needs TLS"), "{tls}");
+        assert!(tls.to_string().contains("give a token"), "{tls}");
+        let token = Credentials {
+            token: Some(format!("CUBE-1-{}-secret", "a".repeat(64))),
+            ca_pem: None,
+        };
+        let clear =
+            Client::with_credentials("http://127.0.0.1:5555", DEFAULT_TIMEOUT, &token).unwrap_err();
+        assert!(clear.to_string().contains("over TLS only"), "{clear}");
+        assert!(!clear.to_string().contains("secret"), "{clear}");
         let unix = Client::new("unix:///tmp/cube.sock", DEFAULT_TIMEOUT).unwrap_err();
         assert!(
             unix.to_string().contains("unix:// is not a scheme"),

@@ -67,14 +67,17 @@ fn kind_of(method: &str) -> Kind {
 
 /// Whether `caller` may call a method of `kind`; the refusal says why.
 fn allowed(caller: &Caller, kind: Kind, method: &str) -> Result<(), Error> {
-    let ok = match (caller, kind) {
-        (Caller::Local, _) => true,
-        (Caller::Token(Role::Admin), Kind::Read | Kind::Write | Kind::Join) => true,
-        (Caller::Token(Role::Reader), Kind::Read) => true,
-        (Caller::Token(Role::Worker), Kind::Join) => true,
-        (Caller::Node(_), Kind::Node) => true,
-        _ => false,
-    };
+    let ok = matches!(
+        (caller, kind),
+        (Caller::Local, _)
+            | (
+                Caller::Token(Role::Admin),
+                Kind::Read | Kind::Write | Kind::Join
+            )
+            | (Caller::Token(Role::Reader), Kind::Read)
+            | (Caller::Token(Role::Worker), Kind::Join)
+            | (Caller::Node(_), Kind::Node)
+    );
     if ok {
         return Ok(());
     }

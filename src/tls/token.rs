@@ -144,13 +144,16 @@ fn render_file(secrets: &[(Role, String)]) -> String {
         .collect()
 }
 
+/// The secrets as last read, with the file's modification time then.
+type Cached = (Option<SystemTime>, Vec<(Role, String)>);
+
 /// The tokens of one manager: read from its tokens file, which is read again when it changes
 /// (a `token rotate` by another process). Clones share the cache.
 #[derive(Clone)]
 pub struct Tokens {
     path: PathBuf,
     ca_digest: [u8; 32],
-    cache: Arc<Mutex<(Option<SystemTime>, Vec<(Role, String)>)>>,
+    cache: Arc<Mutex<Cached>>,
 }
 
 impl fmt::Debug for Tokens {
