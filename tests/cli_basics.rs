@@ -348,6 +348,7 @@ fn run_retries_until_the_manager_answers() {
     std::thread::sleep(Duration::from_millis(700));
     let _cluster = Cluster::builder()
         .listen(&format!("127.0.0.1:{port}"))
+        .plaintext()
         .start();
     let out = run.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -68,6 +68,11 @@ struct Args {
     #[arg(long, env = "CUBE_DEV")]
     dev: bool,
 
+    /// Serve plaintext with no tokens, as --dev does but without its worker (benchmarks and
+    /// scripts on one machine); refused unless --listen is on loopback.
+    #[arg(long, env = "CUBE_PLAINTEXT")]
+    plaintext: bool,
+
     /// The --dev worker's runtime: docker, or exec (tasks as plain processes of this host,
     /// their images ignored; needed when Docker does not answer).
     #[arg(long, env = "CUBE_RUNTIME", requires = "dev", default_value = "docker", value_parser = ["docker", "exec"])]
@@ -236,7 +241,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.workers.push(address);
         dev_worker = Some((listener, worker));
     }
-    if !args.dev {
+    let plaintext = args.dev || args.plaintext;
+    if !plaintext {
         let mut sans = args.sans.clone();
         sans.push(args.listen.clone());
         let tls = cube::tls::ManagerTls::init(&data_dir, &sans)
@@ -262,15 +268,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
-    if args.dev {
+    if plaintext {
+        let flag = if args.dev { "--dev" } else { "--plaintext" };
         if !cube::tls::is_loopback(&address) {
             anyhow::bail!(
-                "--dev serves plaintext with no tokens, which is allowed on loopback only, \
-                 not on {address}; drop --dev to serve TLS (cube-manager token ROLE prints the \
-                 tokens), or listen on 127.0.0.1"
+                "{flag} serves plaintext with no tokens, which is allowed on loopback only, \
+                 not on {address}; drop {flag} to serve TLS (cube-manager token ROLE prints \
+                 the tokens), or listen on 127.0.0.1"
             );
         }
-        tracing::warn!(%address, "--dev: plaintext with no tokens, on loopback only");
+        tracing::warn!(%address, "{flag}: plaintext with no tokens, on loopback only");
     }
     if let Some(metrics) = &args.metrics_listen {
         cube::metrics::listen(metrics, shutdown.clone())
