@@ -406,6 +406,42 @@ fn plaintext_is_refused_off_loopback() {
         stderr.contains("loopback only") && stderr.contains("--join-token"),
         "{stderr}"
     );
+
+    // --dev without Docker does not quietly run tasks as host processes: it says how to.
+    let out = Command::new(bin("cube-manager"))
+        .args([
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &format!("{data}/dev"),
+        ])
+        .env("DOCKER_HOST", format!("unix://{data}/no-docker.sock"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("--runtime exec"), "{stderr}");
+
+    // The manager dials only host:port, static workers included.
+    let out = Command::new(bin("cube-manager"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &format!("{data}/m"),
+        ])
+        .args(["--workers", "unix:/var/run/docker.sock"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("workers[0].address") && stderr.contains("host:port"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -120,6 +120,9 @@ impl Manager {
         if config.update_interval.is_zero() {
             return Err(Error::invalid("update_interval", "must be more than zero"));
         }
+        for (i, address) in config.workers.iter().enumerate() {
+            admission::check_address(address).map_err(|e| e.within(&format!("workers[{i}]")))?;
+        }
         let started = std::time::Instant::now();
         let (store, loaded) = ManagerStore::open(&config.data_dir)?;
         let tasks = loaded.tasks.len();
