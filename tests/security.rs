@@ -246,6 +246,8 @@ fn a_reader_token_reads_but_cannot_stop_and_sees_no_env_values() {
     assert_eq!(seen["spec"]["env"]["DB_PASSWORD"], "<redacted>", "{seen}");
     let listed = reader.json(&["status"]);
     assert!(!listed.to_string().contains("hunter2"), "{listed}");
+    let explained = reader.explain(&id);
+    assert!(!explained.to_string().contains("hunter2"), "{explained}");
     let (code, _, stderr) = reader.call(&["stop", &id]);
     assert_eq!(code, 1, "{stderr}");
     assert!(

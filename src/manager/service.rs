@@ -325,8 +325,10 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::ExplainTaskRequest>,
     ) -> Result<Response<pb::ExplainTaskResponse>, Status> {
+        let caller = caller_of(&request);
         let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
-        let (task, decision) = self.core.explain(id)?;
+        let (mut task, decision) = self.core.explain(id)?;
+        admission::redact(&caller, &mut task);
         let nodes = decision
             .verdicts
             .iter()
