@@ -325,3 +325,95 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i]
 }
+
+/// How the control-plane benchmark reaches its cluster: TLS with the admin token as Cube is
+/// deployed (the default), or plaintext on loopback (`CUBE_BENCH_TLS=0`, the manager's
+/// `--plaintext`), to measure what TLS costs.
+pub struct Security {
+    /// The manager's data dir, which holds the CA and the manager's certificate.
+    pub manager_data: PathBuf,
+    /// The admin token; None in plaintext.
+    pub token: Option<String>,
+}
+
+impl Security {
+    /// TLS unless `CUBE_BENCH_TLS=0`; with TLS, the CA and tokens are made in `manager_data`.
+    pub fn from_env(manager_data: &Path) -> Security {
+        let tls = std::env::var("CUBE_BENCH_TLS").map_or(true, |v| v != "0");
+        let token = tls.then(|| {
+            let out = Command::new(MANAGER)
+                .args(["token", "admin", "--data-dir"])
+                .arg(manager_data)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "cube-manager token: {out:?}");
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        });
+        Security {
+            manager_data: manager_data.to_path_buf(),
+            token,
+        }
+    }
+
+    /// Whether the cluster speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// A node certificate for worker `name` in `worker_data/tls` (TLS only).
+    pub fn node_cert(&self, name: &str, worker_data: &Path) {
+        if !self.tls() {
+            return;
+        }
+        let out = Command::new(MANAGER)
+            .args(["node-cert", name, "--out"])
+            .arg(worker_data.join("tls"))
+            .arg("--data-dir")
+            .arg(&self.manager_data)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "cube-manager node-cert: {out:?}");
+    }
+
+    /// The manager's URL for a server listening on `addr`.
+    pub fn url(&self, addr: &str) -> String {
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+
+    /// A client of the manager at `url`.
+    pub fn manager(
+        &self,
+        url: &str,
+    ) -> cube::pb::manager_service_client::ManagerServiceClient<cube::tls::AuthChannel> {
+        let credentials = cube::client::Credentials {
+            token: self.token.clone(),
+            ca_pem: None,
+        };
+        let channel = credentials.channel(url, Duration::from_secs(60)).unwrap();
+        cube::pb::manager_service_client::ManagerServiceClient::new(channel)
+    }
+
+    /// A client of the worker at `addr`, as the manager (its certificate, with TLS).
+    pub fn worker(
+        &self,
+        addr: &str,
+    ) -> cube::pb::worker_service_client::WorkerServiceClient<tonic::transport::Channel> {
+        let channel = if self.tls() {
+            let tls = self.manager_data.join("tls");
+            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+            let manager = cube::tls::Issued {
+                cert_pem: read("manager.pem"),
+                key_pem: read("manager.key"),
+            };
+            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
+            cube::tls::ClientTls::new(trust, Some(&manager), false)
+                .unwrap()
+                .channel(addr, Duration::from_secs(60))
+                .unwrap()
+        } else {
+            cube::grpc::channel(addr, Duration::from_secs(60)).unwrap()
+        };
+        cube::pb::worker_service_client::WorkerServiceClient::new(channel)
+    }
+}

@@ -32,11 +32,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{quantile, Server};
-use cube::pb::{
-    self, manager_service_client::ManagerServiceClient, worker_service_client::WorkerServiceClient,
-    TaskState,
-};
+use common::{quantile, Security, Server};
+use cube::pb::{self, TaskState};
 use futures::StreamExt;
 
 /// Workers, as issue 8 asks.
@@ -55,6 +52,22 @@ const STEADY_TASKS: usize = 1_000;
 const RUNNING_TASKS: usize = 10_000;
 /// The longest any phase may take before the benchmark gives up.
 const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// TLS or plaintext, and the admin token: set once at the start of `main`.
+static SECURITY: std::sync::OnceLock<Security> = std::sync::OnceLock::new();
+
+/// The RESULTS.md section: TLS is how Cube runs, so the plaintext run is the one named apart.
+fn title() -> &'static str {
+    if security().tls() {
+        "Control plane"
+    } else {
+        "Control plane (plaintext)"
+    }
+}
+
+fn security() -> &'static Security {
+    SECURITY.get().expect("main sets the security first")
+}
 
 /// When the watch first saw each task reach a state (or pass it).
 #[derive(Default, Clone, Copy)]
@@ -94,10 +107,7 @@ fn note(board: &Board, task: &pb::Task) {
 fn watch(url: String, board: Board) {
     tokio::spawn(async move {
         loop {
-            let Ok(mut client) = ManagerServiceClient::connect(url.clone()).await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
+            let mut client = security().manager(&url);
             let Ok(stream) = client.watch_tasks(pb::WatchTasksRequest::default()).await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -138,7 +148,7 @@ async fn submit_many(
         let command: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         handles.push(tokio::spawn(async move {
             let command: Vec<&str> = command.iter().map(String::as_str).collect();
-            let mut c = ManagerServiceClient::connect(url).await.unwrap();
+            let mut c = security().manager(&url);
             loop {
                 let from = next.fetch_add(batch, Ordering::Relaxed);
                 if from >= count {
@@ -275,9 +285,7 @@ async fn wait_all(board: &Board, ids: &[String], what: &str, done: impl Fn(&Seen
 }
 
 async fn ready_nodes(url: &str) -> usize {
-    let mut c = ManagerServiceClient::connect(url.to_string())
-        .await
-        .unwrap();
+    let mut c = security().manager(url);
     let nodes = c
         .list_nodes(pb::ListNodesRequest {})
         .await
@@ -322,7 +330,7 @@ fn cycles(manager: &Server) -> Vec<Cycle> {
 
 fn start_manager(data: &std::path::Path, workers: &[Server], interval: &str) -> Server {
     let list: Vec<&str> = workers.iter().map(|w| w.addr.as_str()).collect();
-    let args = vec![
+    let mut args = vec![
         "--listen".to_string(),
         "127.0.0.1:0".into(),
         "--data-dir".into(),
@@ -334,6 +342,9 @@ fn start_manager(data: &std::path::Path, workers: &[Server], interval: &str) -> 
         "--log-format".into(),
         "json".into(),
     ];
+    if !security().tls() {
+        args.push("--plaintext".into());
+    }
     Server::start(
         common::MANAGER,
         &args,
@@ -347,7 +358,7 @@ async fn quiet_polls(workers: &[Server], rounds: usize) -> (Vec<f64>, usize) {
     let mut times = Vec::new();
     let mut held = 0;
     for w in workers {
-        let mut c = WorkerServiceClient::connect(w.url.clone()).await.unwrap();
+        let mut c = security().worker(&w.addr);
         let all = c
             .list_tasks(pb::WorkerServiceListTasksRequest::default())
             .await
@@ -400,11 +411,25 @@ async fn main() {
     let interval = std::env::var("CUBE_BENCH_UPDATE_INTERVAL").unwrap_or_else(|_| "1s".to_string());
     let root = tempfile::tempdir().unwrap();
     let _reaper = common::Reaper(root.path().to_path_buf());
-    let workers: Vec<Server> = (0..WORKERS)
-        .map(|i| common::start_worker(root.path(), &format!("w{i}"), &[]))
-        .collect();
     let manager_dir = root.path().join("manager");
-    let manager = start_manager(&manager_dir, &workers, &interval);
+    let sec = SECURITY.get_or_init(|| Security::from_env(&manager_dir));
+    println!(
+        "== {}",
+        if sec.tls() {
+            "TLS: mTLS to the workers, the admin token on every call"
+        } else {
+            "plaintext (CUBE_BENCH_TLS=0)"
+        }
+    );
+    let workers: Vec<Server> = (0..WORKERS)
+        .map(|i| {
+            let name = format!("w{i}");
+            sec.node_cert(&name, &root.path().join(&name));
+            common::start_worker(root.path(), &name, &[])
+        })
+        .collect();
+    let mut manager = start_manager(&manager_dir, &workers, &interval);
+    manager.url = sec.url(&manager.addr);
     wait_ready(&manager.url, WORKERS).await;
     let board: Board = Arc::default();
     watch(manager.url.clone(), board.clone());
@@ -428,9 +453,7 @@ async fn main() {
     let sent = Arc::new(Mutex::new(Vec::with_capacity(STEADY_TASKS)));
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let client = ManagerServiceClient::connect(manager.url.clone())
-        .await
-        .unwrap();
+    let client = security().manager(&manager.url);
     let mut handles = Vec::new();
     for i in 0..STEADY_TASKS {
         ticker.tick().await;
@@ -588,5 +611,5 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
         fmax = ms(full_us.last().copied().unwrap_or(f64::NAN)),
         total = 2 * SHORT_TASKS + RUNNING_TASKS,
     );
-    common::record("Control plane", &table);
+    common::record(title(), &table);
 }

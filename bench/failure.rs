@@ -105,6 +105,8 @@ async fn main() {
         "127.0.0.1:0".into(),
         "--data-dir".into(),
         root.path().join("manager").display().to_string(),
+        // Plaintext on loopback: this benchmark measures failover, not TLS.
+        "--plaintext".into(),
     ];
     let manager = Server::start(common::MANAGER, &args, &[]);
     let mut workers: Vec<(String, Server)> = (0..WORKERS)

@@ -34,6 +34,8 @@ fn start(dir: &std::path::Path) -> Server {
         "127.0.0.1:0".into(),
         "--data-dir".into(),
         dir.display().to_string(),
+        // Plaintext on loopback: this benchmark measures memory, not TLS.
+        "--plaintext".into(),
     ];
     Server::start(common::MANAGER, &args, &[])
 }

@@ -7,9 +7,12 @@
 
 use std::time::Duration;
 
-use tonic::{transport::Channel, Code, Request, Status, Streaming};
+use tonic::{service::interceptor::InterceptedService, Code, Request, Status, Streaming};
 
-use crate::proto::pb::{self, manager_service_client::ManagerServiceClient};
+use crate::{
+    proto::pb::{self, manager_service_client::ManagerServiceClient},
+    tls::{AuthChannel, Bearer, ClientTls, Token, Trust},
+};
 
 /// The manager cubectl talks to when neither `--manager` nor `CUBE_MANAGER` says otherwise.
 pub const DEFAULT_MANAGER: &str = "http://127.0.0.1:5555";
@@ -83,10 +86,83 @@ impl ClientError {
     }
 }
 
+/// What a client proves itself with and trusts the manager by. Debug shows no token.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// A token (`cube-manager token ROLE`): sent as `authorization: Bearer`, and its CA
+    /// digest verifies the manager when no CA certificate is given.
+    pub token: Option<String>,
+    /// The cluster CA's certificate, PEM (`<manager data-dir>/tls/ca.pem`).
+    pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// Whether there is anything to speak TLS with.
+    pub fn is_empty(&self) -> bool {
+        self.token.is_none() && self.ca_pem.is_none()
+    }
+
+    /// The channel these credentials call `url` over: TLS for `https://` (or a bare
+    /// `host:port` when there are credentials), plaintext for `http://` (a `--dev` manager,
+    /// and then with no token: a token never travels in clear).
+    pub fn channel(&self, url: &str, timeout: Duration) -> Result<AuthChannel, crate::Error> {
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        let tls = match scheme {
+            Some("https") => true,
+            None => !self.is_empty(),
+            Some(_) if self.token.is_some() => {
+                return Err(crate::Error::invalid(
+                    "manager",
+                    format!(
+                        "{url:?} is plaintext, and a token is sent over TLS only: use \
+                         https://HOST:PORT"
+                    ),
+                ))
+            }
+            Some(_) => false,
+        };
+        if !tls {
+            let channel = crate::grpc::channel(url, timeout)?;
+            return Ok(InterceptedService::new(channel, Bearer::default()));
+        }
+        let trust = match (&self.ca_pem, &self.token) {
+            (Some(pem), _) => Trust::from_pem(pem, "the CA certificate")?,
+            (None, Some(token)) => Trust::Digest(
+                Token::parse(token)
+                    .map_err(|e| crate::Error::invalid("token", e))?
+                    .ca_digest,
+            ),
+            (None, None) => {
+                return Err(crate::Error::invalid(
+                    "manager",
+                    format!(
+                        "{url:?} speaks TLS: give a token (--token or CUBE_TOKEN), whose CA \
+                         digest verifies the manager, or the CA (--ca-cert or CUBE_CA_CERT)"
+                    ),
+                ))
+            }
+        };
+        let channel = ClientTls::new(trust, None, true)?.channel(url, timeout)?;
+        Ok(InterceptedService::new(
+            channel,
+            Bearer::new(self.token.as_deref())?,
+        ))
+    }
+}
+
 /// A `ManagerService` client with a deadline on every call. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    inner: ManagerServiceClient<Channel>,
+    inner: ManagerServiceClient<AuthChannel>,
     url: String,
     timeout: Duration,
     page_size: i32,
@@ -96,10 +172,22 @@ impl Client {
     /// A client of the manager at `url` (`http://host:port` or `host:port`). Connects lazily:
     /// an unreachable manager shows up as [`ClientError::Unreachable`] on the first call.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, ClientError> {
-        let channel = crate::grpc::channel(url, timeout).map_err(|e| ClientError::BadUrl {
-            url: url.to_string(),
-            cause: e.to_string(),
-        })?;
+        Self::with_credentials(url, timeout, &Credentials::default())
+    }
+
+    /// A client of the manager at `url` that proves itself with `credentials`; see
+    /// [`Credentials::channel`] for when it speaks TLS.
+    pub fn with_credentials(
+        url: &str,
+        timeout: Duration,
+        credentials: &Credentials,
+    ) -> Result<Self, ClientError> {
+        let channel = credentials
+            .channel(url, timeout)
+            .map_err(|e| ClientError::BadUrl {
+                url: url.to_string(),
+                cause: e.to_string(),
+            })?;
         Ok(Self {
             inner: ManagerServiceClient::new(channel),
             url: url.to_string(),
@@ -468,7 +556,15 @@ mod tests {
     #[test]
     fn bad_urls_are_refused_before_any_call() {
         let tls = Client::new("https://127.0.0.1:5555", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(tls.to_string().contains("https:// needs TLS"), "{tls}");
+        assert!(tls.to_string().contains("give a token"), "{tls}");
+        let token = Credentials {
+            token: Some(format!("CUBE-1-{}-secret", "a".repeat(64))),
+            ca_pem: None,
+        };
+        let clear =
+            Client::with_credentials("http://127.0.0.1:5555", DEFAULT_TIMEOUT, &token).unwrap_err();
+        assert!(clear.to_string().contains("over TLS only"), "{clear}");
+        assert!(!clear.to_string().contains("secret"), "{clear}");
         let unix = Client::new("unix:///tmp/cube.sock", DEFAULT_TIMEOUT).unwrap_err();
         assert!(
             unix.to_string().contains("unix:// is not a scheme"),

@@ -36,8 +36,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// reporter to mark services SERVING. Reflection lists only `service` (e.g.
 /// `cube.v1.ManagerService`) and health: the descriptor set holds both Cube services, and a
 /// server should not advertise one it does not serve. The HTTP/2 limits are
-/// `limits::server`'s; every service accepts gzip.
-pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
+/// `limits::server`'s; every service accepts gzip. With `tls`, the server speaks TLS only.
+pub fn standard_router(
+    service: &str,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> Result<(CubeRouter, HealthReporter), crate::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -52,7 +55,13 @@ pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .expect("Cube's descriptor set is valid");
-    let router = builder()
+    let mut server = builder();
+    if let Some(tls) = tls {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| crate::Error::Internal(format!("TLS configuration: {e}")))?;
+    }
+    let router = server
         .layer(RpcMetricsLayer)
         .layer(ConnActivityLayer)
         .add_service(
@@ -70,7 +79,7 @@ pub fn standard_router(service: &str) -> (CubeRouter, HealthReporter) {
                 .accept_compressed(COMPRESSION)
                 .send_compressed(COMPRESSION),
         );
-    (router, reporter)
+    Ok((router, reporter))
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, under `limits`.
@@ -93,9 +102,9 @@ pub async fn serve(
 /// A lazily connecting channel to `address` (`host:port` or an `http://` URL), with a connect
 /// timeout and a default per-call deadline of `timeout`.
 ///
-/// Only plaintext `http://` is spoken: any other scheme is refused, `https://` above all, which
-/// would otherwise silently talk plaintext to a server and let its user believe the link is
-/// encrypted.
+/// Only plaintext `http://` is spoken here: any other scheme is refused, `https://` above all,
+/// which would otherwise silently talk plaintext to a server and let its user believe the link
+/// is encrypted. TLS channels come from [`crate::tls::ClientTls::channel`].
 pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error> {
     let url = match address.split_once("://") {
         None => format!("http://{address}"),
@@ -104,8 +113,8 @@ pub fn channel(address: &str, timeout: Duration) -> Result<Channel, crate::Error
             return Err(crate::Error::invalid(
                 "address",
                 format!(
-                    "{address:?}: https:// needs TLS, which this Cube does not speak yet; \
-                     use http:// (plaintext) knowingly"
+                    "{address:?}: https:// needs the cluster's CA: give a token that carries \
+                     its digest, or the CA certificate"
                 ),
             ))
         }

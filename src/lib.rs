@@ -16,6 +16,7 @@
 //! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
 //! - [`units`]: durations, cpu and byte quantities: the one parser and printer of each.
 //! - [`paths`]: the default data dirs.
+//! - [`tls`]: the cluster CA, tokens, node certificates, mTLS and the door of each service.
 
 pub mod cli;
 pub mod client;
@@ -29,6 +30,7 @@ pub mod proto;
 pub mod scheduler;
 pub mod store;
 pub mod task;
+pub mod tls;
 pub mod units;
 pub mod worker;
 

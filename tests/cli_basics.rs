@@ -348,6 +348,7 @@ fn run_retries_until_the_manager_answers() {
     std::thread::sleep(Duration::from_millis(700));
     let _cluster = Cluster::builder()
         .listen(&format!("127.0.0.1:{port}"))
+        .plaintext()
         .start();
     let out = run.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -434,7 +435,12 @@ fn watch_prints_changes_as_they_happen() {
 async fn client_submits_idempotently_and_joins_pages() {
     use cube::{client::Client, pb};
     let cluster = Cluster::builder().start();
-    let client = Client::new(&cluster.url(), Duration::from_secs(5)).unwrap();
+    let credentials = cube::client::Credentials {
+        token: Some(cluster.tokens().admin.clone()),
+        ca_pem: None,
+    };
+    let client =
+        Client::with_credentials(&cluster.url(), Duration::from_secs(5), &credentials).unwrap();
     let spec = pb::TaskSpec {
         image: "x".into(),
         ..Default::default()

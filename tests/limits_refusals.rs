@@ -13,9 +13,10 @@ use common::*;
 use cube::{
     limits::{node::*, spec::*, streams::MAX_WATCHED_IDS},
     pb::{self, manager_service_client::ManagerServiceClient},
+    tls::AuthChannel,
 };
-use tonic::{transport::Channel, Code, Status};
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient};
+use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -62,21 +63,9 @@ fn assert_refused(status: &Status, field: &str, limit: &str) {
 }
 
 /// The server answers SERVING for its service and holds no task.
-async fn assert_still_serving(url: &str, client: &mut ManagerServiceClient<Channel>) {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = HealthClient::new(channel);
-    let answer = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "cube.v1.ManagerService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(answer.status(), ServingStatus::Serving);
+async fn assert_still_serving(cluster: &Cluster, client: &mut ManagerServiceClient<AuthChannel>) {
+    let status = cluster.health(None, "cube.v1.ManagerService").await;
+    assert_eq!(status, ServingStatus::Serving);
     let tasks = client
         .list_tasks(pb::ListTasksRequest::default())
         .await
@@ -99,7 +88,7 @@ fn refused(spec: pb::TaskSpec, field: &str, limit: &str) {
             .await
             .unwrap_err();
         assert_refused(&status, field, limit);
-        assert_still_serving(&cluster.url(), &mut client).await;
+        assert_still_serving(&cluster, &mut client).await;
     });
 }
 
@@ -334,7 +323,7 @@ fn registration_refused(request: pb::RegisterWorkerRequest, field: &str, limit: 
         let mut client = cluster.client().await;
         let status = client.register_worker(request).await.unwrap_err();
         assert_refused(&status, field, limit);
-        assert_still_serving(&cluster.url(), &mut client).await;
+        assert_still_serving(&cluster, &mut client).await;
         let nodes = client
             .list_nodes(pb::ListNodesRequest {})
             .await
@@ -423,7 +412,7 @@ fn watch_of_over_1000_ids() {
             .await
             .unwrap_err();
         assert_refused(&status, "task_ids", &MAX_WATCHED_IDS.to_string());
-        assert_still_serving(&cluster.url(), &mut client).await;
+        assert_still_serving(&cluster, &mut client).await;
     });
 }
 
@@ -450,7 +439,7 @@ fn request_over_4_mib() {
             .unwrap_err();
         assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
         assert!(status.message().contains("too large"), "{status:?}");
-        assert_still_serving(&cluster.url(), &mut client).await;
+        assert_still_serving(&cluster, &mut client).await;
     });
 }
 
@@ -482,7 +471,7 @@ fn batch_refusal_names_the_request() {
             .await
             .unwrap_err();
         assert_refused(&status, "tasks[1].spec.ports", "64");
-        assert_still_serving(&cluster.url(), &mut client).await;
+        assert_still_serving(&cluster, &mut client).await;
     });
 }
 

@@ -13,7 +13,7 @@ use cube::{
     limits::streams::{MAX_ANSWER_BYTES, MAX_WATCHES},
     pb::{self, manager_service_client::ManagerServiceClient},
 };
-use tonic::{transport::Channel, Code};
+use tonic::Code;
 
 /// The resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
@@ -40,7 +40,7 @@ fn sized_spec(name: &str, command: &[&str], bytes: usize) -> pb::TaskSpec {
 
 /// Submits `count` copies of `spec` in batches of about 1 MB.
 async fn submit_many(
-    client: &mut ManagerServiceClient<Channel>,
+    client: &mut ManagerServiceClient<cube::tls::AuthChannel>,
     spec: &pb::TaskSpec,
     count: usize,
 ) {
@@ -81,7 +81,6 @@ fn watches_past_the_cap_are_refused_and_memory_stays_flat() {
     let cluster = Cluster::builder().start();
     let pid = cluster.manager().pid();
     let rt = runtime();
-    let url = cluster.url();
     rt.block_on(async {
         let mut client = cluster.client().await;
         submit_many(&mut client, &sized_spec("watched", &["true"], 2000), TASKS).await;
@@ -91,15 +90,10 @@ fn watches_past_the_cap_are_refused_and_memory_stays_flat() {
 
     // 12 connections, 25 streams each: under the per-connection stream limit, so every
     // stream reaches the manager's cap.
-    let channels: Vec<Channel> = rt.block_on(async {
+    let channels: Vec<ManagerServiceClient<cube::tls::AuthChannel>> = rt.block_on(async {
         let mut channels = Vec::new();
         for _ in 0..12 {
-            let channel = tonic::transport::Endpoint::from_shared(url.clone())
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
-            channels.push(channel);
+            channels.push(cluster.client().await);
         }
         channels
     });
@@ -107,7 +101,7 @@ fn watches_past_the_cap_are_refused_and_memory_stays_flat() {
     let outcomes: Vec<Result<usize, tonic::Status>> = rt.block_on(async {
         let mut joins = Vec::new();
         for i in 0..WATCHES {
-            let mut client = ManagerServiceClient::new(channels[i % channels.len()].clone());
+            let mut client = channels[i % channels.len()].clone();
             let held = held_tx.clone();
             joins.push(tokio::spawn(async move {
                 let mut stream = client
@@ -181,14 +175,14 @@ fn watches_past_the_cap_are_refused_and_memory_stays_flat() {
     drop(held_tx);
     rt.block_on(async {
         while held_rx.try_recv().is_ok() {}
-        let mut client = ManagerServiceClient::new(channels[0].clone());
+        let mut client = channels[0].clone();
         let opened = wait_open(&mut client).await;
         assert!(opened, "a watch opens once the others closed");
     });
 }
 
 /// Tries to open a watch for up to 5 s (closed streams free their places asynchronously).
-async fn wait_open(client: &mut ManagerServiceClient<Channel>) -> bool {
+async fn wait_open(client: &mut ManagerServiceClient<cube::tls::AuthChannel>) -> bool {
     for _ in 0..50 {
         match client.watch_tasks(pb::WatchTasksRequest::default()).await {
             Ok(_) => return true,
@@ -206,7 +200,7 @@ async fn wait_open(client: &mut ManagerServiceClient<Channel>) -> bool {
 const FLOOD: usize = 20_000;
 
 /// A manager's memory growth over a flood of [`FLOOD`] tasks of 1 KB.
-async fn flood(client: &mut ManagerServiceClient<Channel>, pid: u32) -> u64 {
+async fn flood(client: &mut ManagerServiceClient<cube::tls::AuthChannel>, pid: u32) -> u64 {
     let before = rss(pid);
     let spec = sized_spec("flood", &["true"], 1000);
     submit_many(client, &spec, FLOOD).await;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::{get_task, grpcurl_run, list_nodes, spec, stop_task, submit, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
-use tonic::{transport::Channel, Code};
+use cube::tls::AuthChannel;
+use tonic::Code;
 
 /// `sleep 300` on the test image, with no grace period of its own.
 fn sleep_spec(name: &str) -> pb::TaskSpec {
@@ -264,8 +265,10 @@ fn grpcurl_lists_and_calls_the_manager() {
     };
     let cluster = Cluster::builder().start();
     let addr = &cluster.manager().addr;
+    let auth = cluster.grpcurl_auth(Some(&cluster.tokens().admin));
     let run = |args: &[&str]| {
-        let (ok, stdout, stderr) = grpcurl_run(&grpcurl, &[&["-plaintext"], args].concat());
+        let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let (ok, stdout, stderr) = grpcurl_run(&grpcurl, &[&auth, args].concat());
         assert!(ok, "grpcurl {args:?}: {stderr}");
         stdout
     };
@@ -302,7 +305,7 @@ async fn submit_tasks_is_all_or_nothing_and_durable() {
         spec: Some(sleep_spec(name)),
         request_id: request_id.into(),
     };
-    let count = |c: &mut ManagerServiceClient<Channel>| {
+    let count = |c: &mut ManagerServiceClient<AuthChannel>| {
         let mut c = c.clone();
         async move {
             c.list_tasks(pb::ListTasksRequest::default())

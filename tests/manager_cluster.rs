@@ -13,7 +13,7 @@ use std::{
 
 use common::{containers_of, spec, Cluster};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
-use tonic::transport::Channel;
+use cube::tls::AuthChannel;
 
 /// Docker workers polled every 500 ms, tasks placed round-robin; every worker READY (it
 /// rotates only over nodes that answer, and the tests count tasks per node).
@@ -27,11 +27,11 @@ fn round_robin(workers: usize) -> Cluster {
 }
 
 /// `SubmitTask`, which must succeed; the task's id.
-async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> String {
+async fn submit(c: &mut ManagerServiceClient<AuthChannel>, spec: pb::TaskSpec) -> String {
     common::submit(c, spec).await.id
 }
 
-async fn all_tasks(c: &mut ManagerServiceClient<Channel>) -> HashMap<String, pb::Task> {
+async fn all_tasks(c: &mut ManagerServiceClient<AuthChannel>) -> HashMap<String, pb::Task> {
     c.list_tasks(pb::ListTasksRequest {
         page_size: 1000,
         ..Default::default()
@@ -47,7 +47,7 @@ async fn all_tasks(c: &mut ManagerServiceClient<Channel>) -> HashMap<String, pb:
 
 /// Waits until `check` holds for the tasks, or panics after `timeout` showing them.
 async fn until(
-    c: &mut ManagerServiceClient<Channel>,
+    c: &mut ManagerServiceClient<AuthChannel>,
     timeout: Duration,
     what: &str,
     check: impl Fn(&HashMap<String, pb::Task>) -> bool,
@@ -72,7 +72,7 @@ async fn until(
 /// Submits `count` tasks named `<prefix><i>` that sleep 300 s and waits up to `timeout` until
 /// all are RUNNING; their ids, and every task.
 async fn sleepers_running(
-    c: &mut ManagerServiceClient<Channel>,
+    c: &mut ManagerServiceClient<AuthChannel>,
     prefix: &str,
     count: usize,
     timeout: Duration,

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::{temp_dir, Cluster};
-use cube::pb::{self, manager_service_client::ManagerServiceClient};
+use cube::pb;
 use rand::Rng;
 
 fn spec(i: usize) -> pb::TaskSpec {
@@ -34,9 +34,7 @@ async fn submit_until_killed(url: String, prefix: &str, count: usize) -> HashMap
         let (url, acked, next, prefix) =
             (url.clone(), acked.clone(), next.clone(), prefix.to_string());
         clients.push(tokio::spawn(async move {
-            let Ok(mut c) = ManagerServiceClient::connect(url).await else {
-                return;
-            };
+            let mut c = common::manager_client_with(&url, common::admin_token(&url).as_deref());
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= count {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::{wait_for, Cluster, Runtime};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
-use tonic::{transport::Channel, Code};
+use cube::tls::AuthChannel;
+use tonic::Code;
 
 fn requests(prefix: &str, count: usize, command: &[&str]) -> pb::SubmitTasksRequest {
     pb::SubmitTasksRequest {
@@ -30,7 +31,7 @@ fn requests(prefix: &str, count: usize, command: &[&str]) -> pb::SubmitTasksRequ
 }
 
 async fn submit(
-    client: &mut ManagerServiceClient<Channel>,
+    client: &mut ManagerServiceClient<AuthChannel>,
     prefix: &str,
     count: usize,
     command: &[&str],
@@ -46,7 +47,7 @@ async fn submit(
         .collect()
 }
 
-async fn all_tasks(client: &mut ManagerServiceClient<Channel>) -> Vec<pb::Task> {
+async fn all_tasks(client: &mut ManagerServiceClient<AuthChannel>) -> Vec<pb::Task> {
     let mut out = Vec::new();
     let mut token = String::new();
     loop {

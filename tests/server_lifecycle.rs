@@ -39,11 +39,19 @@ fn manager(data: &std::path::Path, stderr: Stdio) -> (Child, String) {
     (child, address)
 }
 
-/// `cubectl` against `address`: its exit code and output.
-fn cubectl(address: &str, args: &[&str]) -> (i32, String) {
+/// `cubectl` against the manager at `address` whose data dir is `data`, with its admin token
+/// (over TLS): its exit code and output.
+fn cubectl(data: &std::path::Path, address: &str, args: &[&str]) -> (i32, String) {
+    let token = Command::new(env!("CARGO_BIN_EXE_cube-manager"))
+        .args(["token", "admin", "--data-dir"])
+        .arg(data)
+        .output()
+        .expect("cube-manager token admin");
+    assert!(token.status.success(), "{token:?}");
     let out = Command::new(env!("CARGO_BIN_EXE_cubectl"))
         .arg("--manager")
-        .arg(format!("http://{address}"))
+        .arg(format!("https://{address}"))
+        .env("CUBE_TOKEN", String::from_utf8_lossy(&token.stdout).trim())
         .args(args)
         .output()
         .expect("run cubectl");
@@ -77,10 +85,12 @@ fn terminate(child: &mut Child, within: Duration) -> Option<std::process::ExitSt
 #[test]
 fn a_manager_whose_log_reader_went_away_serves_and_shuts_down() {
     let data = tempfile::tempdir().expect("temp dir");
-    let (mut child, address) = manager(data.path(), Stdio::piped());
+    let dir = data.path().to_path_buf();
+    let (mut child, address) = manager(&dir, Stdio::piped());
     drop(child.stderr.take()); // the reader goes away: every later log write fails (EPIPE)
     for i in 0..5 {
         let (code, out) = cubectl(
+            &dir,
             &address,
             &[
                 "run",
@@ -93,7 +103,7 @@ fn a_manager_whose_log_reader_went_away_serves_and_shuts_down() {
             ],
         );
         assert_eq!(code, 0, "request {i} after the log pipe closed: {out}");
-        let (code, out) = cubectl(&address, &["status"]);
+        let (code, out) = cubectl(&dir, &address, &["status"]);
         assert_eq!(code, 0, "status {i}: {out}");
     }
     let status = terminate(&mut child, Duration::from_secs(2));
@@ -109,8 +119,10 @@ fn a_log_in_a_file_has_no_colour_codes() {
     let data = tempfile::tempdir().expect("temp dir");
     let log_path = data.path().join("manager.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let (mut child, address) = manager(&data.path().join("data"), Stdio::from(log));
+    let dir = data.path().join("data");
+    let (mut child, address) = manager(&dir, Stdio::from(log));
     let (code, out) = cubectl(
+        &dir,
         &address,
         &[
             "run",

@@ -14,12 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{containers_of, need_docker, wait_for, Cluster, Runtime, Tmpfs, WorkerClient};
+use common::{containers_of, need_docker, wait_for, Cluster, Runtime, Tmpfs};
 use cube::pb::{self, manager_service_client::ManagerServiceClient};
-use tonic::{transport::Channel, Code};
-use tonic_health::pb::{
-    health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-};
+use cube::tls::AuthChannel;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 /// Tasks per submission while filling the disk.
 const BATCH: usize = 40;
@@ -45,7 +44,7 @@ fn batch(round: usize, command: &[&str]) -> pb::SubmitTasksRequest {
 /// Submits batches until one is refused; returns the acknowledged task ids (by name) and the
 /// refusal, with the round it refused.
 async fn fill(
-    client: &mut ManagerServiceClient<Channel>,
+    client: &mut ManagerServiceClient<AuthChannel>,
     first_round: usize,
     acked: &mut HashMap<String, String>,
 ) -> (usize, tonic::Status) {
@@ -63,31 +62,17 @@ async fn fill(
     panic!("the disk never filled up");
 }
 
-async fn health(url: &str, service: &str) -> ServingStatus {
-    let channel = Channel::from_shared(url.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = HealthClient::new(channel);
-    let answer = client
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .unwrap();
-    answer.into_inner().status()
+async fn health(cluster: &Cluster, worker: Option<usize>, service: &str) -> ServingStatus {
+    cluster.health(worker, service).await
 }
 
-/// What a worker's store holds (its `ListTasks`).
-async fn worker_tasks(addr: &str) -> Vec<pb::Task> {
-    let addr = addr.to_string();
-    tokio::task::spawn_blocking(move || WorkerClient::connect(&addr).tasks())
-        .await
-        .unwrap()
+/// What worker `i`'s store holds (its `ListTasks`), asked on a thread of its own (the worker
+/// client blocks).
+fn worker_tasks(cluster: &Cluster, i: usize) -> Vec<pb::Task> {
+    std::thread::scope(|s| s.spawn(|| cluster.worker_client(i).tasks()).join().unwrap())
 }
 
-async fn names(client: &mut ManagerServiceClient<Channel>) -> HashMap<String, pb::Task> {
+async fn names(client: &mut ManagerServiceClient<AuthChannel>) -> HashMap<String, pb::Task> {
     let mut out = HashMap::new();
     let mut token = String::new();
     loop {
@@ -159,7 +144,6 @@ async fn a_full_manager_disk_refuses_changes_and_recovers_by_itself() {
         .manager_data(disk.join("manager"))
         .wait_ready(Duration::from_secs(20))
         .start();
-    let url = cluster.url();
     let mut client = cluster.client().await;
     let watch = client
         .watch_tasks(pb::WatchTasksRequest::default())
@@ -179,7 +163,7 @@ async fn a_full_manager_disk_refuses_changes_and_recovers_by_itself() {
     // Read-only: reads answer, health says NOT_SERVING, nodes say why, changes are refused.
     let quiet_from = Instant::now();
     assert_eq!(
-        health(&url, "cube.v1.ManagerService").await,
+        health(&cluster, None, "cube.v1.ManagerService").await,
         ServingStatus::NotServing
     );
     let nodes = client
@@ -252,7 +236,7 @@ async fn a_full_manager_disk_refuses_changes_and_recovers_by_itself() {
         acked.insert(task.spec.unwrap().name, task.id);
     }
     assert_eq!(
-        health(&url, "cube.v1.ManagerService").await,
+        health(&cluster, None, "cube.v1.ManagerService").await,
         ServingStatus::Serving
     );
     let listed = names(&mut client).await;
@@ -261,8 +245,7 @@ async fn a_full_manager_disk_refuses_changes_and_recovers_by_itself() {
     }
 
     // Nothing refused ever reached a watcher or the worker.
-    let worker_names: HashSet<String> = worker_tasks(&cluster.worker(0).addr)
-        .await
+    let worker_names: HashSet<String> = worker_tasks(&cluster, 0)
         .into_iter()
         .map(|t| t.spec.unwrap().name)
         .collect();
@@ -333,11 +316,7 @@ async fn a_worker_with_a_full_disk_refuses_starts_and_the_task_runs_elsewhere() 
         },
     );
     assert_eq!(
-        health(
-            &format!("http://{}", cluster.worker(full).addr),
-            "cube.v1.WorkerService"
-        )
-        .await,
+        health(&cluster, Some(full), "cube.v1.WorkerService").await,
         ServingStatus::NotServing
     );
 
@@ -349,13 +328,12 @@ async fn a_worker_with_a_full_disk_refuses_starts_and_the_task_runs_elsewhere() 
 
     // No container on the full worker, and its store knows no task.
     assert!(containers_of(&full_name).is_empty());
-    assert!(worker_tasks(&cluster.worker(full).addr).await.is_empty());
+    assert!(worker_tasks(&cluster, full).is_empty());
 
     // Space freed: the worker writes again by itself.
     disk.unfill("filler");
     let freed = Instant::now();
-    let worker_url = format!("http://{}", cluster.worker(full).addr);
-    while health(&worker_url, "cube.v1.WorkerService").await != ServingStatus::Serving {
+    while health(&cluster, Some(full), "cube.v1.WorkerService").await != ServingStatus::Serving {
         assert!(
             freed.elapsed() < Duration::from_secs(10),
             "the worker does not write again 10 s after space was freed"

@@ -7,12 +7,17 @@ until it has completed. Generate the stubs first (from the repository root):
     python3 -m grpc_tools.protoc -Iproto --python_out=examples/python \
         --grpc_python_out=examples/python proto/cube.proto
 
-then run:
+then run, with the manager's CA (its <data-dir>/tls/ca.pem) and a token
+(`cube-manager token admin`):
 
-    python3 examples/python/cube_client.py --manager 127.0.0.1:5555 --image cube-test/busybox:latest
+    python3 examples/python/cube_client.py --manager 127.0.0.1:5555 \
+        --ca-cert ca.pem --token "$CUBE_TOKEN" --image cube-test/busybox:latest
+
+Without --token it speaks plaintext, which only a `cube-manager --dev` accepts.
 """
 
 import argparse
+import os
 import sys
 import time
 import uuid
@@ -42,13 +47,31 @@ def wait_for_state(stub, task_id, wanted):
     raise SystemExit("the watch ended before the task got there")
 
 
+def open_channel(args):
+    """TLS trusting the cluster CA, with the token on every call; plaintext without a token."""
+    if not args.token:
+        return grpc.insecure_channel(args.manager)
+    if not args.ca_cert:
+        raise SystemExit("--token needs --ca-cert (the manager's <data-dir>/tls/ca.pem)")
+    with open(args.ca_cert, "rb") as f:
+        tls = grpc.ssl_channel_credentials(root_certificates=f.read())
+    # access_token_call_credentials sends "authorization: Bearer <token>".
+    credentials = grpc.composite_channel_credentials(
+        tls, grpc.access_token_call_credentials(args.token))
+    return grpc.secure_channel(args.manager, credentials)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--manager", default="127.0.0.1:5555", help="manager host:port")
     parser.add_argument("--image", default="cube-test/busybox:latest")
+    parser.add_argument("--ca-cert", default=os.environ.get("CUBE_CA_CERT"),
+                        help="the cluster CA (the manager's <data-dir>/tls/ca.pem)")
+    parser.add_argument("--token", default=os.environ.get("CUBE_TOKEN"),
+                        help="sent as 'authorization: Bearer TOKEN'")
     args = parser.parse_args()
 
-    with grpc.insecure_channel(args.manager) as channel:
+    with open_channel(args) as channel:
         stub = cube_pb2_grpc.ManagerServiceStub(channel)
 
         spec = cube_pb2.TaskSpec(

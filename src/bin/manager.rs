@@ -2,13 +2,26 @@
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
-use clap::{Parser, ValueEnum};
-use cube::units::parse_duration;
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use cube::{tls::Role, units::parse_duration};
 
 /// Cube's control plane: accepts tasks and places them on workers.
+///
+/// It serves TLS only: on its first start it makes a cluster CA under <data-dir>/tls/, and
+/// `cube-manager token ROLE` prints the tokens workers join with and clients call with.
+/// `--dev` alone serves plaintext, and only on loopback.
 #[derive(Debug, Parser)]
-#[command(name = "cube-manager", version, about)]
+#[command(
+    name = "cube-manager",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to serve ManagerService on.
     #[arg(long, env = "CUBE_LISTEN", default_value = "127.0.0.1:5555")]
     listen: String,
@@ -52,9 +65,31 @@ struct Args {
     #[arg(long, env = "CUBE_FORGET_NODES_AFTER", default_value = "24h", value_parser = parse_duration)]
     forget_nodes_after: Duration,
 
-    /// Also run a worker in this process (Docker when the engine answers, else Exec).
+    /// More names for the manager's certificate (host names or addresses clients and workers
+    /// dial it by), repeatable; localhost, 127.0.0.1, this host's name and the --listen
+    /// address are always in it.
+    #[arg(
+        long = "san",
+        env = "CUBE_SAN",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    sans: Vec<String>,
+
+    /// Zero configuration on one machine: plaintext with no tokens (allowed only when every
+    /// listener is on loopback) and a worker in this process, on Docker.
     #[arg(long, env = "CUBE_DEV")]
     dev: bool,
+
+    /// Serve plaintext with no tokens, as --dev does but without its worker (benchmarks and
+    /// scripts on one machine); refused unless --listen is on loopback.
+    #[arg(long, env = "CUBE_PLAINTEXT")]
+    plaintext: bool,
+
+    /// The --dev worker's runtime: docker, or exec (tasks as plain processes of this host,
+    /// their images ignored; needed when Docker does not answer).
+    #[arg(long, env = "CUBE_RUNTIME", requires = "dev", default_value = "docker", value_parser = ["docker", "exec"])]
+    runtime: String,
 
     /// The name of the --dev worker [default: the host name].
     #[arg(long, env = "CUBE_DEV_WORKER_NAME", requires = "dev")]
@@ -73,6 +108,34 @@ struct Args {
     log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a role's token (admin, reader or worker), or `rotate ROLE` to replace it (the old
+    /// one stops working at once, joined workers keep theirs). Makes the CA if there is none.
+    Token {
+        /// admin, reader, worker, or rotate.
+        #[arg(value_parser = ["admin", "reader", "worker", "rotate"])]
+        action: String,
+        /// The role to rotate.
+        role: Option<Role>,
+        /// The manager's data dir.
+        #[arg(long, env = "CUBE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a node certificate for a worker the manager polls by --workers (such a worker
+    /// does not join): node.pem, node.key and ca.pem into DIR, the worker's <data-dir>/tls.
+    NodeCert {
+        /// The worker's --name.
+        name: String,
+        /// Where to write the files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The manager's data dir.
+        #[arg(long, env = "CUBE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -81,9 +144,16 @@ enum LogFormat {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this process writes (store, keys, task output) is its owner's alone.
+    // SAFETY: umask has no failure mode and is called before any thread is started.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     cube::grpc::init_tracing(matches!(args.log_format, LogFormat::Json));
-    match run(args).await {
+    let result = match args.command {
+        Some(command) => admin(command),
+        None => run(args).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "cube-manager: {e:#}");
@@ -92,11 +162,58 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The `token` and `node-cert` subcommands: files of the CA, no server.
+fn admin(command: Command) -> anyhow::Result<()> {
+    let ca = |data_dir: Option<PathBuf>| {
+        let data_dir = data_dir.unwrap_or_else(|| cube::paths::manager_data_dir(false));
+        cube::tls::ClusterCa::load_or_create(&data_dir)
+            .with_context(|| format!("the cluster CA in {}", data_dir.display()))
+    };
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Token {
+            action,
+            role,
+            data_dir,
+        } => {
+            let ca = ca(data_dir)?;
+            let tokens = cube::tls::Tokens::open(ca.dir(), ca.digest())?;
+            let token = match (action.as_str(), role) {
+                ("rotate", Some(role)) => tokens.rotate(role)?,
+                ("rotate", None) => {
+                    anyhow::bail!("token rotate takes a role: admin, reader or worker")
+                }
+                (_, Some(_)) => anyhow::bail!("token {action} takes no other argument"),
+                (role, None) => tokens.token(role.parse().map_err(anyhow::Error::msg)?)?,
+            };
+            writeln!(out, "{}", token.to_text())?;
+        }
+        Command::NodeCert {
+            name,
+            out: dir,
+            data_dir,
+        } => {
+            let ca = ca(data_dir)?;
+            let issued = ca.issue_node(&name)?;
+            cube::tls::node::write_node(&dir, &issued, ca.cert_pem())
+                .with_context(|| format!("writing into {}", dir.display()))?;
+            writeln!(
+                out,
+                "node certificate for {name:?} written to {}",
+                dir.display()
+            )?;
+        }
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = args
         .data_dir
         .clone()
         .unwrap_or_else(|| cube::paths::manager_data_dir(args.dev));
+    cube::tls::files::private_dir(&data_dir)
+        .with_context(|| format!("making {} private", data_dir.display()))?;
     let mut config = cube::manager::ManagerConfig::new(&data_dir);
     config.workers = args
         .workers
@@ -121,14 +238,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
         let mut worker = cube::worker::WorkerConfig::new(name, data_dir.join("dev-worker"));
-        worker.runtime = if cube::worker::docker_answers().await {
-            cube::worker::RuntimeKind::Docker
-        } else {
-            tracing::warn!(
-                "the Docker engine does not answer: the dev worker uses the Exec runtime \
-                 (tasks run as plain processes on this host, their images ignored)"
-            );
-            cube::worker::RuntimeKind::Exec
+        worker.runtime = match args.runtime.as_str() {
+            "exec" => {
+                tracing::warn!(
+                    "the dev worker runs tasks as plain processes of this host (--runtime \
+                     exec): their images are ignored and nothing isolates them"
+                );
+                cube::worker::RuntimeKind::Exec
+            }
+            _ if cube::worker::docker_answers().await => cube::worker::RuntimeKind::Docker,
+            _ => anyhow::bail!(
+                "the Docker engine does not answer, so the dev worker has nothing to run tasks \
+                 in; start Docker, or pass --runtime exec to run tasks as plain processes of \
+                 this host (no isolation)"
+            ),
         };
         // The embedded worker listens on its own loopback port, and the manager polls it like
         // a static worker.
@@ -139,6 +262,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(%address, name = %worker.name, runtime = ?worker.runtime, "embedded dev worker");
         config.workers.push(address);
         dev_worker = Some((listener, worker));
+    }
+    let plaintext = args.dev || args.plaintext;
+    if !plaintext {
+        let mut sans = args.sans.clone();
+        sans.push(args.listen.clone());
+        let tls = cube::tls::ManagerTls::init(&data_dir, &sans)
+            .with_context(|| format!("the cluster CA in {}", data_dir.display()))?;
+        tracing::info!(
+            ca_digest = %hex::encode(tls.ca.digest()),
+            "serving TLS only; cube-manager token ROLE prints the tokens"
+        );
+        config.tls = Some(tls);
     }
     let shutdown = cube::grpc::shutdown_on_signals();
     // Open the store before binding, so a locked or corrupt data dir fails at once.
@@ -155,6 +290,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
+    if plaintext {
+        let flag = if args.dev { "--dev" } else { "--plaintext" };
+        if !cube::tls::is_loopback(&address) {
+            anyhow::bail!(
+                "{flag} serves plaintext with no tokens, which is allowed on loopback only, \
+                 not on {address}; drop {flag} to serve TLS (cube-manager token ROLE prints \
+                 the tokens), or listen on 127.0.0.1"
+            );
+        }
+        tracing::warn!(%address, "{flag}: plaintext with no tokens, on loopback only");
+    }
     if let Some(metrics) = &args.metrics_listen {
         cube::metrics::listen(metrics, shutdown.clone())
             .await

@@ -47,9 +47,16 @@ struct Args {
     #[arg(long, env = "CUBE_DISK", value_parser = parse_bytes)]
     disk: Option<i64>,
 
-    /// The manager to register with, e.g. http://127.0.0.1:5555.
+    /// The manager to register with, e.g. https://10.0.0.1:5555 (http:// only for a --dev
+    /// manager on this machine).
     #[arg(long, env = "CUBE_MANAGER")]
     manager: Option<String>,
+
+    /// A worker token (`cube-manager token worker`) to join the cluster with: the manager is
+    /// verified by the CA digest in it, and signs a node certificate kept in
+    /// <data-dir>/tls/, so later starts need no token. Never logged.
+    #[arg(long, env = "CUBE_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
 
     /// The address the manager reaches this worker at [default: the bound address].
     #[arg(long, env = "CUBE_ADVERTISE")]
@@ -74,6 +81,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Everything this process writes (store, keys, task output) is its owner's alone.
+    // SAFETY: umask has no failure mode and is called before any thread is started.
+    unsafe { libc::umask(0o077) };
     let args = Args::parse();
     cube::grpc::init_tracing(args.log_format == "json");
     match run(args).await {
@@ -99,6 +109,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "exec" => RuntimeKind::Exec,
         _ => RuntimeKind::Docker,
     };
+    cube::tls::files::private_dir(&data_dir)
+        .with_context(|| format!("making {} private", data_dir.display()))?;
+    let listener = cube::limits::conn::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+    let tls = node_tls(
+        &data_dir,
+        &name,
+        args.manager.as_deref(),
+        args.join_token.as_deref(),
+        local,
+    )
+    .await?;
     let config = WorkerConfig {
         runtime,
         labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
@@ -109,12 +133,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         advertise: args.advertise,
         retain_finished: args.retain_finished,
         connections: args.connections,
+        tls,
         ..WorkerConfig::new(name, data_dir)
     };
-    let listener = cube::limits::conn::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let local = listener.local_addr().context("reading the bound address")?;
     let shutdown = cube::grpc::shutdown_on_signals();
     if let Some(metrics) = &args.metrics_listen {
         cube::metrics::listen(metrics, shutdown.clone())
@@ -124,4 +145,50 @@ async fn run(args: Args) -> anyhow::Result<()> {
     cube::grpc::announce(local);
     cube::worker::serve(listener, config, shutdown).await?;
     Ok(())
+}
+
+/// The worker's TLS: its kept node certificate, or one got by joining with the token; without
+/// either, plaintext, allowed only on loopback with a plaintext (`--dev`) manager.
+async fn node_tls(
+    data_dir: &std::path::Path,
+    name: &str,
+    manager: Option<&str>,
+    join_token: Option<&str>,
+    local: std::net::SocketAddr,
+) -> anyhow::Result<Option<cube::tls::NodeTls>> {
+    let plaintext_manager = manager.is_some_and(|m| m.starts_with("http://"));
+    if let Some(tls) = cube::tls::NodeTls::load(data_dir, name)? {
+        anyhow::ensure!(
+            !plaintext_manager,
+            "this worker holds a node certificate, so it speaks TLS: give --manager as \
+             https://HOST:PORT"
+        );
+        return Ok(Some(tls));
+    }
+    match (join_token, manager) {
+        (Some(token), Some(manager)) => {
+            anyhow::ensure!(
+                !plaintext_manager,
+                "joining takes TLS: give --manager as https://HOST:PORT"
+            );
+            Ok(Some(
+                cube::tls::NodeTls::join(data_dir, name, manager, token).await?,
+            ))
+        }
+        (Some(_), None) => anyhow::bail!("--join-token needs --manager https://HOST:PORT"),
+        (None, Some(manager)) if !plaintext_manager => anyhow::bail!(
+            "this worker has no node certificate yet: join with --join-token TOKEN (printed \
+             by `cube-manager token worker` on the manager); {manager} is not a --dev manager"
+        ),
+        (None, _) => {
+            anyhow::ensure!(
+                cube::tls::is_loopback(&local),
+                "without a node certificate this worker would serve plaintext, which is \
+                 allowed on loopback only, not on {local}; join with --manager \
+                 https://HOST:PORT --join-token TOKEN"
+            );
+            tracing::warn!(address = %local, "no node certificate: plaintext, on loopback only");
+            Ok(None)
+        }
+    }
 }

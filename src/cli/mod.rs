@@ -50,6 +50,45 @@ pub struct Global {
     #[arg(long, global = true, env = "CUBE_TIMEOUT", default_value = "10s",
           value_parser = parse_positive_duration, display_order = 901)]
     pub timeout: Duration,
+    /// A token (`cube-manager token admin|reader`), sent as `authorization: Bearer`; its CA
+    /// digest also verifies the manager.
+    #[arg(
+        long,
+        global = true,
+        env = "CUBE_TOKEN",
+        hide_env_values = true,
+        display_order = 902
+    )]
+    pub token: Option<String>,
+    /// The cluster CA's certificate (the manager's <data-dir>/tls/ca.pem), to verify the
+    /// manager by instead of the token's digest.
+    #[arg(
+        long,
+        global = true,
+        env = "CUBE_CA_CERT",
+        value_name = "FILE",
+        display_order = 903
+    )]
+    pub ca_cert: Option<std::path::PathBuf>,
+}
+
+impl Global {
+    /// The credentials the flags give: the token and the CA file's text.
+    pub fn credentials(&self) -> Result<crate::client::Credentials, Failure> {
+        let ca_pem = match &self.ca_cert {
+            None => None,
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                Failure::new(
+                    format!("cannot read the CA certificate {}: {e}", path.display()),
+                    "--ca-cert takes the manager's <data-dir>/tls/ca.pem",
+                )
+            })?),
+        };
+        Ok(crate::client::Credentials {
+            token: self.token.clone(),
+            ca_pem,
+        })
+    }
 }
 
 /// Parses a duration that must be more than zero: a deadline or a wait of no time at all
@@ -187,7 +226,8 @@ impl From<ClientError> for Failure {
     fn from(error: ClientError) -> Self {
         let hint = match &error {
             ClientError::BadUrl { .. } => {
-                "--manager (or CUBE_MANAGER) takes a URL like http://127.0.0.1:5555"
+                "--manager (or CUBE_MANAGER) takes a URL like https://10.0.0.1:5555 (with --token), \
+                 or http://127.0.0.1:5555 for a --dev manager"
             }
             ClientError::Unreachable { .. } => {
                 "is cube-manager running? (cube-manager --dev starts one)"
@@ -209,7 +249,10 @@ impl From<ClientError> for Failure {
                     "the manager did not finish in time; --timeout allows more"
                 }
                 Code::Unimplemented => "this manager is older than cubectl; upgrade cube-manager",
-                Code::Unauthenticated | Code::PermissionDenied => "check your credentials",
+                Code::Unauthenticated => {
+                    "give a token with --token or CUBE_TOKEN (cube-manager token admin prints one)"
+                }
+                Code::PermissionDenied => "this token's role may not do this; an admin token may",
                 Code::ResourceExhausted if status.message().starts_with("no space left") => {
                     "the manager's disk is full: free space in its data dir; it takes changes \
                      again by itself within seconds, and reads keep working meanwhile"
@@ -259,7 +302,7 @@ pub async fn run(cli: Cli) -> Outcome {
     if let Command::Completion(args) = &command {
         return completion::run(args);
     }
-    let client = Client::new(&global.manager, global.timeout)?;
+    let client = Client::with_credentials(&global.manager, global.timeout, &global.credentials()?)?;
     match command {
         Command::Run(args) => run::run(&client, *args).await,
         Command::Stop(args) => stop::run(&client, args).await,

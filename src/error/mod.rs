@@ -96,6 +96,10 @@ pub enum Error {
     /// The caller's credentials were refused.
     #[error("{0}")]
     Unauthenticated(String),
+    /// The caller is known but may not do this (a reader that writes, a node that speaks for
+    /// another).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The embedded store failed (its message is its own: no prefix is added, so none doubles).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -151,6 +155,7 @@ impl Error {
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Store(e) => store_code(e),
             Error::Runtime(error) => match error {
                 // The engine being down is the worker's peer being unreachable.

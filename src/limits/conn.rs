@@ -8,8 +8,9 @@
 //! stream counts while it is open); the connection's reads watch that count and fail with
 //! `TimedOut` when the timeout passes with none open, which closes the connection.
 //!
-//! The count reaches the layer through the connection's `ConnectInfo` ([`ConnInfo`]). A
-//! transport that wraps the connection (TLS) must hand the same `ConnInfo` on, or its rpcs
+//! The count reaches the layer through the connection's `ConnectInfo` ([`ConnInfo`]; over TLS
+//! inside tonic's `TlsConnectInfo`). A transport that wraps the connection otherwise must hand
+//! the same `ConnInfo` on, or its rpcs
 //! are not seen: the first rpc that arrives without it turns the idle timeout off for the
 //! process, with a warning, so a busy connection is never taken for an idle one.
 
@@ -409,7 +410,13 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let info = request.extensions().get::<ConnInfo>().cloned();
+        // Over TLS the transport hands the connection's info on inside its own.
+        let info = request.extensions().get::<ConnInfo>().cloned().or_else(|| {
+            request
+                .extensions()
+                .get::<tonic::transport::server::TlsConnectInfo<ConnInfo>>()
+                .map(|tls| tls.get_ref().clone())
+        });
         if info.is_none() && !UNCOUNTED.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "an rpc arrived on a connection that does not say whose it is; the idle \

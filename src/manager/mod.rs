@@ -15,6 +15,7 @@
 //! - [`policy`]: pure decisions: restart backoff, StartTask backoff, the node grace.
 //! - [`nodes`]: the node tracker (liveness, stats, allocation).
 //! - [`metrics`]: the gauges read at scrape time.
+//! - [`admission`]: joins, a node speaking for itself only, dialled addresses, env redaction.
 //!
 //! Nodes: a static `--workers` entry is known by its address until the worker answers with its
 //! name, then by that name (stored, so it keeps it across restarts).
@@ -30,6 +31,7 @@ use crate::{
     store::manager::ManagerStore,
 };
 
+mod admission;
 mod core;
 mod dispatcher;
 mod idempotency;
@@ -71,6 +73,9 @@ pub struct ManagerConfig {
     pub retention: core::Retention,
     /// The limits of its clients' connections.
     pub connections: crate::limits::ConnLimits,
+    /// The cluster CA, tokens and certificates: the manager serves TLS only and checks every
+    /// caller. None: plaintext with no credentials (`--dev`, on loopback only).
+    pub tls: Option<crate::tls::ManagerTls>,
 }
 
 impl ManagerConfig {
@@ -85,6 +90,7 @@ impl ManagerConfig {
             node_grace: None,
             retention: core::Retention::default(),
             connections: Default::default(),
+            tls: None,
         }
     }
 }
@@ -126,6 +132,9 @@ impl Manager {
         if config.update_interval.is_zero() {
             return Err(Error::invalid("update_interval", "must be more than zero"));
         }
+        for (i, address) in config.workers.iter().enumerate() {
+            admission::check_address(address).map_err(|e| e.within(&format!("workers[{i}]")))?;
+        }
         let started = std::time::Instant::now();
         let (store, loaded) = ManagerStore::open(&config.data_dir)?;
         let tasks = loaded.tasks.len();
@@ -147,7 +156,7 @@ impl Manager {
         let Manager { core, config } = self;
         let tracker = TaskTracker::new();
         let loops = shutdown.child_token();
-        let pool = pool::WorkerPool::default();
+        let pool = pool::WorkerPool::new(config.tls.as_ref().map(|t| t.dial.clone()));
         let calls = || dispatcher::Calls::new(core.clone(), pool.clone(), tracker.clone());
         tracker.spawn(dispatcher::run_dispatcher(calls(), loops.clone()));
         tracker.spawn(dispatcher::run_stopper(calls(), loops.clone()));
@@ -179,7 +188,10 @@ impl Manager {
             polls.start(&core, address.clone());
         }
         let _metrics = metrics::register(&core);
-        let (router, health) = crate::grpc::standard_router(SERVICE_NAME);
+        let (router, health) = crate::grpc::standard_router(
+            SERVICE_NAME,
+            config.tls.as_ref().map(|t| t.server.clone()),
+        )?;
         health
             .set_serving::<ManagerServiceServer<service::Api>>()
             .await;
@@ -202,14 +214,17 @@ impl Manager {
             polls,
             streams: service::StreamCaps::default(),
             retention: config.retention,
+            ca: config.tls.as_ref().map(|t| t.ca.clone()),
         };
         let compression = crate::limits::server::COMPRESSION;
-        let router = router.add_service(
-            ManagerServiceServer::new(api)
-                .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
-                .accept_compressed(compression)
-                .send_compressed(compression),
-        );
+        let api = ManagerServiceServer::new(api)
+            .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
+            .accept_compressed(compression)
+            .send_compressed(compression);
+        let router = match &config.tls {
+            Some(tls) => router.add_service(crate::tls::Guarded::manager(api, tls.tokens.clone())),
+            None => router.add_service(api),
+        };
         let served =
             crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
         loops.cancel();

@@ -22,16 +22,29 @@ const CHANNEL_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Clone, Default)]
 pub(crate) struct WorkerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// TLS showing the manager's certificate; None on a plaintext (`--dev`) cluster.
+    tls: Option<crate::tls::ClientTls>,
 }
 
 impl WorkerPool {
+    /// A pool dialling over `tls` when given, else plaintext.
+    pub fn new(tls: Option<crate::tls::ClientTls>) -> Self {
+        Self {
+            channels: Arc::default(),
+            tls,
+        }
+    }
+
     /// A client for the worker at `address`, over its (cached) channel.
     pub fn client(&self, address: &str) -> Result<WorkerServiceClient<Channel>> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(channel) = channels.get(address) {
             return Ok(WorkerServiceClient::new(channel.clone()));
         }
-        let channel = crate::grpc::channel(address, CHANNEL_TIMEOUT)?;
+        let channel = match &self.tls {
+            Some(tls) => tls.channel(address, CHANNEL_TIMEOUT)?,
+            None => crate::grpc::channel(address, CHANNEL_TIMEOUT)?,
+        };
         channels.insert(address.to_string(), channel.clone());
         Ok(WorkerServiceClient::new(channel))
     }

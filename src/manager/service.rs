@@ -5,7 +5,10 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::core::{Core, TaskFilter, MAX_REQUEST_ID};
+use super::{
+    admission,
+    core::{Core, TaskFilter, MAX_REQUEST_ID},
+};
 use crate::{
     error::{Error, Result},
     limits::{
@@ -16,6 +19,7 @@ use crate::{
     },
     proto::pb::{self, manager_service_server::ManagerService},
     task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
+    tls::caller_of,
 };
 
 mod watch;
@@ -41,6 +45,8 @@ pub(crate) struct Api {
     pub retention: super::core::Retention,
     /// The caps on open streams.
     pub streams: StreamCaps,
+    /// The cluster CA that signs joining workers' certificates; None without TLS.
+    pub ca: Option<std::sync::Arc<crate::tls::ClusterCa>>,
 }
 
 /// The caps on open `WatchTasks` and `StreamLogs` streams.
@@ -204,8 +210,10 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
+        let caller = caller_of(&request);
         let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
-        let (task, events) = self.core.task_with_events(id).await?;
+        let (mut task, events) = self.core.task_with_events(id).await?;
+        admission::redact(&caller, &mut task);
         Ok(Response::new(pb::GetTaskResponse {
             task: Some(task),
             events,
@@ -216,6 +224,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         let limit = page_size("page_size", request.page_size)?;
         let after = page_token("page_token", &request.page_token)?;
@@ -224,7 +233,8 @@ impl ManagerService for Api {
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
         };
-        let (tasks, last) = self.core.list(&filter, after, limit);
+        let (mut tasks, last) = self.core.list(&filter, after, limit);
+        tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
         Ok(Response::new(pb::ListTasksResponse {
             tasks,
             next_page_token: next_token(last),
@@ -237,6 +247,7 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         if request.task_ids.len() > MAX_WATCHED_IDS {
             return Err(Error::invalid(
@@ -266,7 +277,7 @@ impl ManagerService for Api {
         };
         let permit = self.streams.watches.open()?;
         let snapshots = self.streams.snapshots.clone();
-        let stream = watch::stream(self.core.clone(), filter, permit, snapshots);
+        let stream = watch::stream(self.core.clone(), filter, permit, snapshots, caller);
         let ends = self.shutdown.clone().cancelled_owned();
         Ok(Response::new(Box::pin(stream.take_until(ends))))
     }
@@ -315,8 +326,10 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::ExplainTaskRequest>,
     ) -> Result<Response<pb::ExplainTaskResponse>, Status> {
+        let caller = caller_of(&request);
         let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
-        let (task, decision) = self.core.explain(id)?;
+        let (mut task, decision) = self.core.explain(id)?;
+        admission::redact(&caller, &mut task);
         let nodes = decision
             .verdicts
             .iter()
@@ -399,8 +412,11 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::RegisterWorkerRequest>,
     ) -> Result<Response<pb::RegisterWorkerResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
+        admission::speaks_for(&caller, &request.name)?;
         check_registration(&request)?;
+        admission::check_address(&request.address)?;
         let registered = self.core.register(
             &request.name,
             &request.address,
@@ -424,8 +440,10 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = caller_of(&request);
         let request = request.into_inner();
         check_node_name("name", &request.name)?;
+        admission::speaks_for(&caller, &request.name)?;
         let stale = self
             .core
             .heartbeat(&request.name, &request.instance_id, request.stats);
@@ -469,5 +487,15 @@ impl ManagerService for Api {
             tasks_removed: collected.tasks as u32,
             nodes_forgotten: collected.nodes as u32,
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(node = %request.get_ref().name))]
+    async fn join_cluster(
+        &self,
+        request: Request<pb::JoinClusterRequest>,
+    ) -> Result<Response<pb::JoinClusterResponse>, Status> {
+        let nodes = self.core.nodes();
+        let answer = admission::join(self.ca.as_deref(), &nodes, request.into_inner())?;
+        Ok(Response::new(answer))
     }
 }

@@ -28,6 +28,8 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 /// Where and as what the worker registers.
 pub(crate) struct Membership {
     pub manager: String,
+    /// mTLS with the node certificate; None on a plaintext cluster.
+    pub tls: Option<crate::tls::ClientTls>,
     pub advertise: String,
     pub labels: std::collections::BTreeMap<String, String>,
 }
@@ -53,7 +55,11 @@ pub(crate) async fn run<R: Runtime>(
     membership: Membership,
     cancel: CancellationToken,
 ) {
-    let channel = match crate::grpc::channel(&membership.manager, CALL_TIMEOUT) {
+    let channel = match &membership.tls {
+        Some(tls) => tls.channel(&membership.manager, CALL_TIMEOUT),
+        None => crate::grpc::channel(&membership.manager, CALL_TIMEOUT),
+    };
+    let channel = match channel {
         Ok(channel) => channel,
         Err(e) => {
             tracing::error!(error = %e, "cannot reach the manager; not registering");

@@ -110,6 +110,9 @@ pub struct WorkerConfig {
     pub retain_finished: std::time::Duration,
     /// The limits of its clients' connections.
     pub connections: crate::limits::ConnLimits,
+    /// The node certificate: WorkerService serves TLS to the manager alone, and the worker
+    /// registers over mTLS. None: plaintext (on loopback only).
+    pub tls: Option<crate::tls::NodeTls>,
 }
 
 impl WorkerConfig {
@@ -127,6 +130,7 @@ impl WorkerConfig {
             advertise: None,
             retain_finished: std::time::Duration::from_secs(24 * 3600),
             connections: Default::default(),
+            tls: None,
         }
     }
 }
@@ -243,6 +247,7 @@ async fn serve_with<R: Runtime + Clone>(
         };
         let membership = membership::Membership {
             manager,
+            tls: config.tls.as_ref().map(|t| t.dial.clone()),
             advertise,
             labels: config.labels.clone(),
         };
@@ -255,7 +260,8 @@ async fn serve_with<R: Runtime + Clone>(
     }
 
     let _metrics = metrics::register(&core);
-    let (router, health) = crate::grpc::standard_router(SERVICE_NAME);
+    let (router, health) =
+        crate::grpc::standard_router(SERVICE_NAME, config.tls.as_ref().map(|t| t.server.clone()))?;
     health
         .set_serving::<WorkerServiceServer<Service<R>>>()
         .await;
@@ -286,12 +292,14 @@ async fn serve_with<R: Runtime + Clone>(
         logs: crate::limits::StreamCap::new("StreamLogs", crate::limits::streams::MAX_LOG_STREAMS),
     };
     let compression = crate::limits::server::COMPRESSION;
-    let router = router.add_service(
-        WorkerServiceServer::new(service)
-            .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
-            .accept_compressed(compression)
-            .send_compressed(compression),
-    );
+    let service = WorkerServiceServer::new(service)
+        .max_decoding_message_size(crate::limits::server::MAX_REQUEST_BYTES)
+        .accept_compressed(compression)
+        .send_compressed(compression);
+    let router = match &config.tls {
+        Some(_) => router.add_service(crate::tls::Guarded::worker(service)),
+        None => router.add_service(service),
+    };
     let served = crate::grpc::serve(router, listener, &config.connections, shutdown.clone()).await;
     loops.cancel();
     tracker.close();

@@ -14,26 +14,30 @@ use super::{image::TEST_IMAGE, json, process::bin, wait::wait_for};
 
 /// Runs cubectl against `manager` with `args`; returns (exit code, stdout, stderr).
 pub fn cubectl(manager: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Cubectl::new(manager).command(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    Cubectl::new(manager).call(args)
 }
 
 /// cubectl pointed at one manager.
 #[derive(Debug, Clone)]
 pub struct Cubectl {
     url: String,
+    /// `--token`: the admin token of a secure test cluster at `url`, unless set otherwise.
+    token: Option<String>,
 }
 
 impl Cubectl {
-    /// cubectl with `--manager url`.
+    /// cubectl with `--manager url`, as admin when `url` is a secure test cluster's.
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_string(),
+            token: super::cluster::admin_token(url),
         }
+    }
+
+    /// The same cubectl with `--token token`, or with no token at all.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.token = token.map(str::to_string);
+        self
     }
 
     /// The manager's URL.
@@ -48,14 +52,24 @@ impl Cubectl {
         command
             .arg("--manager")
             .arg(&self.url)
+            .env_remove("CUBE_TOKEN")
+            .env_remove("CUBE_CA_CERT")
             .args(args)
             .stdin(Stdio::null());
+        if let Some(token) = &self.token {
+            command.env("CUBE_TOKEN", token);
+        }
         command
     }
 
     /// `cubectl ARGS`: (exit code, stdout, stderr).
     pub fn call(&self, args: &[&str]) -> (i32, String, String) {
-        cubectl(&self.url, args)
+        let out = self.command(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `cubectl ARGS`, which must succeed; its stdout.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use cube::pb::{
     self, manager_service_client::ManagerServiceClient, worker_service_client::WorkerServiceClient,
 };
+use cube::tls::AuthChannel;
 use tonic::transport::Channel;
 
 use super::image::TEST_IMAGE;
@@ -37,15 +38,22 @@ pub fn new_id() -> String {
     cube::TaskId::new().to_string()
 }
 
-/// A client of the manager at `url`.
-pub async fn manager_client(url: &str) -> ManagerServiceClient<Channel> {
-    ManagerServiceClient::connect(url.to_string())
-        .await
-        .unwrap()
+/// A client of the manager at `url`, as admin when it is a secure test cluster's.
+pub async fn manager_client(url: &str) -> ManagerServiceClient<AuthChannel> {
+    manager_client_with(url, super::cluster::admin_token(url).as_deref())
+}
+
+/// A client of the manager at `url` with `token` (or none).
+pub fn manager_client_with(url: &str, token: Option<&str>) -> ManagerServiceClient<AuthChannel> {
+    let credentials = cube::client::Credentials {
+        token: token.map(str::to_string),
+        ca_pem: None,
+    };
+    ManagerServiceClient::new(credentials.channel(url, Duration::from_secs(30)).unwrap())
 }
 
 /// `SubmitTask` of `spec` with no request id, which must succeed; the task.
-pub async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -> pb::Task {
+pub async fn submit(c: &mut ManagerServiceClient<AuthChannel>, spec: pb::TaskSpec) -> pb::Task {
     c.submit_task(pb::SubmitTaskRequest {
         spec: Some(spec),
         request_id: String::new(),
@@ -59,7 +67,7 @@ pub async fn submit(c: &mut ManagerServiceClient<Channel>, spec: pb::TaskSpec) -
 
 /// `GetTask` of `id`: the task and its events.
 pub async fn get_task(
-    c: &mut ManagerServiceClient<Channel>,
+    c: &mut ManagerServiceClient<AuthChannel>,
     id: &str,
 ) -> Result<pb::GetTaskResponse, tonic::Status> {
     let request = pb::GetTaskRequest {
@@ -70,7 +78,7 @@ pub async fn get_task(
 
 /// `StopTask` of `id`: the task as the manager answered.
 pub async fn stop_task(
-    c: &mut ManagerServiceClient<Channel>,
+    c: &mut ManagerServiceClient<AuthChannel>,
     id: &str,
 ) -> Result<pb::Task, tonic::Status> {
     let request = pb::StopTaskRequest {
@@ -82,7 +90,7 @@ pub async fn stop_task(
 }
 
 /// `ListNodes`, which must succeed: every node the manager knows.
-pub async fn list_nodes(c: &mut ManagerServiceClient<Channel>) -> Vec<pb::Node> {
+pub async fn list_nodes(c: &mut ManagerServiceClient<AuthChannel>) -> Vec<pb::Node> {
     c.list_nodes(pb::ListNodesRequest {})
         .await
         .unwrap()
@@ -97,8 +105,30 @@ pub struct WorkerClient {
 }
 
 impl WorkerClient {
-    /// Connects to the worker at `addr`.
+    /// Connects to the worker at `addr` in plaintext (a worker with no node certificate).
     pub fn connect(addr: &str) -> Self {
+        Self::connect_with(|| cube::grpc::channel(addr, Duration::from_secs(30)).unwrap())
+    }
+
+    /// Connects to the TLS worker at `addr` with the certificate of the manager whose data
+    /// dir is `manager_data`, as the manager does.
+    pub fn connect_as_manager(addr: &str, manager_data: &std::path::Path) -> Self {
+        Self::connect_with(|| {
+            let tls = manager_data.join("tls");
+            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+            let manager = cube::tls::Issued {
+                cert_pem: read("manager.pem"),
+                key_pem: read("manager.key"),
+            };
+            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
+            cube::tls::ClientTls::new(trust, Some(&manager), false)
+                .unwrap()
+                .channel(addr, Duration::from_secs(30))
+                .unwrap()
+        })
+    }
+
+    fn connect_with(channel: impl FnOnce() -> Channel) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -106,7 +136,7 @@ impl WorkerClient {
             .unwrap();
         let channel = {
             let _entered = rt.enter();
-            cube::grpc::channel(addr, Duration::from_secs(30)).unwrap()
+            channel()
         };
         Self {
             rt,

@@ -30,14 +30,17 @@ mod process;
 mod tmpfs;
 mod wait;
 
-pub use cluster::{Cluster, ClusterBuilder, Runtime};
+pub use cluster::{admin_token, Cluster, ClusterBuilder, Runtime, Tokens};
 pub use containers::{
     containers_of, containers_of_task, remove_containers_of, running_containers_of,
     running_containers_of_task,
 };
 pub use cubectl::{cubectl, Cubectl};
 pub use docker::{docker_inspect, docker_required, need_docker};
-pub use grpc::{exec_spec, get_task, list_nodes, new_id, spec, stop_task, submit, WorkerClient};
+pub use grpc::{
+    exec_spec, get_task, list_nodes, manager_client_with, new_id, spec, stop_task, submit,
+    WorkerClient,
+};
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
 pub use process::{bin, Proc};

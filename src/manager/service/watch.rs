@@ -25,6 +25,7 @@ use crate::{
     error::Error,
     limits::streams::{StreamPermit, WATCH_SNAPSHOT_PAGE},
     proto::pb,
+    tls::Caller,
 };
 
 /// The messages of one watch; it ends after a status or when the manager stops.
@@ -33,6 +34,7 @@ pub(in crate::manager) fn stream(
     filter: TaskFilter,
     permit: StreamPermit,
     snapshots: Arc<Semaphore>,
+    caller: Caller,
 ) -> impl Stream<Item = Result<pb::WatchTasksResponse, Status>> + Send + 'static {
     let (changes, from_revision) = core.subscribe();
     let watch = Watch {
@@ -45,6 +47,7 @@ pub(in crate::manager) fn stream(
         newer: HashMap::new(),
         snapshots,
         turn: None,
+        caller,
         _permit: permit,
     };
     futures::stream::unfold(watch, |mut watch| async move {
@@ -79,6 +82,8 @@ struct Watch {
     /// The turns of snapshots, and this watch's while it sends its own.
     snapshots: Arc<Semaphore>,
     turn: Option<OwnedSemaphorePermit>,
+    /// Who watches: env values are redacted for a reader.
+    caller: Caller,
     /// The watch's place under the cap of open watches.
     _permit: StreamPermit,
 }
@@ -92,7 +97,7 @@ impl Watch {
                         if task.revision > self.from_revision {
                             self.newer.insert(task.id.clone(), task.revision);
                         }
-                        return Some(Ok(message(task, true)));
+                        return Some(Ok(self.message(task, true)));
                     }
                     let Some(after) = after else {
                         self.turn = None;
@@ -131,7 +136,7 @@ impl Watch {
                     {
                         continue;
                     }
-                    return Some(Ok(message((*task).clone(), false)));
+                    return Some(Ok(self.message((*task).clone(), false)));
                 }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(n)) => {
@@ -146,10 +151,14 @@ impl Watch {
     }
 }
 
-fn message(task: pb::Task, initial: bool) -> pb::WatchTasksResponse {
-    pb::WatchTasksResponse {
-        task: Some(task),
-        initial,
-        synced: false,
+impl Watch {
+    /// One task as this watcher may see it.
+    fn message(&self, mut task: pb::Task, initial: bool) -> pb::WatchTasksResponse {
+        super::super::admission::redact(&self.caller, &mut task);
+        pb::WatchTasksResponse {
+            task: Some(task),
+            initial,
+            synced: false,
+        }
     }
 }

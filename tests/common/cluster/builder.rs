@@ -27,11 +27,14 @@ impl Runtime {
 }
 
 /// What [`Cluster::builder`] starts. By default: one manager with no workers, on an ephemeral
-/// port; workers run Docker and are listed to the manager with `--workers`.
+/// port, serving TLS with tokens (a secure cluster; `dev` makes it plaintext); workers run
+/// Docker and are listed to the manager with `--workers`, each with a node certificate from
+/// `cube-manager node-cert`, or join with the worker token when they register.
 #[derive(Debug)]
 pub struct ClusterBuilder {
     manager: bool,
     dev: bool,
+    plaintext: bool,
     listen: String,
     manager_args: Vec<String>,
     manager_env: Vec<(String, String)>,
@@ -48,6 +51,7 @@ impl Default for ClusterBuilder {
         Self {
             manager: true,
             dev: false,
+            plaintext: false,
             listen: "127.0.0.1:0".into(),
             manager_args: Vec::new(),
             manager_env: Vec::new(),
@@ -138,6 +142,13 @@ impl ClusterBuilder {
         self
     }
 
+    /// `cube-manager --plaintext`: no TLS and no tokens, as `--dev` but without its worker
+    /// (a test whose client starts before the manager, so it cannot ask for a token first).
+    pub fn plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self
+    }
+
     /// Workers only, no manager (tests of the worker's own API).
     pub fn without_manager(mut self) -> Self {
         self.manager = false;
@@ -178,6 +189,9 @@ impl ClusterBuilder {
         if self.dev {
             manager_args.push("--dev".into());
         }
+        if self.plaintext {
+            manager_args.push("--plaintext".into());
+        }
         manager_args.extend(self.manager_args);
         let mut cluster = Cluster {
             manager: None,
@@ -191,6 +205,8 @@ impl ClusterBuilder {
             register: self.register,
             ready: self.ready.unwrap_or(READY_TIMEOUT),
             guard,
+            tokens: (self.manager && !self.dev && !self.plaintext)
+                .then(|| super::secure::tokens(&dir.path().join(MANAGER_DATA))),
             dir,
             manager_data,
         };

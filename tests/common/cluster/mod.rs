@@ -13,8 +13,10 @@
 //! ```
 
 mod builder;
+mod secure;
 
 pub use builder::{ClusterBuilder, Runtime};
+pub use secure::{admin_token, Tokens};
 
 use std::{
     path::{Path, PathBuf},
@@ -22,12 +24,16 @@ use std::{
 };
 
 use cube::pb::manager_service_client::ManagerServiceClient;
-use tonic::transport::Channel;
 
 use super::{
-    containers::ContainerGuard, cubectl::Cubectl, exec_tasks::kill_exec_tasks,
-    grpc::manager_client, process::Proc, unique,
+    containers::ContainerGuard,
+    cubectl::Cubectl,
+    exec_tasks::kill_exec_tasks,
+    grpc::{manager_client, WorkerClient},
+    process::Proc,
+    unique,
 };
+use cube::tls::AuthChannel;
 
 /// The manager's data dir, inside the cluster's folder.
 const MANAGER_DATA: &str = "manager";
@@ -65,6 +71,8 @@ pub struct Cluster {
     register: bool,
     ready: Duration,
     guard: ContainerGuard,
+    /// The cluster's tokens: None for a plaintext (`--dev`) cluster or one without manager.
+    tokens: Option<Tokens>,
     dir: tempfile::TempDir,
     manager_data: PathBuf,
 }
@@ -80,19 +88,107 @@ impl Cluster {
         self.manager.as_ref().expect("the manager is not running")
     }
 
-    /// `http://ADDR` of the running manager.
+    /// The running manager's URL: `https://ADDR`, or `http://ADDR` for a `--dev` one.
     pub fn url(&self) -> String {
-        self.manager().url()
+        match &self.tokens {
+            Some(_) => format!("https://{}", self.manager().addr),
+            None => self.manager().url(),
+        }
     }
 
-    /// cubectl pointed at the running manager.
+    /// cubectl pointed at the running manager, with the admin token on a secure cluster.
     pub fn ctl(&self) -> Cubectl {
         Cubectl::new(&self.url())
     }
 
-    /// A gRPC client of the running manager.
-    pub async fn client(&self) -> ManagerServiceClient<Channel> {
+    /// A gRPC client of the running manager (as admin on a secure cluster).
+    pub async fn client(&self) -> ManagerServiceClient<AuthChannel> {
         manager_client(&self.url()).await
+    }
+
+    /// The tokens of a secure cluster.
+    pub fn tokens(&self) -> &Tokens {
+        self.tokens
+            .as_ref()
+            .expect("a plaintext cluster has no tokens")
+    }
+
+    /// The CA certificate file of a secure cluster.
+    pub fn ca_pem(&self) -> PathBuf {
+        self.manager_data().join("tls").join("ca.pem")
+    }
+
+    /// What grpcurl needs to call the manager with `token`: `-cacert` and the header, or
+    /// `-plaintext` on a `--dev` cluster.
+    pub fn grpcurl_auth(&self, token: Option<&str>) -> Vec<String> {
+        match (&self.tokens, token) {
+            (None, _) => vec!["-plaintext".into()],
+            (Some(_), None) => vec!["-cacert".into(), self.ca_pem().display().to_string()],
+            (Some(_), Some(token)) => vec![
+                "-cacert".into(),
+                self.ca_pem().display().to_string(),
+                "-H".into(),
+                format!("authorization: Bearer {token}"),
+            ],
+        }
+    }
+
+    /// What the health service of the manager (`worker: None`) or of worker `i` says of
+    /// `service`: over TLS on a secure cluster (a worker answers only the manager's
+    /// certificate, so that is shown to it), in plaintext on a `--dev` one.
+    pub async fn health(
+        &self,
+        worker: Option<usize>,
+        service: &str,
+    ) -> tonic_health::pb::health_check_response::ServingStatus {
+        let address = match worker {
+            None => self.url(),
+            Some(i) => self.worker(i).addr.clone(),
+        };
+        let channel = if self.tokens.is_some() {
+            let tls = self.manager_data().join("tls");
+            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
+            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
+            let manager = worker.map(|_| cube::tls::Issued {
+                cert_pem: read("manager.pem"),
+                key_pem: read("manager.key"),
+            });
+            cube::tls::ClientTls::new(trust, manager.as_ref(), false)
+                .unwrap()
+                .channel(&address, Duration::from_secs(10))
+                .unwrap()
+        } else {
+            let url = if address.contains("://") {
+                address
+            } else {
+                format!("http://{address}")
+            };
+            tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap()
+        };
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+        client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status()
+    }
+
+    /// A blocking client of worker `i`, showing the manager's certificate when the worker
+    /// serves TLS.
+    pub fn worker_client(&self, i: usize) -> WorkerClient {
+        let addr = &self.worker(i).addr;
+        if self.workers[i].data.join("tls").join("node.pem").exists() {
+            WorkerClient::connect_as_manager(addr, &self.manager_data())
+        } else {
+            WorkerClient::connect(addr)
+        }
     }
 
     /// The temporary folder that holds every data dir (and whatever a test writes there).
@@ -128,7 +224,11 @@ impl Cluster {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.manager = Some(Proc::start_with_env("cube-manager", &args, &env));
+        let manager = Proc::start_with_env("cube-manager", &args, &env);
+        if let Some(tokens) = &self.tokens {
+            secure::remember(&format!("https://{}", manager.addr), &tokens.admin);
+        }
+        self.manager = Some(manager);
     }
 
     /// SIGKILLs the manager, the way a machine dies.
@@ -206,6 +306,14 @@ impl Cluster {
         let manager = self.register.then(|| self.url());
         let worker = &self.workers[i];
         assert!(worker.proc.is_none(), "worker {i} is already running");
+        let join = match (&self.tokens, self.register) {
+            (None, _) => None,
+            (Some(tokens), true) => Some(tokens.worker.clone()),
+            (Some(_), false) => {
+                secure::node_cert(&self.dir().join(MANAGER_DATA), &worker.name, &worker.data);
+                None
+            }
+        };
         let mut args = vec![
             "--listen",
             "127.0.0.1:0",
@@ -218,6 +326,9 @@ impl Cluster {
         ];
         if let Some(url) = &manager {
             args.extend(["--manager", url]);
+        }
+        if let Some(token) = &join {
+            args.extend(["--join-token", token]);
         }
         args.extend(worker.extra.iter().map(String::as_str));
         let env: Vec<(&str, &str)> = self

@@ -321,6 +321,8 @@ impl Runtime for ExecRuntime {
         };
         let status = tokio::process::Command::new(program)
             .args(args)
+            .env_clear()
+            .env("PATH", spawn::TASK_PATH)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -102,6 +102,8 @@ impl ExecRuntime {
             .arg("cube-shim")
             .arg(&run_file)
             .args(&argv)
+            .env_clear()
+            .env("PATH", TASK_PATH)
             .envs(&env)
             .stdin(std::process::Stdio::null())
             .stdout(open("out")?)
@@ -165,12 +167,13 @@ impl ExecRuntime {
     }
 }
 
-/// The PATH a task's command is looked up in: its own, else the worker's, else a default.
+/// The PATH of a task that sets none. A task gets its own env and this, never the worker's
+/// env (which may hold the worker's secrets, DOCKER_HOST or a token), as Nomad's exec does.
+pub(super) const TASK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The PATH a task's command is looked up in: its own, else [`TASK_PATH`].
 fn search_path(env: &HashMap<String, String>) -> String {
-    env.get("PATH")
-        .cloned()
-        .or_else(|| std::env::var("PATH").ok())
-        .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into())
+    env.get("PATH").cloned().unwrap_or_else(|| TASK_PATH.into())
 }
 
 /// Finds `program` the way a shell would, so a missing command is reported at start.
