@@ -95,10 +95,18 @@ fn allowed(caller: &Caller, kind: Kind, method: &str) -> Result<(), Error> {
 
 /// The peer's certificate identity, when it showed one the CA signed.
 fn peer_identity<B>(request: &http::Request<B>) -> Option<Identity> {
-    let info = request
-        .extensions()
-        .get::<tonic::transport::server::TlsConnectInfo<TcpConnectInfo>>()?;
-    let certs = info.peer_certs()?;
+    use tonic::transport::server::TlsConnectInfo;
+    let extensions = request.extensions();
+    // Cube's servers accept through the connection limits, whose info TLS carries; a plain
+    // tonic listener's is TCP's.
+    let certs = extensions
+        .get::<TlsConnectInfo<crate::limits::conn::ConnInfo>>()
+        .and_then(|info| info.peer_certs())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+        })?;
     identity::of_der(certs.first()?)
 }
 
