@@ -1,7 +1,8 @@
 //! Connections are bounded: thousands of idle ones do not lock a client out and are closed
 //! after the handshake timeout, an HTTP/2 connection with no rpc is closed after the idle
 //! timeout while one with an open stream is not, and connections past the maximum are closed
-//! at once, with a log line.
+//! at once, with a log line. The manager speaks plaintext here (`--plaintext`): these are
+//! limits of the transport under TLS, and the tests speak raw HTTP/2.
 // A test fails loudly with the value's error: unwrapping is its way to fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -57,6 +58,7 @@ fn idle_connections_do_not_lock_clients_out() {
         "the open-files limit {files} is too low"
     );
     let cluster = Cluster::builder()
+        .plaintext()
         .manager_args(&["--handshake-timeout", "20s"])
         .start();
     let pid = cluster.manager().pid();
@@ -122,6 +124,7 @@ fn idle_connections_do_not_lock_clients_out() {
 #[test]
 fn an_idle_connection_is_closed_but_an_open_stream_is_not() {
     let cluster = Cluster::builder()
+        .plaintext()
         .manager_args(&["--idle-timeout", "2s"])
         .start();
     let mut raw = TcpStream::connect(&cluster.manager().addr).unwrap();
@@ -160,6 +163,7 @@ fn an_idle_connection_is_closed_but_an_open_stream_is_not() {
 #[test]
 fn connections_past_the_maximum_are_closed_at_once() {
     let cluster = Cluster::builder()
+        .plaintext()
         .manager_args(&["--max-connections", "20"])
         .start();
     let mut held: Vec<TcpStream> = (0..20)

@@ -43,7 +43,11 @@ fn python_client_with_gzip_calls_every_read_rpc() {
         .unwrap();
     assert!(status.success(), "grpc_tools.protoc failed");
 
-    let cluster = Cluster::builder().workers(1).runtime(Runtime::Exec).start();
+    let cluster = Cluster::builder()
+        .plaintext()
+        .workers(1)
+        .runtime(Runtime::Exec)
+        .start();
     let out = Command::new("python3")
         .arg(format!("{root}/tests/python/gzip_reads.py"))
         .args(["--manager", &cluster.manager().addr])
@@ -74,7 +78,7 @@ fn python_client_with_gzip_calls_every_read_rpc() {
 /// header says so); cubectl's requests name no encoding, so any server understands them.
 #[test]
 fn answers_are_gzip_when_the_client_accepts_it() {
-    let cluster = Cluster::builder().start();
+    let cluster = Cluster::builder().plaintext().start();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

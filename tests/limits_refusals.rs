@@ -316,9 +316,11 @@ fn health_path_over_4_kib() {
     );
 }
 
-/// A `RegisterWorker` refused, and the node not kept.
+/// A `RegisterWorker` refused, and the node not kept. The manager is plaintext
+/// (`--plaintext`): over TLS only a node certificate may register, and the bounds are checked
+/// the same either way.
 fn registration_refused(request: pb::RegisterWorkerRequest, field: &str, limit: &str) {
-    let cluster = Cluster::builder().start();
+    let cluster = Cluster::builder().plaintext().start();
     runtime().block_on(async {
         let mut client = cluster.client().await;
         let status = client.register_worker(request).await.unwrap_err();

@@ -362,20 +362,16 @@ async fn a_worker_forgets_finished_tasks_and_their_containers() {
         ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(30));
     }
     assert_eq!(common::containers_of(&name).len(), 3);
-    let addr = cluster.worker(0).addr.clone();
+    let cluster = &cluster;
     until(
         Duration::from_secs(15),
         "the worker forgets its finished tasks",
-        || {
-            let addr = addr.clone();
-            async move {
-                let tasks = tokio::task::spawn_blocking(move || {
-                    common::WorkerClient::connect(&addr).tasks()
-                })
-                .await
-                .unwrap();
-                tasks.is_empty().then_some(())
-            }
+        || async move {
+            // The worker client blocks: asked on a thread of its own.
+            let tasks = std::thread::scope(|s| {
+                s.spawn(|| cluster.worker_client(0).tasks()).join().unwrap()
+            });
+            tasks.is_empty().then_some(())
         },
     )
     .await;

@@ -206,7 +206,7 @@ impl ClusterBuilder {
             ready: self.ready.unwrap_or(READY_TIMEOUT),
             guard,
             tokens: (self.manager && !self.dev && !self.plaintext)
-                .then(|| super::secure::tokens(&dir.path().join(MANAGER_DATA))),
+                .then(|| super::secure::tokens(&manager_data)),
             dir,
             manager_data,
         };

@@ -310,7 +310,7 @@ impl Cluster {
             (None, _) => None,
             (Some(tokens), true) => Some(tokens.worker.clone()),
             (Some(_), false) => {
-                secure::node_cert(&self.dir().join(MANAGER_DATA), &worker.name, &worker.data);
+                secure::node_cert(&self.manager_data, &worker.name, &worker.data);
                 None
             }
         };
