@@ -15,21 +15,6 @@ use cube::pb::{self, manager_service_client::ManagerServiceClient};
 use cube::tls::AuthChannel;
 use tonic::Code;
 
-fn requests(prefix: &str, count: usize, command: &[&str]) -> pb::SubmitTasksRequest {
-    pb::SubmitTasksRequest {
-        tasks: (0..count)
-            .map(|i| pb::SubmitTaskRequest {
-                spec: Some(pb::TaskSpec {
-                    name: format!("{prefix}-{i}"),
-                    command: command.iter().map(|s| s.to_string()).collect(),
-                    ..Default::default()
-                }),
-                request_id: format!("{prefix}-{i}"),
-            })
-            .collect(),
-    }
-}
-
 async fn submit(
     client: &mut ManagerServiceClient<AuthChannel>,
     prefix: &str,
@@ -37,7 +22,7 @@ async fn submit(
     command: &[&str],
 ) -> Vec<pb::Task> {
     client
-        .submit_tasks(requests(prefix, count, command))
+        .submit_tasks(common::exec_batch(prefix, count, command))
         .await
         .unwrap()
         .into_inner()
@@ -48,24 +33,7 @@ async fn submit(
 }
 
 async fn all_tasks(client: &mut ManagerServiceClient<AuthChannel>) -> Vec<pb::Task> {
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_tasks(pb::ListTasksRequest {
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        out.extend(page.tasks);
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
+    common::list_all(client).await
 }
 
 /// Polls `check` every 200 ms until it gives a value, for at most `timeout`.
@@ -156,7 +124,7 @@ async fn finished_tasks_go_after_retention_and_beyond_the_maximum() {
     }
     let retried = client
         .submit_tasks(pb::SubmitTasksRequest {
-            tasks: vec![requests("quick", 12, &["true"])
+            tasks: vec![common::exec_batch("quick", 12, &["true"])
                 .tasks
                 .into_iter()
                 .find(|r| r.request_id == removed.request_id)

@@ -27,18 +27,7 @@ const BATCH: usize = 40;
 const QUIET: Duration = Duration::from_secs(10);
 
 fn batch(round: usize, command: &[&str]) -> pb::SubmitTasksRequest {
-    pb::SubmitTasksRequest {
-        tasks: (0..BATCH)
-            .map(|i| pb::SubmitTaskRequest {
-                spec: Some(pb::TaskSpec {
-                    name: format!("b{round}-{i}"),
-                    command: command.iter().map(|s| s.to_string()).collect(),
-                    ..Default::default()
-                }),
-                request_id: format!("r{round}-{i}"),
-            })
-            .collect(),
-    }
+    common::exec_batch(&format!("b{round}"), BATCH, command)
 }
 
 /// Submits batches until one is refused; returns the acknowledged task ids (by name) and the
@@ -73,26 +62,11 @@ fn worker_tasks(cluster: &Cluster, i: usize) -> Vec<pb::Task> {
 }
 
 async fn names(client: &mut ManagerServiceClient<AuthChannel>) -> HashMap<String, pb::Task> {
-    let mut out = HashMap::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_tasks(pb::ListTasksRequest {
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for task in page.tasks {
-            out.insert(task.spec.clone().unwrap().name, task);
-        }
-        if page.next_page_token.is_empty() {
-            return out;
-        }
-        token = page.next_page_token;
-    }
+    common::list_all(client)
+        .await
+        .into_iter()
+        .map(|task| (task.spec.clone().unwrap().name, task))
+        .collect()
 }
 
 /// Every task name a watch stream ever showed.

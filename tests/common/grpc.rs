@@ -282,3 +282,42 @@ impl WorkerClient {
         })
     }
 }
+
+/// A SubmitTasks of `count` tasks without an image running `command`, each named and with the
+/// request id `{prefix}-{i}`.
+pub fn exec_batch(prefix: &str, count: usize, command: &[&str]) -> pb::SubmitTasksRequest {
+    pb::SubmitTasksRequest {
+        tasks: (0..count)
+            .map(|i| pb::SubmitTaskRequest {
+                spec: Some(pb::TaskSpec {
+                    name: format!("{prefix}-{i}"),
+                    command: command.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                }),
+                request_id: format!("{prefix}-{i}"),
+            })
+            .collect(),
+    }
+}
+
+/// Every task the manager lists, through all pages.
+pub async fn list_all(client: &mut ManagerServiceClient<AuthChannel>) -> Vec<pb::Task> {
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_tasks(pb::ListTasksRequest {
+                page_size: 1000,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        out.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            return out;
+        }
+        token = page.next_page_token;
+    }
+}

@@ -38,8 +38,8 @@ pub use containers::{
 pub use cubectl::{cubectl, Cubectl};
 pub use docker::{docker_inspect, docker_required, need_docker};
 pub use grpc::{
-    exec_spec, get_task, list_nodes, manager_client_with, new_id, spec, stop_task, submit,
-    WorkerClient,
+    exec_batch, exec_spec, get_task, list_all, list_nodes, manager_client_with, new_id, spec,
+    stop_task, submit, WorkerClient,
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
