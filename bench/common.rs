@@ -400,14 +400,7 @@ impl Security {
         addr: &str,
     ) -> cube::pb::worker_service_client::WorkerServiceClient<tonic::transport::Channel> {
         let channel = if self.tls() {
-            let tls = self.manager_data.join("tls");
-            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
-            let manager = cube::tls::Issued {
-                cert_pem: read("manager.pem"),
-                key_pem: read("manager.key"),
-            };
-            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
-            cube::tls::ClientTls::new(trust, Some(&manager), false)
+            cube::tls::ClientTls::from_manager_dir(&self.manager_data, true)
                 .unwrap()
                 .channel(addr, Duration::from_secs(60))
                 .unwrap()

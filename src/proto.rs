@@ -33,6 +33,11 @@ pub fn timestamp(time: std::time::SystemTime) -> prost_types::Timestamp {
     prost_types::Timestamp::from(time)
 }
 
+/// The wire's `Timestamp` as a `SystemTime`, if it is one (set, and in range).
+pub fn system_time(time: Option<&prost_types::Timestamp>) -> Option<std::time::SystemTime> {
+    time.and_then(|t| std::time::SystemTime::try_from(*t).ok())
+}
+
 /// Now, as the wire's `Timestamp`.
 pub fn now() -> prost_types::Timestamp {
     timestamp(std::time::SystemTime::now())

@@ -146,6 +146,29 @@ impl std::fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
+    /// The manager's TLS as its files in `<data_dir>/tls/` hold it: trusting the cluster CA,
+    /// and showing the manager's certificate when `as_manager` (what a worker asks of its
+    /// caller). For tools and tests that dial a cluster from the manager's machine.
+    pub fn from_manager_dir(data_dir: &std::path::Path, as_manager: bool) -> Result<Self, Error> {
+        use super::files::{CA_CERT, MANAGER_CERT, MANAGER_KEY, TLS_DIR};
+        let tls = data_dir.join(TLS_DIR);
+        let read = |name: &str| {
+            super::files::read(&tls.join(name)).map_err(|e| {
+                Error::Unavailable(format!("cannot read {}: {e}", tls.join(name).display()))
+            })
+        };
+        let trust = Trust::from_pem(&read(CA_CERT)?, CA_CERT)?;
+        let manager = if as_manager {
+            Some(Issued {
+                cert_pem: read(MANAGER_CERT)?,
+                key_pem: read(MANAGER_KEY)?,
+            })
+        } else {
+            None
+        };
+        ClientTls::new(trust, manager.as_ref(), false)
+    }
+
     /// TLS trusting `trust`, showing `identity` when given, checking the server's name when
     /// `check_name`.
     pub fn new(trust: Trust, identity: Option<&Issued>, check_name: bool) -> Result<Self, Error> {

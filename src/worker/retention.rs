@@ -56,8 +56,5 @@ pub(crate) async fn collect<R: Runtime>(core: &Core<R>, retain: Duration) -> cra
 /// Whether a task's run ended before `before`.
 pub(crate) fn ended_before(task: &crate::pb::Task, before: SystemTime) -> bool {
     is_finished(task.state())
-        && task
-            .finished_at
-            .and_then(|t| SystemTime::try_from(t).ok())
-            .is_some_and(|at| at < before)
+        && crate::proto::system_time(task.finished_at.as_ref()).is_some_and(|at| at < before)
 }

@@ -114,14 +114,7 @@ impl WorkerClient {
     /// dir is `manager_data`, as the manager does.
     pub fn connect_as_manager(addr: &str, manager_data: &std::path::Path) -> Self {
         Self::connect_with(|| {
-            let tls = manager_data.join("tls");
-            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
-            let manager = cube::tls::Issued {
-                cert_pem: read("manager.pem"),
-                key_pem: read("manager.key"),
-            };
-            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
-            cube::tls::ClientTls::new(trust, Some(&manager), false)
+            cube::tls::ClientTls::from_manager_dir(manager_data, true)
                 .unwrap()
                 .channel(addr, Duration::from_secs(30))
                 .unwrap()

@@ -96,8 +96,7 @@ impl Gone {
 
 /// A protobuf time as a `SystemTime` (the epoch for none).
 fn system_time(time: Option<&prost_types::Timestamp>) -> SystemTime {
-    time.and_then(|t| SystemTime::try_from(*t).ok())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
+    crate::proto::system_time(time).unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 impl State {

@@ -146,14 +146,7 @@ impl Cluster {
             Some(i) => self.worker(i).addr.clone(),
         };
         let channel = if self.tokens.is_some() {
-            let tls = self.manager_data().join("tls");
-            let read = |f: &str| std::fs::read_to_string(tls.join(f)).unwrap();
-            let trust = cube::tls::Trust::from_pem(&read("ca.pem"), "ca.pem").unwrap();
-            let manager = worker.map(|_| cube::tls::Issued {
-                cert_pem: read("manager.pem"),
-                key_pem: read("manager.key"),
-            });
-            cube::tls::ClientTls::new(trust, manager.as_ref(), false)
+            cube::tls::ClientTls::from_manager_dir(&self.manager_data, worker.is_some())
                 .unwrap()
                 .channel(&address, Duration::from_secs(10))
                 .unwrap()
