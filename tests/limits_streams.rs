@@ -17,13 +17,7 @@ use tonic::Code;
 
 /// The resident memory of a process, in bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
+    common::rss_bytes(pid)
 }
 
 /// An Exec spec of about `bytes` (its env holds the bulk).

@@ -245,7 +245,7 @@ async fn a_stream_of_short_tasks_leaves_memory_and_store_bounded() {
     let mut client = cluster.client().await;
     let pid = cluster.manager().pid();
     let store = cluster.manager_data().join("cube.redb");
-    let idle_rss = rss_kib(pid);
+    let idle_rss = common::rss_bytes(pid) / 1024;
     let mut sizes = Vec::new();
     for round in 0..total.div_ceil(1000) {
         submit(&mut client, &format!("s{round}"), 1000, &["true"]).await;
@@ -268,7 +268,7 @@ async fn a_stream_of_short_tasks_leaves_memory_and_store_bounded() {
     tokio::time::sleep(Duration::from_secs(7)).await;
     let left = all_tasks(&mut client).await;
     assert!(left.len() <= 1000, "{} tasks kept", left.len());
-    let rss = rss_kib(pid);
+    let rss = common::rss_bytes(pid) / 1024;
     eprintln!(
         "{total} tasks: manager RSS idle {idle_rss} KiB, after {rss} KiB; store file after each \
          1,000 {sizes:?} bytes; {} tasks kept",
@@ -286,65 +286,4 @@ async fn a_stream_of_short_tasks_leaves_memory_and_store_bounded() {
         last <= half + half / 10,
         "the store file kept growing: {sizes:?}"
     );
-}
-
-/// A process's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// A worker forgets a finished task the manager has seen end once its own
-/// `--retain-finished` passed: its record (ListTasks) and its exited container go, while the
-/// manager, retaining longer, still shows the task COMPLETED.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_forgets_finished_tasks_and_their_containers() {
-    if !common::need_docker("a_worker_forgets_finished_tasks_and_their_containers") {
-        return;
-    }
-    let cluster = Cluster::builder()
-        .worker("w", &["--retain-finished", "2s"])
-        .register()
-        .update_interval("200ms")
-        .wait_ready(Duration::from_secs(20))
-        .start();
-    let ctl = cluster.ctl();
-    let name = cluster.name(0).to_string();
-    let ids: Vec<String> = (0..3)
-        .map(|i| {
-            ctl.run(&[
-                "--image",
-                common::TEST_IMAGE,
-                "--name",
-                &format!("brief-{i}"),
-                "--",
-                "true",
-            ])
-        })
-        .collect();
-    for id in &ids {
-        ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(30));
-    }
-    assert_eq!(common::containers_of(&name).len(), 3);
-    let cluster = &cluster;
-    until(
-        Duration::from_secs(15),
-        "the worker forgets its finished tasks",
-        || async move {
-            // The worker client blocks: asked on a thread of its own.
-            let tasks = std::thread::scope(|s| {
-                s.spawn(|| cluster.worker_client(0).tasks()).join().unwrap()
-            });
-            tasks.is_empty().then_some(())
-        },
-    )
-    .await;
-    assert!(common::containers_of(&name).is_empty());
-    for id in &ids {
-        assert_eq!(ctl.task(id)["state"], "TASK_STATE_COMPLETED");
-    }
 }

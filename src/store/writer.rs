@@ -177,13 +177,6 @@ impl Durable {
         Durable(None)
     }
 
-    /// Already refused with `error`.
-    pub fn refused(error: StoreError) -> Durable {
-        let (tx, rx) = oneshot::channel();
-        let _ = tx.send(Err(error));
-        Durable(Some(rx))
-    }
-
     /// Waits until the write is committed (durably, if it asked for an fsync).
     pub async fn wait(self) -> crate::error::Result<()> {
         Ok(self.wait_store().await?)

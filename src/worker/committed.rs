@@ -10,7 +10,7 @@ use std::{
 };
 
 use super::{core::Core, runtime::Runtime, store::Row};
-use crate::{pb, store::Owner, task::is_finished, TaskId};
+use crate::{pb, store::Owner, TaskId};
 
 /// The durable tasks, with the revision index `ListTasks` reads.
 #[derive(Default)]
@@ -166,9 +166,4 @@ impl<R: Runtime> Core<R> {
 /// Whether a working task differs from its durable version (or has none).
 pub(crate) fn differs(task: &pb::Task, committed: Option<&pb::Task>) -> bool {
     committed.is_none_or(|c| c.revision != task.revision)
-}
-
-/// Whether `task` holds the worker's attention (for the unfinished index).
-pub(crate) fn unfinished(task: &pb::Task) -> bool {
-    !is_finished(task.state())
 }

@@ -43,7 +43,7 @@ pub use grpc::{
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
-pub use process::{bin, Proc};
+pub use process::{bin, rss_bytes, Proc};
 pub use tmpfs::Tmpfs;
 pub use wait::wait_for;
 

@@ -111,7 +111,7 @@ impl<R: Runtime> Core<R> {
         for id in &changed {
             match view.tasks.get(id) {
                 Some(task) => {
-                    if committed::unfinished(task) {
+                    if !is_finished(task.state()) {
                         state.unfinished.insert(*id);
                     } else {
                         state.unfinished.remove(id);
