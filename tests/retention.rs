@@ -287,3 +287,54 @@ async fn a_stream_of_short_tasks_leaves_memory_and_store_bounded() {
         "the store file kept growing: {sizes:?}"
     );
 }
+
+/// A worker forgets a finished task the manager has seen end once its own
+/// `--retain-finished` passed: its record (ListTasks) and its exited container go, while the
+/// manager, retaining longer, still shows the task COMPLETED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_forgets_finished_tasks_and_their_containers() {
+    if !common::need_docker("a_worker_forgets_finished_tasks_and_their_containers") {
+        return;
+    }
+    let cluster = Cluster::builder()
+        .worker("w", &["--retain-finished", "2s"])
+        .register()
+        .update_interval("200ms")
+        .wait_ready(Duration::from_secs(20))
+        .start();
+    let ctl = cluster.ctl();
+    let name = cluster.name(0).to_string();
+    let ids: Vec<String> = (0..3)
+        .map(|i| {
+            ctl.run(&[
+                "--image",
+                common::TEST_IMAGE,
+                "--name",
+                &format!("brief-{i}"),
+                "--",
+                "true",
+            ])
+        })
+        .collect();
+    for id in &ids {
+        ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(30));
+    }
+    assert_eq!(common::containers_of(&name).len(), 3);
+    let cluster = &cluster;
+    until(
+        Duration::from_secs(15),
+        "the worker forgets its finished tasks",
+        || async move {
+            // The worker client blocks: asked on a thread of its own.
+            let tasks = std::thread::scope(|s| {
+                s.spawn(|| cluster.worker_client(0).tasks()).join().unwrap()
+            });
+            tasks.is_empty().then_some(())
+        },
+    )
+    .await;
+    assert!(common::containers_of(&name).is_empty());
+    for id in &ids {
+        assert_eq!(ctl.task(id)["state"], "TASK_STATE_COMPLETED");
+    }
+}
