@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark (2): N busybox `sleep` containers started three ways on the same engine, in one run:
+# Benchmark (2): N busybox `sleep` containers started four ways on the same engine, in one run:
 #   (a) `docker run -d`, P at a time (the parallelism Cube's dispatcher uses per worker);
 #   (b) `docker service create --replicas N` on a single-node swarm of the same engine;
-#   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time.
+#   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time;
+#   (d) Cube as a cluster is run: a manager serving TLS only, a `cube-worker` that joins it with a
+#       worker token and speaks mTLS, `cubectl` calling with an admin token; the same N tasks.
 # Each is timed from the first request until all N containers run: for (a) when the last
 # `docker run -d` returns, for (b) when `docker service ps` shows N running, for (c) when the
 # manager reports N tasks RUNNING (what a user of Cube sees).
 #
-# The three take turns for R rounds; the table gives each one's median and every round.
+# The four take turns for R rounds; the table gives each one's median and every round.
 #
 # Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 5)
 # CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
@@ -33,8 +35,11 @@ cleanup() {
   docker swarm leave --force >/dev/null 2>&1 || true
   rm_labelled "$LABEL"
   rm_labelled cube.worker=bench-worker
-  # Each round's manager runs in a subshell (its time is captured), so it leaves its pid here.
-  [ -f "$STATE/manager.pid" ] && kill "$(cat "$STATE/manager.pid")" 2>/dev/null || true
+  # Each round's manager and worker run in a subshell (its time is captured), so they leave
+  # their pids here.
+  for pid in "$STATE/worker.pid" "$STATE/manager.pid"; do
+    [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
+  done
   rm -rf "$STATE"
 }
 STATE=$(mktemp -d)
@@ -42,7 +47,7 @@ trap cleanup EXIT
 
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
 bench/build-image.sh
-[ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cubectl
+[ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cube-worker --bin cubectl
 BIN=target/release
 
 run_raw() {
@@ -71,56 +76,88 @@ run_swarm() {
   echo "$took"
 }
 
-run_cube() {
+# Starts the manager ($1 = dev: `--dev` with its embedded worker; secure: TLS, tokens and a
+# separate `cube-worker` joined with a worker token), and exports what cubectl needs.
+start_cube() {
   local DATA="$STATE/cube"
   mkdir -p "$DATA"
-  "$BIN/cube-manager" --dev --dev-worker-name bench-worker --listen 127.0.0.1:0 \
-    --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
-  local MANAGER_PID=$!
-  echo "$MANAGER_PID" >"$STATE/manager.pid"
+  if [ "$1" = dev ]; then
+    "$BIN/cube-manager" --dev --dev-worker-name bench-worker --listen 127.0.0.1:0 \
+      --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
+  else
+    "$BIN/cube-manager" --listen 127.0.0.1:0 --data-dir "$DATA" >"$DATA/out" 2>"$DATA/log" &
+  fi
+  echo "$!" >"$STATE/manager.pid"
   for _ in $(seq 100); do grep -q '^listening on' "$DATA/out" 2>/dev/null && break; sleep 0.1; done
-  export CUBE_MANAGER=http://$(sed -n 's/^listening on //p' "$DATA/out")
-  # Wait for the embedded worker to be READY before the clock starts.
-  for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
+  local address; address=$(sed -n 's/^listening on //p' "$DATA/out")
+  if [ "$1" = dev ]; then
+    export CUBE_MANAGER=http://$address
+    unset CUBE_TOKEN
+  else
+    export CUBE_MANAGER=https://$address
+    CUBE_TOKEN=$("$BIN/cube-manager" token admin --data-dir "$DATA")
+    export CUBE_TOKEN
+    "$BIN/cube-worker" --name bench-worker --listen 127.0.0.1:0 --data-dir "$DATA/worker" \
+      --manager "$CUBE_MANAGER" \
+      --join-token "$("$BIN/cube-manager" token worker --data-dir "$DATA")" \
+      >"$DATA/worker.out" 2>"$DATA/worker.log" &
+    echo "$!" >"$STATE/worker.pid"
+  fi
+  # Wait for the worker to be READY before the clock starts.
+  for _ in $(seq 100); do "$BIN/cubectl" nodes 2>/dev/null | grep -q READY && break; sleep 0.1; done
+  "$BIN/cubectl" nodes | grep -q READY || { echo "the $1 worker never became READY" >&2; exit 1; }
+}
+stop_cube() {
+  local pid
+  for pid in "$STATE/worker.pid" "$STATE/manager.pid"; do
+    [ -f "$pid" ] || continue
+    kill "$(cat "$pid")" 2>/dev/null || true
+    while kill -0 "$(cat "$pid")" 2>/dev/null; do sleep 0.05; done
+    rm -f "$pid"
+  done
+  rm_labelled cube.worker=bench-worker
+  rm -rf "$STATE/cube"
+}
+run_cube() {
+  start_cube "$1" >&2
   local start; start=$(now)
   seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
   while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
     sleep 0.05
   done
   local took; took=$(elapsed "$start" "$(now)")
-  kill "$MANAGER_PID"; wait "$MANAGER_PID" 2>/dev/null || true
-  rm -f "$STATE/manager.pid"
-  rm_labelled cube.worker=bench-worker
-  rm -rf "$DATA"
+  stop_cube
   echo "$took"
 }
-
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# The three ways take turns, so a slow spell of the machine falls on all of them.
-raws=(); swarms=(); cubes=()
+# The four ways take turns, so a slow spell of the machine falls on all of them.
+raws=(); swarms=(); cubes=(); secures=()
 for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS: $N containers, $P at a time"
   raws+=("$(run_raw)");     echo "   (a) docker run -d:        ${raws[-1]} s"
   swarms+=("$(run_swarm)"); echo "   (b) docker service create: ${swarms[-1]} s"
-  cubes+=("$(run_cube)");   echo "   (c) Cube:                  ${cubes[-1]} s"
+  cubes+=("$(run_cube dev)"); echo "   (c) Cube --dev:            ${cubes[-1]} s"
+  secures+=("$(run_cube secure)"); echo "   (d) Cube, TLS and tokens:  ${secures[-1]} s"
 done
 raw=$(median "${raws[@]}"); swarm=$(median "${swarms[@]}"); cube=$(median "${cubes[@]}")
+secure=$(median "${secures[@]}")
 
 cores=$(nproc); mem=$(free -g | awk '/^Mem:/{print $2}')
 table=$(cat <<EOF
 ## Containers end to end
 
 $N busybox \`sleep\` containers on one engine ($(docker version --format '{{.Server.Version}}')), $cores cores, ${mem} GiB; $(date -u +%Y-%m-%d).
-Command: \`bench/containers.sh $N $P $ROUNDS\` (the three take turns, $ROUNDS rounds).
+Command: \`bench/containers.sh $N $P $ROUNDS\` (the four take turns, $ROUNDS rounds).
 
 | how | all $N running after, median of $ROUNDS | ratio | every round |
 |---|---|---|---|
 | (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 | ${raws[*]} |
 | (b) \`docker service create --replicas $N\` | ${swarm} s | $(ratio "$swarm" "$raw") | ${swarms[*]} |
 | (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(ratio "$cube" "$raw") | ${cubes[*]} |
+| (d) Cube with TLS and tokens (manager, a joined \`cube-worker\`, an admin token), the same | ${secure} s | $(ratio "$secure" "$raw") | ${secures[*]} |
 
-Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm").
+Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm"); TLS and tokens cost $(ratio "$secure" "$cube") times plaintext --dev.
 EOF
 )
 echo
