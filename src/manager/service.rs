@@ -22,6 +22,7 @@ use crate::{
     tls::caller_of,
 };
 
+mod services;
 mod watch;
 
 /// The page size when a request sets none.
@@ -232,6 +233,13 @@ impl ManagerService for Api {
             ids: Default::default(),
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            service: match request.service.as_str() {
+                "" => None,
+                name => {
+                    crate::manager::replicas::check_service_name("service", name)?;
+                    Some(self.core.service_id(name)?)
+                }
+            },
         };
         let (mut tasks, last) = self.core.list(&filter, after, limit);
         tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
@@ -274,6 +282,7 @@ impl ManagerService for Api {
             ids,
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            service: None,
         };
         let permit = self.streams.watches.open()?;
         let snapshots = self.streams.snapshots.clone();
@@ -497,5 +506,54 @@ impl ManagerService for Api {
         let nodes = self.core.nodes();
         let answer = admission::join(self.ca.as_deref(), &nodes, request.into_inner())?;
         Ok(Response::new(answer))
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        self.create_service_rpc(request).await
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::GetServiceResponse>, Status> {
+        self.get_service_rpc(request).await
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        self.list_services_rpc(request).await
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
+        self.update_service_rpc(request).await
+    }
+
+    async fn scale_service(
+        &self,
+        request: Request<pb::ScaleServiceRequest>,
+    ) -> Result<Response<pb::ScaleServiceResponse>, Status> {
+        self.scale_service_rpc(request).await
+    }
+
+    async fn rollback_service(
+        &self,
+        request: Request<pb::RollbackServiceRequest>,
+    ) -> Result<Response<pb::RollbackServiceResponse>, Status> {
+        self.rollback_service_rpc(request).await
+    }
+
+    async fn delete_service(
+        &self,
+        request: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
+        self.delete_service_rpc(request).await
     }
 }

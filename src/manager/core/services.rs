@@ -1,0 +1,343 @@
+//! Services in the core: declared, changed and removed (each durable before the answer), and
+//! the reconciler's pass, which applies [`crate::manager::replicas::plan`] to every service
+//! under the state lock, so a decision and its tasks are one change.
+
+use std::sync::Arc;
+
+use super::{Core, Tx};
+use crate::{
+    error::{Error, Result},
+    limits::MAX_ANSWER_BYTES,
+    manager::replicas::{plan, Action, SlotTask, MAX_SERVICES},
+    proto::{
+        now,
+        pb::{self, DesiredState, EventType, TaskState},
+    },
+    task::{is_finished, TaskId},
+};
+
+/// How many slots a rolling update replaces at once (until an update config sets it).
+const UPDATE_PARALLELISM: u32 = 1;
+
+/// A change to a service's spec.
+enum Change {
+    /// A new spec, from UpdateService, which read `version`.
+    Update {
+        spec: Box<pb::ServiceSpec>,
+        version: u64,
+    },
+    /// Only the replicas.
+    Scale(u32),
+    /// Back to the previous spec.
+    Rollback,
+}
+
+impl Core {
+    /// Declares a checked service; answers once it is durable.
+    pub async fn create_service(&self, spec: pb::ServiceSpec) -> Result<pb::Service> {
+        self.writable()?;
+        let (service, durable) = {
+            let mut tx = self.tx();
+            if tx.state.services.contains_key(&spec.name) {
+                return Err(Error::AlreadyExists {
+                    what: "service",
+                    id: spec.name,
+                });
+            }
+            if tx.state.services.len() >= MAX_SERVICES {
+                return Err(Error::ResourceExhausted(format!(
+                    "this manager keeps at most {MAX_SERVICES} services; remove one first"
+                )));
+            }
+            let at = now();
+            let service = pb::Service {
+                id: TaskId::new().to_string(),
+                spec: Some(spec),
+                version: 1,
+                task_version: 1,
+                previous_spec: None,
+                created_at: Some(at),
+                updated_at: Some(at),
+            };
+            tx.put_service(service.clone());
+            (service, tx.commit())
+        };
+        durable.wait().await?;
+        Ok(service)
+    }
+
+    /// One service by name, as stored.
+    pub fn service(&self, name: &str) -> Result<pb::Service> {
+        self.shared
+            .view()
+            .services
+            .get(name)
+            .map(|s| pb::Service::clone(s))
+            .ok_or_else(|| service_missing(name))
+    }
+
+    /// Services named after `after`, by name, at most `limit` and about
+    /// [`MAX_ANSWER_BYTES`]; and the name to continue after when there may be more.
+    pub fn services(&self, after: &str, limit: usize) -> (Vec<pb::Service>, Option<String>) {
+        let view = self.shared.view();
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        let after = (std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded);
+        let mut last = None;
+        for (name, service) in view.services.range::<str, _>(after) {
+            let size = prost::Message::encoded_len(service.as_ref());
+            if out.len() == limit || (!out.is_empty() && bytes + size > MAX_ANSWER_BYTES) {
+                return (out, last);
+            }
+            bytes += size;
+            out.push(pb::Service::clone(service));
+            last = Some(name.clone());
+        }
+        (out, None)
+    }
+
+    /// Replaces a service's spec; `version` must be the one stored (else ABORTED).
+    pub async fn update_service(&self, spec: pb::ServiceSpec, version: u64) -> Result<pb::Service> {
+        let name = spec.name.clone();
+        self.change_service(
+            &name,
+            Change::Update {
+                spec: Box::new(spec),
+                version,
+            },
+        )
+        .await
+    }
+
+    /// Sets a service's replicas.
+    pub async fn scale_service(&self, name: &str, replicas: u32) -> Result<pb::Service> {
+        self.change_service(name, Change::Scale(replicas)).await
+    }
+
+    /// Puts a service's previous spec back.
+    pub async fn rollback_service(&self, name: &str) -> Result<pb::Service> {
+        self.change_service(name, Change::Rollback).await
+    }
+
+    async fn change_service(&self, name: &str, change: Change) -> Result<pb::Service> {
+        self.writable()?;
+        let (service, durable) = {
+            let mut tx = self.tx();
+            let current = tx
+                .state
+                .services
+                .get(name)
+                .ok_or_else(|| service_missing(name))?;
+            let unchanged = matches!(change, Change::Scale(n)
+                if current.spec.as_ref().is_some_and(|s| s.replicas == n));
+            if unchanged {
+                // Scaling to the replicas it has is done already (`apply` twice changes
+                // nothing); the empty commit waits for the service to be durable.
+                (pb::Service::clone(current), tx.commit())
+            } else {
+                let service = changed(current, change)?;
+                tx.put_service(service.clone());
+                (service, tx.commit())
+            }
+        };
+        durable.wait().await?;
+        Ok(service)
+    }
+
+    /// Removes a service; the reconciler stops its tasks.
+    pub async fn delete_service(&self, name: &str) -> Result<pb::Service> {
+        self.writable()?;
+        let (service, durable) = {
+            let mut tx = self.tx();
+            let service = tx
+                .state
+                .services
+                .remove(name)
+                .ok_or_else(|| service_missing(name))?;
+            tx.changes
+                .ops
+                .push(crate::store::manager::Op::DeleteService {
+                    name: name.to_string(),
+                });
+            tx.changes.wake_services = true;
+            (pb::Service::clone(&service), tx.commit())
+        };
+        durable.wait().await?;
+        Ok(service)
+    }
+
+    /// The id of the service named `name`, for filters.
+    pub fn service_id(&self, name: &str) -> Result<String> {
+        self.service(name).map(|s| s.id)
+    }
+
+    /// One pass of the service reconciler: for every service, and every removed service that
+    /// still has tasks, applies the plan. Returns how many actions it took.
+    pub fn reconcile_services(&self) -> usize {
+        if self.writable().is_err() {
+            return 0;
+        }
+        let mut tx = self.tx();
+        let mut taken = 0;
+        let services: Vec<Arc<pb::Service>> = tx.state.services.values().cloned().collect();
+        let mut seen = std::collections::HashSet::new();
+        for service in services {
+            seen.insert(service.id.clone());
+            taken += tx.reconcile_one(&service.id, Some(&service));
+        }
+        let orphans: Vec<String> = tx
+            .state
+            .by_service
+            .keys()
+            .filter(|id| !seen.contains(*id))
+            .cloned()
+            .collect();
+        for id in orphans {
+            taken += tx.reconcile_one(&id, None);
+        }
+        tx.commit_later();
+        taken
+    }
+}
+
+impl Tx<'_> {
+    /// Stores a service (memory and a write) and wakes the reconciler.
+    fn put_service(&mut self, service: pb::Service) {
+        let service = Arc::new(service);
+        let name = service.spec.as_ref().map(|s| s.name.clone());
+        self.state
+            .services
+            .insert(name.unwrap_or_default(), service.clone());
+        self.changes
+            .ops
+            .push(crate::store::manager::Op::PutService(service));
+        self.changes.wake_services = true;
+    }
+
+    /// Applies the plan of one service (`None`: removed) with id `id`.
+    fn reconcile_one(&mut self, id: &str, service: Option<&pb::Service>) -> usize {
+        let tasks = self.slot_tasks(id);
+        let desired = service.map(|s| crate::manager::replicas::plan::Desired {
+            replicas: s.spec.as_ref().map_or(0, |s| s.replicas),
+            version: s.task_version,
+            parallelism: UPDATE_PARALLELISM,
+        });
+        let actions = plan(desired, &tasks);
+        for action in &actions {
+            match (action, service) {
+                (Action::Stop { id, reason }, _) => {
+                    let event = (EventType::Service, reason.says().to_string());
+                    self.request_stop(*id, event);
+                }
+                (Action::Create { slot }, Some(service)) => {
+                    let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
+                    let task = pb::Task {
+                        spec: service.spec.as_ref().and_then(|s| s.task.clone()),
+                        service_id: service.id.clone(),
+                        slot: *slot,
+                        service_version: service.task_version,
+                        ..Default::default()
+                    };
+                    let accepted = format!(
+                        "created by service {name} for slot {slot} (version {})",
+                        service.task_version
+                    );
+                    self.add_task(task, accepted);
+                }
+                (Action::Create { .. }, None) => {}
+            }
+        }
+        if service.is_none() && tasks.iter().all(|t| !t.live) {
+            // Nothing of a removed service runs: the index has no more use for it.
+            self.state.by_service.remove(id);
+        }
+        if !actions.is_empty() {
+            tracing::info!(service_id = %id, actions = actions.len(), "service reconciled");
+        }
+        actions.len()
+    }
+
+    /// The tasks of service `id`, as the plan sees them.
+    fn slot_tasks(&self, id: &str) -> Vec<SlotTask> {
+        let Some(ids) = self.state.by_service.get(id) else {
+            return Vec::new();
+        };
+        ids.iter()
+            .filter_map(|id| self.state.tasks.get(id).map(|e| (id, e)))
+            .map(|(id, entry)| {
+                let task = &entry.task;
+                let ended = is_finished(task.state()) && entry.restart_at.is_none();
+                let checked = task
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.health_check.as_ref())
+                    .is_some_and(|h| h.probe.is_some());
+                SlotTask {
+                    id: *id,
+                    seq: entry.seq,
+                    slot: task.slot,
+                    version: task.service_version,
+                    live: task.desired_state() == DesiredState::Running && !ended,
+                    ready: task.state() == TaskState::Running
+                        && (!checked || task.healthy == Some(true)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The service after `change`, or why the change is refused.
+fn changed(current: &pb::Service, change: Change) -> Result<pb::Service> {
+    let spec = current.spec.clone().unwrap_or_default();
+    let old_template = spec.task.clone();
+    let (new_spec, previous) = match change {
+        Change::Update { spec: new, version } => {
+            if version != current.version {
+                return Err(Error::Aborted(format!(
+                    "version: service {:?} is at version {}, not {version}; read it again and \
+                     retry",
+                    spec.name, current.version
+                )));
+            }
+            if *new == spec {
+                return Err(Error::FailedPrecondition(format!(
+                    "spec: the update changes nothing in service {:?}",
+                    spec.name
+                )));
+            }
+            (*new, Some(spec))
+        }
+        Change::Scale(replicas) => {
+            let scaled = pb::ServiceSpec {
+                replicas,
+                ..spec.clone()
+            };
+            (scaled, current.previous_spec.clone())
+        }
+        Change::Rollback => {
+            let previous = current.previous_spec.clone().ok_or_else(|| {
+                Error::FailedPrecondition(format!(
+                    "service {:?} has no previous spec to roll back to (it was never updated)",
+                    spec.name
+                ))
+            })?;
+            (previous, Some(spec))
+        }
+    };
+    let template_changed = new_spec.task != old_template;
+    Ok(pb::Service {
+        version: current.version + 1,
+        task_version: current.task_version + u64::from(template_changed),
+        spec: Some(new_spec),
+        previous_spec: previous,
+        updated_at: Some(now()),
+        ..current.clone()
+    })
+}
+
+fn service_missing(name: &str) -> Error {
+    Error::NotFound {
+        what: "service",
+        id: name.to_string(),
+    }
+}

@@ -1,0 +1,321 @@
+//! Services on a real manager with Exec workers (real processes, no Docker needed): the
+//! reconciler fills every slot, replaces a task stopped by hand, scales by slot, updates one
+//! slot at a time, survives a SIGKILL of the manager, and every bad request gets a clear
+//! status naming its field.
+// A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{collections::BTreeMap, time::Duration};
+
+use common::{unique, wait_for, Cluster, Cubectl, Runtime};
+use cube::pb;
+use serde_json::Value;
+use tonic::Code;
+
+/// Two Exec workers polled every 200 ms.
+fn exec_cluster() -> Cluster {
+    Cluster::builder()
+        .workers(2)
+        .runtime(Runtime::Exec)
+        .update_interval("200ms")
+        .wait_ready(Duration::from_secs(15))
+        .start()
+}
+
+/// The tasks of service `name` wanted running, by slot: (state, id, version) of each; a slot
+/// with two such tasks fails the test (one task per slot is the reconciler's promise).
+fn slots(ctl: &Cubectl, name: &str) -> BTreeMap<u64, (String, String, String)> {
+    let answer = ctl.json(&["service", "ps", name, "--running"]);
+    let mut slots = BTreeMap::new();
+    for task in answer["tasks"].as_array().cloned().unwrap_or_default() {
+        let slot = task["slot"].as_u64().unwrap();
+        let entry = (
+            task["state"].as_str().unwrap_or_default().to_string(),
+            task["id"].as_str().unwrap().to_string(),
+            task["serviceVersion"].as_str().unwrap_or("0").to_string(),
+        );
+        assert!(
+            slots.insert(slot, entry).is_none(),
+            "two live tasks in slot {slot}: {answer}"
+        );
+    }
+    slots
+}
+
+/// Waits until service `name` has exactly `slots 1..=n` RUNNING at `version`; the slots.
+fn wait_running(
+    ctl: &Cubectl,
+    name: &str,
+    n: u64,
+    version: &str,
+    timeout: Duration,
+) -> BTreeMap<u64, (String, String, String)> {
+    wait_for(
+        timeout,
+        &format!("{n} replicas of {name} RUNNING at version {version}"),
+        || {
+            let now = slots(ctl, name);
+            let done = now.keys().copied().eq(1..=n)
+                && now
+                    .values()
+                    .all(|(state, _, v)| state == "TASK_STATE_RUNNING" && v == version);
+            done.then_some(now)
+        },
+    )
+}
+
+fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
+    ctl.ok(&[
+        "service",
+        "create",
+        "--name",
+        name,
+        "--replicas",
+        replicas,
+        "--",
+        "sleep",
+        "300",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Three replicas run, one per slot; a task stopped by hand is replaced in its slot; scaling
+/// to 6 and back to 2 stops the highest slots; an update replaces every slot with the new
+/// version; `rm` stops them all.
+#[test]
+fn replicas_are_kept_scaled_by_slot_updated_and_removed() {
+    let cluster = exec_cluster();
+    let ctl = cluster.ctl();
+    let name = unique("web");
+    create(&ctl, &name, "3");
+    let before = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
+
+    // Stopped by hand: slot 2 gets a new task, the others keep theirs.
+    let stopped = before[&2].1.clone();
+    ctl.ok(&["stop", &stopped]);
+    let after = wait_running(&ctl, &name, 3, "1", Duration::from_secs(5));
+    assert_ne!(after[&2].1, stopped, "slot 2 has a new task");
+    assert_eq!(after[&1].1, before[&1].1);
+    assert_eq!(after[&3].1, before[&3].1);
+
+    ctl.ok(&["service", "scale", &format!("{name}=6")]);
+    let six = wait_running(&ctl, &name, 6, "1", Duration::from_secs(10));
+    ctl.ok(&["service", "scale", &format!("{name}=2")]);
+    let two = wait_running(&ctl, &name, 2, "1", Duration::from_secs(10));
+    assert_eq!(two[&1].1, six[&1].1, "slot 1 kept its task");
+    assert_eq!(two[&2].1, six[&2].1, "slot 2 kept its task");
+    for slot in 3..=6 {
+        let id = &six[&slot].1;
+        ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(10));
+    }
+
+    // An update of the args: both slots move to version 2, one at a time.
+    let out = ctl.ok(&["service", "update", &name, "--", "sleep", "301"]);
+    assert!(out.contains("version 4"), "{out}");
+    let updated = wait_running(&ctl, &name, 2, "2", Duration::from_secs(15));
+    for (_, id, _) in updated.values() {
+        let task = ctl.status(id);
+        assert_eq!(task["task"]["spec"]["args"][1], "301", "{task}");
+    }
+    let inspect: Value = common::json(&ctl.ok(&["service", "inspect", &name]));
+    assert_eq!(inspect["service"]["taskVersion"], "2", "{inspect}");
+
+    ctl.ok(&["service", "rm", &name]);
+    for (_, id, _) in updated.values() {
+        ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(10));
+    }
+    let (code, _, err) = ctl.call(&["service", "ps", &name]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not found"), "{err}");
+}
+
+/// A service acknowledged is durable: the manager SIGKILLed right after the answer knows it on
+/// restart, and its reconciler fills the slots.
+#[test]
+fn a_service_survives_a_sigkill_of_the_manager() {
+    let mut cluster = exec_cluster();
+    let ctl = cluster.ctl();
+    let name = unique("db");
+    create(&ctl, &name, "2");
+    cluster.kill_manager();
+    cluster.start_manager();
+    let ctl = cluster.ctl();
+    let running = wait_running(&ctl, &name, 2, "1", Duration::from_secs(15));
+    // Once more, mid-way through an update: it completes after the restart, one task a slot.
+    ctl.ok(&["service", "update", &name, "--", "sleep", "302"]);
+    cluster.kill_manager();
+    cluster.start_manager();
+    let ctl = cluster.ctl();
+    let updated = wait_running(&ctl, &name, 2, "2", Duration::from_secs(20));
+    assert!(updated
+        .values()
+        .all(|(_, id, _)| running.values().all(|(_, old, _)| old != id)));
+}
+
+/// The refusals: each a clear status naming the field or the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_service_requests_are_refused_naming_the_cause() {
+    let cluster = Cluster::builder().start();
+    let mut c = cluster.client().await;
+    let spec = |name: &str, replicas: u32| pb::ServiceSpec {
+        name: name.into(),
+        task: Some(pb::TaskSpec {
+            command: vec!["sleep".into(), "300".into()],
+            ..Default::default()
+        }),
+        replicas,
+    };
+    let create = |spec: pb::ServiceSpec| pb::CreateServiceRequest { spec: Some(spec) };
+    let refused = |answer: Result<tonic::Response<_>, tonic::Status>, code: Code, word: &str| {
+        let status = answer.map(|_: tonic::Response<()>| ()).unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(
+            status.message().contains(word),
+            "{word}: {}",
+            status.message()
+        );
+    };
+    let unit = |r: Result<tonic::Response<pb::CreateServiceResponse>, tonic::Status>| {
+        r.map(|r| r.map(|_| ()))
+    };
+
+    refused(
+        unit(c.create_service(create(spec("Bad_Name", 1))).await),
+        Code::InvalidArgument,
+        "spec.name",
+    );
+    refused(
+        unit(c.create_service(create(spec("web", 1001))).await),
+        Code::InvalidArgument,
+        "spec.replicas",
+    );
+    let mut no_task = spec("web", 1);
+    no_task.task = None;
+    refused(
+        unit(c.create_service(create(no_task)).await),
+        Code::InvalidArgument,
+        "spec.task",
+    );
+    refused(
+        unit(
+            c.create_service(pb::CreateServiceRequest { spec: None })
+                .await,
+        ),
+        Code::InvalidArgument,
+        "spec",
+    );
+
+    let name = unique("api");
+    let created = c
+        .create_service(create(spec(&name, 0)))
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap();
+    assert_eq!(created.version, 1);
+    refused(
+        unit(c.create_service(create(spec(&name, 0))).await),
+        Code::AlreadyExists,
+        &name,
+    );
+
+    let get = |name: &str| pb::GetServiceRequest { name: name.into() };
+    let status = c.get_service(get("nope")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("service \"nope\""), "{status:?}");
+
+    let update = |spec: pb::ServiceSpec, version: u64| pb::UpdateServiceRequest {
+        spec: Some(spec),
+        version,
+    };
+    let status = c
+        .update_service(update(spec(&name, 0), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("changes nothing"), "{status:?}");
+    let status = c
+        .update_service(update(spec(&name, 1), 7))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert!(status.message().contains("version"), "{status:?}");
+    let updated = c
+        .update_service(update(spec(&name, 1), 1))
+        .await
+        .unwrap()
+        .into_inner()
+        .service
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    // The version just read is stale after another change.
+    let status = c
+        .update_service(update(spec(&name, 2), 1))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+
+    let scale = |name: &str, replicas: u32| pb::ScaleServiceRequest {
+        name: name.into(),
+        replicas,
+    };
+    let status = c.scale_service(scale(&name, 1001)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("replicas"), "{status:?}");
+    let status = c.scale_service(scale("nope", 1)).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let other = unique("solo");
+    c.create_service(create(spec(&other, 0))).await.unwrap();
+    let status = c
+        .rollback_service(pb::RollbackServiceRequest {
+            name: other.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("previous spec"), "{status:?}");
+
+    let status = c
+        .list_tasks(pb::ListTasksRequest {
+            service: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    let status = c
+        .delete_service(pb::DeleteServiceRequest {
+            name: "nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    // A page of one, then the next.
+    let first = c
+        .list_services(pb::ListServicesRequest {
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.services.len(), 1);
+    assert!(!first.next_page_token.is_empty());
+    let second = c
+        .list_services(pb::ListServicesRequest {
+            page_size: 1,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.services.len(), 1);
+    assert_ne!(first.services[0].id, second.services[0].id);
+}
