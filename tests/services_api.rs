@@ -113,7 +113,16 @@ fn replicas_are_kept_scaled_by_slot_updated_and_removed() {
     }
 
     // An update of the args: both slots move to version 2, one at a time.
-    let out = ctl.ok(&["service", "update", &name, "--", "sleep", "301"]);
+    let out = ctl.ok(&[
+        "service",
+        "update",
+        &name,
+        "--update-monitor",
+        "300ms",
+        "--",
+        "sleep",
+        "301",
+    ]);
     assert!(out.contains("version 4"), "{out}");
     let updated = wait_running(&ctl, &name, 2, "2", Duration::from_secs(15));
     for (_, id, _) in updated.values() {
@@ -145,7 +154,16 @@ fn a_service_survives_a_sigkill_of_the_manager() {
     let ctl = cluster.ctl();
     let running = wait_running(&ctl, &name, 2, "1", Duration::from_secs(15));
     // Once more, mid-way through an update: it completes after the restart, one task a slot.
-    ctl.ok(&["service", "update", &name, "--", "sleep", "302"]);
+    ctl.ok(&[
+        "service",
+        "update",
+        &name,
+        "--update-monitor",
+        "300ms",
+        "--",
+        "sleep",
+        "302",
+    ]);
     cluster.kill_manager();
     cluster.start_manager();
     let ctl = cluster.ctl();
@@ -153,6 +171,65 @@ fn a_service_survives_a_sigkill_of_the_manager() {
     assert!(updated
         .values()
         .all(|(_, id, _)| running.values().all(|(_, old, _)| old != id)));
+}
+
+/// An update whose command exits 1 at once is detected, rolled back automatically (the
+/// default failure action), and ends with every replica on the old spec at a new version;
+/// the rollout record and the failed task's events say why.
+#[test]
+fn a_failing_update_is_rolled_back_automatically() {
+    let cluster = exec_cluster();
+    let ctl = cluster.ctl();
+    let name = unique("bad");
+    create(&ctl, &name, "3");
+    let before = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
+    ctl.ok(&[
+        "service",
+        "update",
+        &name,
+        "--update-monitor",
+        "2s",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    let service = wait_for(Duration::from_secs(20), "the rollout ROLLED_BACK", || {
+        let service = common::json(&ctl.ok(&["service", "inspect", &name]))["service"].clone();
+        (service["rollout"]["state"] == "ROLLOUT_STATE_ROLLED_BACK").then_some(service)
+    });
+    let rollout = &service["rollout"];
+    assert_eq!(service["taskVersion"], "3", "{service}");
+    // Every slot runs the old spec: the slots the update never reached kept their tasks.
+    let back = slots(&ctl, &name);
+    assert_eq!(back.len(), 3, "{back:?}");
+    for (state, id, _) in back.values() {
+        assert_eq!(state, "TASK_STATE_RUNNING");
+        let task = ctl.status(id);
+        assert_eq!(task["task"]["spec"]["args"][1], "300", "{task}");
+    }
+    assert_eq!(
+        back[&2],
+        before[&2],
+        "slot 2 was never replaced: {}",
+        ctl.ok(&["events", &before[&2].1])
+    );
+    let said = rollout["message"].as_str().unwrap();
+    assert!(said.contains("version 2 failed in slot 1"), "{said}");
+    assert!(said.contains("exit"), "{said}");
+    // The failed task's events say why the service rolled back.
+    let tasks = ctl.json(&["service", "ps", &name]);
+    let failed = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["serviceVersion"] == "2")
+        .unwrap_or_else(|| panic!("{tasks}"));
+    let events = ctl.ok(&["events", failed["id"].as_str().unwrap()]);
+    assert!(
+        events.contains("rolling back: version 2 failed"),
+        "{events}"
+    );
 }
 
 /// The refusals: each a clear status naming the field or the cause.
@@ -167,6 +244,7 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
             ..Default::default()
         }),
         replicas,
+        ..Default::default()
     };
     let create = |spec: pb::ServiceSpec| pb::CreateServiceRequest { spec: Some(spec) };
     let refused = |answer: Result<tonic::Response<_>, tonic::Status>, code: Code, word: &str| {
@@ -191,6 +269,16 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         unit(c.create_service(create(spec("web", 1001))).await),
         Code::InvalidArgument,
         "spec.replicas",
+    );
+    let mut bad_ratio = spec("web", 1);
+    bad_ratio.update_config = Some(pb::UpdateConfig {
+        max_failure_ratio: 2.0,
+        ..Default::default()
+    });
+    refused(
+        unit(c.create_service(create(bad_ratio)).await),
+        Code::InvalidArgument,
+        "spec.update_config.max_failure_ratio",
     );
     let mut no_task = spec("web", 1);
     no_task.task = None;

@@ -20,6 +20,9 @@ pub struct CreateArgs {
     /// not for services).
     #[command(flatten)]
     pub run: RunArgs,
+    /// How later updates roll out.
+    #[command(flatten)]
+    pub update: super::flags::UpdateFlags,
 }
 
 /// Runs `cubectl service create`: prints the service's id once it is stored.
@@ -43,6 +46,8 @@ pub async fn run(client: &Client, args: CreateArgs) -> Outcome {
         name,
         task: Some(run.spec()),
         replicas: run.count,
+        update_config: args.update.apply(None),
+        rollback_config: None,
     };
     let response = client
         .create_service(spec)

@@ -9,6 +9,7 @@ use crate::client::{Client, ClientError};
 use super::{Failure, Outcome};
 
 mod create;
+mod flags;
 mod inspect;
 mod list;
 mod ps;

@@ -30,6 +30,9 @@ pub struct UpdateArgs {
     /// New replicas.
     #[arg(long)]
     pub replicas: Option<u32>,
+    /// How this and later updates roll out.
+    #[command(flatten)]
+    pub update: super::flags::UpdateFlags,
     /// New command arguments (after `--`; replace the old ones).
     #[arg(value_name = "ARGS", trailing_var_arg = true)]
     pub args: Vec<String>,
@@ -58,6 +61,7 @@ pub async fn run(client: &Client, args: UpdateArgs) -> Outcome {
     if let Some(replicas) = args.replicas {
         spec.replicas = replicas;
     }
+    spec.update_config = args.update.apply(spec.update_config.take());
     let response = client
         .update_service(spec, current.version)
         .await

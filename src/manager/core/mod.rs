@@ -25,7 +25,8 @@
 //! - [`membership`]: workers that register, heartbeat and answer polls;
 //! - [`drain`]: moving tasks off a draining node;
 //! - [`retention`]: removing finished tasks and forgotten nodes;
-//! - [`services`]: services declared, changed and removed, and the reconciler's pass.
+//! - [`services`]: services declared, changed and removed;
+//! - [`replicas`]: the service reconciler's pass: rollouts judged, slots filled.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -48,6 +49,7 @@ mod liveness;
 mod membership;
 mod observe;
 mod placement;
+mod replicas;
 mod restarts;
 mod retention;
 mod services;

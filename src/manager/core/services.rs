@@ -1,6 +1,5 @@
-//! Services in the core: declared, changed and removed (each durable before the answer), and
-//! the reconciler's pass, which applies [`crate::manager::replicas::plan`] to every service
-//! under the state lock, so a decision and its tasks are one change.
+//! Services in the core: declared, read, changed and removed, each durable before the
+//! answer. A change of the task template starts a rollout, which `core::replicas` carries.
 
 use std::sync::Arc;
 
@@ -8,16 +7,13 @@ use super::{Core, Tx};
 use crate::{
     error::{Error, Result},
     limits::MAX_ANSWER_BYTES,
-    manager::replicas::{plan, Action, SlotTask, MAX_SERVICES},
+    manager::replicas::MAX_SERVICES,
     proto::{
         now,
-        pb::{self, DesiredState, EventType, TaskState},
+        pb::{self, RolloutState},
     },
-    task::{is_finished, TaskId},
+    task::TaskId,
 };
-
-/// How many slots a rolling update replaces at once (until an update config sets it).
-const UPDATE_PARALLELISM: u32 = 1;
 
 /// A change to a service's spec.
 enum Change {
@@ -56,6 +52,7 @@ impl Core {
                 version: 1,
                 task_version: 1,
                 previous_spec: None,
+                rollout: None,
                 created_at: Some(at),
                 updated_at: Some(at),
             };
@@ -170,39 +167,11 @@ impl Core {
     pub fn service_id(&self, name: &str) -> Result<String> {
         self.service(name).map(|s| s.id)
     }
-
-    /// One pass of the service reconciler: for every service, and every removed service that
-    /// still has tasks, applies the plan. Returns how many actions it took.
-    pub fn reconcile_services(&self) -> usize {
-        if self.writable().is_err() {
-            return 0;
-        }
-        let mut tx = self.tx();
-        let mut taken = 0;
-        let services: Vec<Arc<pb::Service>> = tx.state.services.values().cloned().collect();
-        let mut seen = std::collections::HashSet::new();
-        for service in services {
-            seen.insert(service.id.clone());
-            taken += tx.reconcile_one(&service.id, Some(&service));
-        }
-        let orphans: Vec<String> = tx
-            .state
-            .by_service
-            .keys()
-            .filter(|id| !seen.contains(*id))
-            .cloned()
-            .collect();
-        for id in orphans {
-            taken += tx.reconcile_one(&id, None);
-        }
-        tx.commit_later();
-        taken
-    }
 }
 
 impl Tx<'_> {
     /// Stores a service (memory and a write) and wakes the reconciler.
-    fn put_service(&mut self, service: pb::Service) {
+    pub(super) fn put_service(&mut self, service: pb::Service) {
         let service = Arc::new(service);
         let name = service.spec.as_ref().map(|s| s.name.clone());
         self.state
@@ -213,83 +182,13 @@ impl Tx<'_> {
             .push(crate::store::manager::Op::PutService(service));
         self.changes.wake_services = true;
     }
-
-    /// Applies the plan of one service (`None`: removed) with id `id`.
-    fn reconcile_one(&mut self, id: &str, service: Option<&pb::Service>) -> usize {
-        let tasks = self.slot_tasks(id);
-        let desired = service.map(|s| crate::manager::replicas::plan::Desired {
-            replicas: s.spec.as_ref().map_or(0, |s| s.replicas),
-            version: s.task_version,
-            parallelism: UPDATE_PARALLELISM,
-        });
-        let actions = plan(desired, &tasks);
-        for action in &actions {
-            match (action, service) {
-                (Action::Stop { id, reason }, _) => {
-                    let event = (EventType::Service, reason.says().to_string());
-                    self.request_stop(*id, event);
-                }
-                (Action::Create { slot }, Some(service)) => {
-                    let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
-                    let task = pb::Task {
-                        spec: service.spec.as_ref().and_then(|s| s.task.clone()),
-                        service_id: service.id.clone(),
-                        slot: *slot,
-                        service_version: service.task_version,
-                        ..Default::default()
-                    };
-                    let accepted = format!(
-                        "created by service {name} for slot {slot} (version {})",
-                        service.task_version
-                    );
-                    self.add_task(task, accepted);
-                }
-                (Action::Create { .. }, None) => {}
-            }
-        }
-        if service.is_none() && tasks.iter().all(|t| !t.live) {
-            // Nothing of a removed service runs: the index has no more use for it.
-            self.state.by_service.remove(id);
-        }
-        if !actions.is_empty() {
-            tracing::info!(service_id = %id, actions = actions.len(), "service reconciled");
-        }
-        actions.len()
-    }
-
-    /// The tasks of service `id`, as the plan sees them.
-    fn slot_tasks(&self, id: &str) -> Vec<SlotTask> {
-        let Some(ids) = self.state.by_service.get(id) else {
-            return Vec::new();
-        };
-        ids.iter()
-            .filter_map(|id| self.state.tasks.get(id).map(|e| (id, e)))
-            .map(|(id, entry)| {
-                let task = &entry.task;
-                let ended = is_finished(task.state()) && entry.restart_at.is_none();
-                let checked = task
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.health_check.as_ref())
-                    .is_some_and(|h| h.probe.is_some());
-                SlotTask {
-                    id: *id,
-                    seq: entry.seq,
-                    slot: task.slot,
-                    version: task.service_version,
-                    live: task.desired_state() == DesiredState::Running && !ended,
-                    ready: task.state() == TaskState::Running
-                        && (!checked || task.healthy == Some(true)),
-                }
-            })
-            .collect()
-    }
 }
 
 /// The service after `change`, or why the change is refused.
 fn changed(current: &pb::Service, change: Change) -> Result<pb::Service> {
     let spec = current.spec.clone().unwrap_or_default();
     let old_template = spec.task.clone();
+    let rolling_back = matches!(change, Change::Rollback);
     let (new_spec, previous) = match change {
         Change::Update { spec: new, version } => {
             if version != current.version {
@@ -325,14 +224,38 @@ fn changed(current: &pb::Service, change: Change) -> Result<pb::Service> {
         }
     };
     let template_changed = new_spec.task != old_template;
+    let task_version = current.task_version + u64::from(template_changed);
+    let rollout = if template_changed {
+        let (state, message) = if rolling_back {
+            (RolloutState::RollingBack, "rolling back, as asked")
+        } else {
+            (RolloutState::Updating, "updating")
+        };
+        Some(rollout(state, task_version, message.into()))
+    } else {
+        current.rollout.clone()
+    };
     Ok(pb::Service {
         version: current.version + 1,
-        task_version: current.task_version + u64::from(template_changed),
+        task_version,
         spec: Some(new_spec),
         previous_spec: previous,
         updated_at: Some(now()),
+        rollout,
         ..current.clone()
     })
+}
+
+/// A new rollout record to `task_version`.
+pub(super) fn rollout(state: RolloutState, task_version: u64, message: String) -> pb::Rollout {
+    let at = now();
+    pb::Rollout {
+        state: state as i32,
+        task_version,
+        message,
+        started_at: Some(at),
+        updated_at: Some(at),
+    }
 }
 
 fn service_missing(name: &str) -> Error {

@@ -21,8 +21,11 @@ pub struct SlotTask {
     /// for a restart by its policy counts; one stopped by hand, ended, or failed past its
     /// restarts does not).
     pub live: bool,
-    /// Whether it serves: RUNNING, and healthy when it has a health check.
+    /// Whether it is up: RUNNING, and healthy when it has a health check (else running for
+    /// the update's monitor period).
     pub ready: bool,
+    /// Why it counts as a failure of its version (it failed, restarted or turned unhealthy).
+    pub failure: Option<String>,
 }
 
 /// What a service declares, as the plan needs it; `None` for a removed service.
@@ -32,8 +35,12 @@ pub struct Desired {
     pub replicas: u32,
     /// The template version every slot should run.
     pub version: u64,
-    /// How many slots may be on their way to the new version at once.
+    /// How many slots may be on their way to the new version at once (0: paused).
     pub parallelism: u32,
+    /// Start a slot's new task before stopping its old one (else stop first).
+    pub start_first: bool,
+    /// The delay between batches is not over: no up slot is replaced now.
+    pub hold: bool,
 }
 
 /// Why a task is stopped.
@@ -82,7 +89,8 @@ pub enum Action {
 /// slot keeps one live task (current version first, then ready, then newest); an empty slot
 /// gets a new task; tasks of an older version are replaced lowest slot first, no more slots
 /// at once than `parallelism` counting slots whose new task is not ready yet (an old task
-/// that does not serve anyway is replaced at once, and counts).
+/// that does not serve anyway is replaced at once, and counts), and none while `hold`.
+/// Start-first, a slot's old task is stopped only once its new one is up.
 pub fn plan(desired: Option<Desired>, tasks: &[SlotTask]) -> Vec<Action> {
     let mut actions = Vec::new();
     let live = tasks.iter().filter(|t| t.live);
@@ -111,10 +119,24 @@ pub fn plan(desired: Option<Desired>, tasks: &[SlotTask]) -> Vec<Action> {
         let best = tasks
             .pop()
             .unwrap_or_else(|| unreachable!("a slot has a task"));
+        // Start-first: the old task serves on until its replacement is up.
+        if desired.start_first && best.version == desired.version && !best.ready {
+            if let Some(i) = tasks
+                .iter()
+                .rposition(|t| t.ready && t.version != desired.version)
+            {
+                tasks.remove(i);
+            }
+        }
         for other in tasks {
+            let reason = if other.version == desired.version {
+                Reason::Duplicate
+            } else {
+                Reason::Outdated
+            };
             actions.push(Action::Stop {
                 id: other.id,
-                reason: Reason::Duplicate,
+                reason,
             });
         }
         kept.insert(slot, best);
@@ -135,14 +157,16 @@ pub fn plan(desired: Option<Desired>, tasks: &[SlotTask]) -> Vec<Action> {
     // Old tasks that do not serve go first and at once; each new task counts as busy.
     outdated.sort_by_key(|t| (t.ready, t.slot));
     for task in outdated {
-        if task.ready && busy >= desired.parallelism {
+        if task.ready && (desired.hold || busy >= desired.parallelism) {
             break;
         }
         busy += 1;
-        actions.push(Action::Stop {
-            id: task.id,
-            reason: Reason::Outdated,
-        });
+        if !(desired.start_first && task.ready) {
+            actions.push(Action::Stop {
+                id: task.id,
+                reason: Reason::Outdated,
+            });
+        }
         actions.push(Action::Create { slot: task.slot });
     }
     actions
@@ -160,6 +184,7 @@ mod tests {
             version,
             live: true,
             ready,
+            failure: None,
         }
     }
 
@@ -168,6 +193,8 @@ mod tests {
             replicas,
             version,
             parallelism: 1,
+            start_first: false,
+            hold: false,
         })
     }
 
@@ -234,7 +261,7 @@ mod tests {
         let actions = plan(desired(1, 2), &tasks);
         assert_eq!(
             stops(&actions),
-            vec![(1, Reason::Duplicate), (2, Reason::Duplicate)]
+            vec![(1, Reason::Outdated), (2, Reason::Duplicate)]
         );
     }
 
@@ -279,6 +306,53 @@ mod tests {
             stops(&actions),
             vec![(1, Reason::Outdated), (2, Reason::Outdated)]
         );
+    }
+
+    #[test]
+    fn start_first_stops_the_old_task_once_the_new_one_is_up() {
+        let start_first = Some(Desired {
+            start_first: true,
+            ..desired(2, 2).unwrap()
+        });
+        let tasks = [task(1, 1, 1, true), task(2, 2, 1, true)];
+        let actions = plan(start_first, &tasks);
+        assert_eq!(creates(&actions), vec![1]);
+        assert!(stops(&actions).is_empty(), "{actions:?}");
+        // The new task is starting: both stay.
+        let tasks = [
+            task(1, 1, 1, true),
+            task(3, 1, 2, false),
+            task(2, 2, 1, true),
+        ];
+        assert!(plan(start_first, &tasks).is_empty());
+        // Up: the old one goes, and the next slot starts.
+        let tasks = [
+            task(1, 1, 1, true),
+            task(3, 1, 2, true),
+            task(2, 2, 1, true),
+        ];
+        let actions = plan(start_first, &tasks);
+        assert_eq!(stops(&actions), vec![(1, Reason::Outdated)]);
+        assert_eq!(creates(&actions), vec![2]);
+    }
+
+    #[test]
+    fn paused_or_held_updates_replace_no_up_slot() {
+        let tasks = [task(1, 1, 1, true), task(2, 2, 0, false)];
+        for desired in [
+            Desired {
+                parallelism: 0,
+                ..desired(2, 2).unwrap()
+            },
+            Desired {
+                hold: true,
+                ..desired(2, 2).unwrap()
+            },
+        ] {
+            let actions = plan(Some(desired), &tasks);
+            // Only the old task that does not serve is replaced.
+            assert_eq!(stops(&actions), vec![(2, Reason::Outdated)], "{desired:?}");
+        }
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub fn check_service_spec(spec: pb::ServiceSpec) -> Result<pb::ServiceSpec> {
     if task.name.is_empty() {
         task.name = spec.name.clone();
     }
+    for (field, config) in [
+        ("spec.update_config", &spec.update_config),
+        ("spec.rollback_config", &spec.rollback_config),
+    ] {
+        if let Some(config) = config {
+            super::check_config(field, config)?;
+        }
+    }
     check_spec(&task).map_err(under_task)?;
     let task = validate_spec(task, false).map_err(under_task)?;
     Ok(pb::ServiceSpec {
@@ -93,6 +101,7 @@ mod tests {
                 ..Default::default()
             }),
             replicas,
+            ..Default::default()
         }
     }
 
