@@ -232,6 +232,87 @@ fn a_failing_update_is_rolled_back_automatically() {
     );
 }
 
+/// grpcurl, with JSON and reflection alone, creates, scales and deletes a service; the
+/// manager's metrics count its replicas (desired, running, updated).
+#[test]
+fn grpcurl_drives_a_service_and_metrics_count_its_replicas() {
+    let Some(grpcurl) = common::grpcurl() else {
+        assert!(!common::docker_required(), "grpcurl is missing");
+        eprintln!("SKIPPED: grpcurl not installed");
+        return;
+    };
+    let cluster = Cluster::builder()
+        .workers(2)
+        .runtime(Runtime::Exec)
+        .update_interval("200ms")
+        .manager_args(&["--metrics-listen", "127.0.0.1:0"])
+        .manager_env("CUBE_LOG_FORMAT", "json")
+        .wait_ready(Duration::from_secs(15))
+        .start();
+    let metrics = common::metrics_address(cluster.manager());
+    let addr = &cluster.manager().addr;
+    let auth = cluster.grpcurl_auth(Some(&cluster.tokens().admin));
+    let call = |method: &str, body: String| {
+        let auth: Vec<&str> = auth.iter().map(String::as_str).collect();
+        let method = format!("cube.v1.ManagerService/{method}");
+        let args = [auth.as_slice(), &["-d", &body, addr, &method]].concat();
+        let (ok, stdout, stderr) = common::grpcurl_run(&grpcurl, &args);
+        assert!(ok, "grpcurl {method}: {stderr}");
+        common::json(&stdout)
+    };
+    let name = unique("curl");
+    let created = call(
+        "CreateService",
+        format!(
+            r#"{{"spec":{{"name":"{name}","replicas":2,"task":{{"args":["sleep","300"]}},
+                "updateConfig":{{"parallelism":2,"delay":"1s","order":"UPDATE_ORDER_START_FIRST"}}}}}}"#
+        ),
+    );
+    assert_eq!(created["service"]["version"], "1", "{created}");
+    let ctl = cluster.ctl();
+    wait_running(&ctl, &name, 2, "1", Duration::from_secs(10));
+    let line = |kind: &str, n: u32| {
+        format!("cube_manager_service_replicas{{kind=\"{kind}\",service=\"{name}\"}} {n}")
+    };
+    wait_for(
+        Duration::from_secs(5),
+        "the replicas in the metrics",
+        || {
+            let text = common::scrape(&metrics);
+            ["desired", "running", "updated"]
+                .iter()
+                .all(|kind| text.contains(&line(kind, 2)))
+                .then_some(())
+        },
+    );
+
+    let scaled = call(
+        "ScaleService",
+        format!(r#"{{"name":"{name}","replicas":3}}"#),
+    );
+    assert_eq!(scaled["service"]["spec"]["replicas"], 3, "{scaled}");
+    wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
+    let deleted = call("DeleteService", format!(r#"{{"name":"{name}"}}"#));
+    assert_eq!(
+        deleted["service"]["spec"]["name"],
+        name.as_str(),
+        "{deleted}"
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "every task of the service stopped",
+        || {
+            let tasks = ctl.tasks();
+            tasks
+                .iter()
+                .all(|t| t["state"] == "TASK_STATE_COMPLETED")
+                .then_some(())
+        },
+    );
+    let text = common::scrape(&metrics);
+    assert!(!text.contains(&format!("service=\"{name}\"")), "{text}");
+}
+
 /// The refusals: each a clear status naming the field or the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_service_requests_are_refused_naming_the_cause() {

@@ -1,7 +1,7 @@
 //! Services in the core: declared, read, changed and removed, each durable before the
 //! answer. A change of the task template starts a rollout, which `core::replicas` carries.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use super::{Core, Tx};
 use crate::{
@@ -14,6 +14,17 @@ use crate::{
     },
     task::TaskId,
 };
+
+/// A service's replicas, for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReplicaCounts {
+    /// What the service declares.
+    pub desired: i64,
+    /// Tasks RUNNING and wanted running.
+    pub running: i64,
+    /// Of those, the ones whose task version is the service's current one.
+    pub updated: i64,
+}
 
 /// A change to a service's spec.
 enum Change {
@@ -161,6 +172,34 @@ impl Core {
         };
         durable.wait().await?;
         Ok(service)
+    }
+
+    /// Each service's replicas as stored, by name, for the metrics: one pass over the tasks.
+    pub fn service_counts(&self) -> Vec<(String, ReplicaCounts)> {
+        let view = self.shared.view();
+        let mut by_id: HashMap<&str, (&str, ReplicaCounts, u64)> = HashMap::new();
+        for (name, service) in &view.services {
+            let counts = ReplicaCounts {
+                desired: service.spec.as_ref().map_or(0, |s| i64::from(s.replicas)),
+                ..Default::default()
+            };
+            by_id.insert(&service.id, (name, counts, service.task_version));
+        }
+        for task in view.tasks.values() {
+            let Some((_, counts, version)) = by_id.get_mut(task.service_id.as_str()) else {
+                continue;
+            };
+            if task.state() == pb::TaskState::Running
+                && task.desired_state() == pb::DesiredState::Running
+            {
+                counts.running += 1;
+                counts.updated += i64::from(task.service_version == *version);
+            }
+        }
+        by_id
+            .into_values()
+            .map(|(name, counts, _)| (name.to_string(), counts))
+            .collect()
     }
 
     /// The id of the service named `name`, for filters.
