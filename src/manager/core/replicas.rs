@@ -103,11 +103,11 @@ impl Tx<'_> {
         match judgement {
             Judgement::Going => return service.clone(),
             Judgement::Done => {
-                record.state = if rolling_back {
+                record.set_state(if rolling_back {
                     RolloutState::RolledBack
                 } else {
                     RolloutState::Completed
-                } as i32;
+                });
                 let done = format!("every replica runs version {}", service.task_version);
                 record.message = if rolling_back {
                     format!("{}; {done}", record.message)
@@ -133,7 +133,7 @@ impl Tx<'_> {
                         .map(|r| r.message.clone())
                         .unwrap_or_default()
                 } else {
-                    record.state = RolloutState::Paused as i32;
+                    record.set_state(RolloutState::Paused);
                     record.message = format!(
                         "paused: version {} failed in slot {slot}: {why}",
                         service.task_version
