@@ -313,6 +313,13 @@ fn grpcurl_drives_a_service_and_metrics_count_its_replicas() {
     assert!(!text.contains(&format!("service=\"{name}\"")), "{text}");
 }
 
+/// The call was refused with `code`, and the message says `word`.
+fn expect_refusal<T: std::fmt::Debug>(answer: Result<T, tonic::Status>, code: Code, word: &str) {
+    let status = answer.unwrap_err();
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(status.message().contains(word), "{word}: {status:?}");
+}
+
 /// The refusals: each a clear status naming the field or the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_service_requests_are_refused_naming_the_cause() {
@@ -328,26 +335,13 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         ..Default::default()
     };
     let create = |spec: pb::ServiceSpec| pb::CreateServiceRequest { spec: Some(spec) };
-    let refused = |answer: Result<tonic::Response<_>, tonic::Status>, code: Code, word: &str| {
-        let status = answer.map(|_: tonic::Response<()>| ()).unwrap_err();
-        assert_eq!(status.code(), code, "{status:?}");
-        assert!(
-            status.message().contains(word),
-            "{word}: {}",
-            status.message()
-        );
-    };
-    let unit = |r: Result<tonic::Response<pb::CreateServiceResponse>, tonic::Status>| {
-        r.map(|r| r.map(|_| ()))
-    };
-
-    refused(
-        unit(c.create_service(create(spec("Bad_Name", 1))).await),
+    expect_refusal(
+        c.create_service(create(spec("Bad_Name", 1))).await,
         Code::InvalidArgument,
         "spec.name",
     );
-    refused(
-        unit(c.create_service(create(spec("web", 1001))).await),
+    expect_refusal(
+        c.create_service(create(spec("web", 1001))).await,
         Code::InvalidArgument,
         "spec.replicas",
     );
@@ -356,23 +350,21 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         max_failure_ratio: 2.0,
         ..Default::default()
     });
-    refused(
-        unit(c.create_service(create(bad_ratio)).await),
+    expect_refusal(
+        c.create_service(create(bad_ratio)).await,
         Code::InvalidArgument,
         "spec.update_config.max_failure_ratio",
     );
     let mut no_task = spec("web", 1);
     no_task.task = None;
-    refused(
-        unit(c.create_service(create(no_task)).await),
+    expect_refusal(
+        c.create_service(create(no_task)).await,
         Code::InvalidArgument,
         "spec.task",
     );
-    refused(
-        unit(
-            c.create_service(pb::CreateServiceRequest { spec: None })
-                .await,
-        ),
+    expect_refusal(
+        c.create_service(pb::CreateServiceRequest { spec: None })
+            .await,
         Code::InvalidArgument,
         "spec",
     );
@@ -386,33 +378,33 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         .service
         .unwrap();
     assert_eq!(created.version, 1);
-    refused(
-        unit(c.create_service(create(spec(&name, 0))).await),
+    expect_refusal(
+        c.create_service(create(spec(&name, 0))).await,
         Code::AlreadyExists,
         &name,
     );
 
     let get = |name: &str| pb::GetServiceRequest { name: name.into() };
-    let status = c.get_service(get("nope")).await.unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
-    assert!(status.message().contains("service \"nope\""), "{status:?}");
+    expect_refusal(
+        c.get_service(get("nope")).await,
+        Code::NotFound,
+        "service \"nope\"",
+    );
 
     let update = |spec: pb::ServiceSpec, version: u64| pb::UpdateServiceRequest {
         spec: Some(spec),
         version,
     };
-    let status = c
-        .update_service(update(spec(&name, 0), 1))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("changes nothing"), "{status:?}");
-    let status = c
-        .update_service(update(spec(&name, 1), 7))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Aborted, "{status:?}");
-    assert!(status.message().contains("version"), "{status:?}");
+    expect_refusal(
+        c.update_service(update(spec(&name, 0), 1)).await,
+        Code::FailedPrecondition,
+        "changes nothing",
+    );
+    expect_refusal(
+        c.update_service(update(spec(&name, 1), 7)).await,
+        Code::Aborted,
+        "version",
+    );
     let updated = c
         .update_service(update(spec(&name, 1), 1))
         .await
@@ -422,49 +414,51 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         .unwrap();
     assert_eq!(updated.version, 2);
     // The version just read is stale after another change.
-    let status = c
-        .update_service(update(spec(&name, 2), 1))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    expect_refusal(
+        c.update_service(update(spec(&name, 2), 1)).await,
+        Code::Aborted,
+        "is at version 2, not 1",
+    );
 
     let scale = |name: &str, replicas: u32| pb::ScaleServiceRequest {
         name: name.into(),
         replicas,
     };
-    let status = c.scale_service(scale(&name, 1001)).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("replicas"), "{status:?}");
-    let status = c.scale_service(scale("nope", 1)).await.unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    expect_refusal(
+        c.scale_service(scale(&name, 1001)).await,
+        Code::InvalidArgument,
+        "replicas",
+    );
+    expect_refusal(
+        c.scale_service(scale("nope", 1)).await,
+        Code::NotFound,
+        "service \"nope\"",
+    );
 
     let other = unique("solo");
     c.create_service(create(spec(&other, 0))).await.unwrap();
-    let status = c
-        .rollback_service(pb::RollbackServiceRequest {
+    expect_refusal(
+        c.rollback_service(pb::RollbackServiceRequest {
             name: other.clone(),
         })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-    assert!(status.message().contains("previous spec"), "{status:?}");
+        .await,
+        Code::FailedPrecondition,
+        "previous spec",
+    );
 
-    let status = c
-        .list_tasks(pb::ListTasksRequest {
-            service: "nope".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
-
-    let status = c
-        .delete_service(pb::DeleteServiceRequest {
-            name: "nope".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let list = pb::ListTasksRequest {
+        service: "nope".into(),
+        ..Default::default()
+    };
+    expect_refusal(c.list_tasks(list).await, Code::NotFound, "service \"nope\"");
+    let delete = pb::DeleteServiceRequest {
+        name: "nope".into(),
+    };
+    expect_refusal(
+        c.delete_service(delete).await,
+        Code::NotFound,
+        "service \"nope\"",
+    );
 
     // A page of one, then the next.
     let first = c

@@ -50,6 +50,33 @@ fn wait_up(ctl: &Cubectl, name: &str, n: u64, version: &str, healthy: bool) -> V
     )
 }
 
+/// `service create NAME` with 3 replicas of the test image, a 1 s stop grace and `rest`.
+fn create(ctl: &Cubectl, name: &str, rest: &[&str]) {
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        name,
+        "--replicas",
+        "3",
+        "--image",
+        TEST_IMAGE,
+        "--stop-grace",
+        "1s",
+    ];
+    args.extend_from_slice(rest);
+    ctl.ok(&args);
+}
+
+/// `service rm NAME`, then waits until each of `tasks` is COMPLETED.
+fn remove(ctl: &Cubectl, name: &str, tasks: &[Value]) {
+    ctl.ok(&["service", "rm", name]);
+    for task in tasks {
+        let id = task["id"].as_str().unwrap();
+        ctl.wait_state(id, "TASK_STATE_COMPLETED", Duration::from_secs(15));
+    }
+}
+
 /// Three replicas on two workers; one container `docker kill`ed and another task stopped by
 /// hand: three RUNNING again within 5 s, one per slot.
 #[test]
@@ -60,22 +87,11 @@ fn killed_and_stopped_replicas_run_again_within_five_seconds() {
     let cluster = cluster();
     let ctl = cluster.ctl();
     let name = unique("svc");
-    ctl.ok(&[
-        "service",
-        "create",
-        "--name",
+    create(
+        &ctl,
         &name,
-        "--replicas",
-        "3",
-        "--image",
-        TEST_IMAGE,
-        "--stop-grace",
-        "1s",
-        "--",
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; sleep 300 & wait",
-    ]);
+        &["--", "sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+    );
     let tasks = wait_up(&ctl, &name, 3, "1", false);
     let nodes: std::collections::HashSet<&str> =
         tasks.iter().map(|t| t["node"].as_str().unwrap()).collect();
@@ -99,14 +115,7 @@ fn killed_and_stopped_replicas_run_again_within_five_seconds() {
         again.iter().all(|t| t["id"] != stopped.as_str()),
         "the stopped task is not counted: {again:?}"
     );
-    ctl.ok(&["service", "rm", &name]);
-    for task in &again {
-        ctl.wait_state(
-            task["id"].as_str().unwrap(),
-            "TASK_STATE_COMPLETED",
-            Duration::from_secs(15),
-        );
-    }
+    remove(&ctl, &name, &again);
 }
 
 /// A rolling update of 3 httpd replicas with an http health check (parallelism 1,
@@ -120,29 +129,23 @@ fn a_rolling_update_keeps_two_of_three_healthy() {
     let cluster = cluster();
     let ctl = cluster.ctl();
     let name = unique("roll");
-    ctl.ok(&[
-        "service",
-        "create",
-        "--name",
+    create(
+        &ctl,
         &name,
-        "--replicas",
-        "3",
-        "--image",
-        TEST_IMAGE,
-        "--stop-grace",
-        "1s",
-        "--health-http",
-        "8080/health",
-        "--health-interval",
-        "300ms",
-        "--",
-        "httpd",
-        "-f",
-        "-p",
-        "8080",
-        "-h",
-        "/www",
-    ]);
+        &[
+            "--health-http",
+            "8080/health",
+            "--health-interval",
+            "300ms",
+            "--",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+            "/www",
+        ],
+    );
     wait_up(&ctl, &name, 3, "1", true);
     ctl.ok(&["service", "update", &name, "--env", "MODE=new"]);
     let started = Instant::now();
@@ -173,12 +176,5 @@ fn a_rolling_update_keeps_two_of_three_healthy() {
         let id = task["id"].as_str().unwrap();
         assert_eq!(ctl.status(id)["task"]["spec"]["env"]["MODE"], "new");
     }
-    ctl.ok(&["service", "rm", &name]);
-    for task in &done {
-        ctl.wait_state(
-            task["id"].as_str().unwrap(),
-            "TASK_STATE_COMPLETED",
-            Duration::from_secs(15),
-        );
-    }
+    remove(&ctl, &name, &done);
 }
