@@ -26,7 +26,7 @@ fn exec_cluster() -> Cluster {
 
 /// The tasks of service `name` wanted running, by slot: (state, id, version) of each; a slot
 /// with two such tasks fails the test (one task per slot is the reconciler's promise).
-fn slots(ctl: &Cubectl, name: &str) -> BTreeMap<u64, (String, String, String)> {
+fn slots(ctl: &Cubectl, name: &str) -> Slots {
     let answer = ctl.json(&["service", "ps", name, "--running"]);
     let mut slots = BTreeMap::new();
     for task in answer["tasks"].as_array().cloned().unwrap_or_default() {
@@ -45,13 +45,7 @@ fn slots(ctl: &Cubectl, name: &str) -> BTreeMap<u64, (String, String, String)> {
 }
 
 /// Waits until service `name` has exactly `slots 1..=n` RUNNING at `version`; the slots.
-fn wait_running(
-    ctl: &Cubectl,
-    name: &str,
-    n: u64,
-    version: &str,
-    timeout: Duration,
-) -> BTreeMap<u64, (String, String, String)> {
+fn wait_running(ctl: &Cubectl, name: &str, n: u64, version: &str, timeout: Duration) -> Slots {
     wait_for(
         timeout,
         &format!("{n} replicas of {name} RUNNING at version {version}"),
@@ -82,16 +76,26 @@ fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
     .to_string()
 }
 
+/// Slots by number: (state, task id, service version).
+type Slots = BTreeMap<u64, (String, String, String)>;
+
+/// An Exec cluster running a service (named from `prefix`) of 3 replicas; its slots.
+fn three_running(prefix: &str) -> (Cluster, String, Slots) {
+    let cluster = exec_cluster();
+    let ctl = cluster.ctl();
+    let name = unique(prefix);
+    create(&ctl, &name, "3");
+    let slots = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
+    (cluster, name, slots)
+}
+
 /// Three replicas run, one per slot; a task stopped by hand is replaced in its slot; scaling
 /// to 6 and back to 2 stops the highest slots; an update replaces every slot with the new
 /// version; `rm` stops them all.
 #[test]
 fn replicas_are_kept_scaled_by_slot_updated_and_removed() {
-    let cluster = exec_cluster();
+    let (cluster, name, before) = three_running("web");
     let ctl = cluster.ctl();
-    let name = unique("web");
-    create(&ctl, &name, "3");
-    let before = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
 
     // Stopped by hand: slot 2 gets a new task, the others keep theirs.
     let stopped = before[&2].1.clone();
@@ -178,11 +182,8 @@ fn a_service_survives_a_sigkill_of_the_manager() {
 /// the rollout record and the failed task's events say why.
 #[test]
 fn a_failing_update_is_rolled_back_automatically() {
-    let cluster = exec_cluster();
+    let (cluster, name, before) = three_running("bad");
     let ctl = cluster.ctl();
-    let name = unique("bad");
-    create(&ctl, &name, "3");
-    let before = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
     ctl.ok(&[
         "service",
         "update",
