@@ -2,15 +2,17 @@
 # Benchmark (2): N busybox `sleep` containers started three ways on the same engine, in one run:
 #   (a) `docker run -d`, P at a time (the parallelism Cube's dispatcher uses per worker);
 #   (b) `docker service create --replicas N` on a single-node swarm of the same engine;
-#   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time.
+#   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time;
+#   (d) Cube: the same manager, one `cubectl service create --replicas N`.
 # Each is timed from the first request until all N containers run: for (a) when the last
 # `docker run -d` returns, for (b) when `docker service ps` shows N running, for (c) when the
-# manager reports N tasks RUNNING (what a user of Cube sees).
+# manager reports N tasks RUNNING (what a user of Cube sees); (d) as (c).
 #
-# The three take turns for R rounds; the table gives each one's median and every round.
+# The four take turns for R rounds; the table gives each one's median and every round.
 #
 # Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 5)
-# CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
+# CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release (CUBE_BENCH_BIN: another
+# folder of binaries, e.g. target/debug, for a rough number without a release build).
 # Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +45,7 @@ trap cleanup EXIT
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
 bench/build-image.sh
 [ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cubectl
-BIN=target/release
+BIN=${CUBE_BENCH_BIN:-target/release}
 
 run_raw() {
   local start; start=$(now)
@@ -71,6 +73,7 @@ run_swarm() {
   echo "$took"
 }
 
+# Cube, with $1 = tasks (N `cubectl run`, P at a time) or service (one service of N replicas).
 run_cube() {
   local DATA="$STATE/cube"
   mkdir -p "$DATA"
@@ -83,7 +86,12 @@ run_cube() {
   # Wait for the embedded worker to be READY before the clock starts.
   for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
   local start; start=$(now)
-  seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+  if [ "$1" = service ]; then
+    "$BIN/cubectl" service create --name cube-bench --replicas "$N" --image "$IMAGE" \
+      -- sleep 300 >/dev/null
+  else
+    seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+  fi
   while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
     sleep 0.05
   done
@@ -97,30 +105,33 @@ run_cube() {
 
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# The three ways take turns, so a slow spell of the machine falls on all of them.
-raws=(); swarms=(); cubes=()
+# The four ways take turns, so a slow spell of the machine falls on all of them.
+raws=(); swarms=(); cubes=(); services=()
 for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS: $N containers, $P at a time"
   raws+=("$(run_raw)");     echo "   (a) docker run -d:        ${raws[-1]} s"
   swarms+=("$(run_swarm)"); echo "   (b) docker service create: ${swarms[-1]} s"
-  cubes+=("$(run_cube)");   echo "   (c) Cube:                  ${cubes[-1]} s"
+  cubes+=("$(run_cube tasks)");      echo "   (c) Cube:                  ${cubes[-1]} s"
+  services+=("$(run_cube service)"); echo "   (d) Cube service create:   ${services[-1]} s"
 done
 raw=$(median "${raws[@]}"); swarm=$(median "${swarms[@]}"); cube=$(median "${cubes[@]}")
+service=$(median "${services[@]}")
 
 cores=$(nproc); mem=$(free -g | awk '/^Mem:/{print $2}')
 table=$(cat <<EOF
 ## Containers end to end
 
 $N busybox \`sleep\` containers on one engine ($(docker version --format '{{.Server.Version}}')), $cores cores, ${mem} GiB; $(date -u +%Y-%m-%d).
-Command: \`bench/containers.sh $N $P $ROUNDS\` (the three take turns, $ROUNDS rounds).
+Command: \`bench/containers.sh $N $P $ROUNDS\` (the four take turns, $ROUNDS rounds).
 
 | how | all $N running after, median of $ROUNDS | ratio | every round |
 |---|---|---|---|
 | (a) \`docker run -d\`, $P at a time | ${raw} s | 1.00 | ${raws[*]} |
 | (b) \`docker service create --replicas $N\` | ${swarm} s | $(ratio "$swarm" "$raw") | ${swarms[*]} |
 | (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(ratio "$cube" "$raw") | ${cubes[*]} |
+| (d) Cube, \`cubectl service create --replicas $N\` | ${service} s | $(ratio "$service" "$raw") | ${services[*]} |
 
-Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm").
+Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm"); Cube service/Swarm service = $(ratio "$service" "$swarm").
 EOF
 )
 echo
