@@ -118,6 +118,58 @@ fn killed_and_stopped_replicas_run_again_within_five_seconds() {
     remove(&ctl, &name, &again);
 }
 
+/// A worker SIGKILLed under 3 replicas: once its node is lost (3 s without a heartbeat), its
+/// replicas run on the other worker within the grace plus 5 s, one per slot.
+#[test]
+fn replicas_of_a_lost_worker_run_elsewhere() {
+    if !common::need_docker("replicas_of_a_lost_worker_run_elsewhere") {
+        return;
+    }
+    let mut cluster = Cluster::builder()
+        .workers(2)
+        .register()
+        .update_interval("500ms")
+        .manager_args(&["--heartbeat-interval", "1s", "--node-grace", "3s"])
+        .wait_ready(Duration::from_secs(15))
+        .start();
+    let ctl = cluster.ctl();
+    let name = unique("lost");
+    create(
+        &ctl,
+        &name,
+        &["--", "sh", "-c", "trap 'exit 0' TERM; sleep 300 & wait"],
+    );
+    let tasks = wait_up(&ctl, &name, 3, "1", false);
+    let victim = cluster.name(0).to_string();
+    assert!(
+        tasks.iter().any(|t| t["node"] == victim.as_str()),
+        "a replica on each worker: {tasks:?}"
+    );
+    cluster.kill_worker(0);
+    common::remove_containers_of(&victim);
+    let lost_at = Instant::now();
+    let moved = wait_for(
+        Duration::from_secs(8),
+        "3 replicas off the lost node",
+        || {
+            let now = wait_up(&ctl, &name, 3, "1", false);
+            now.iter()
+                .all(|t| t["node"] != victim.as_str())
+                .then_some(now)
+        },
+    );
+    let took = lost_at.elapsed();
+    println!(
+        "MEASURE worker lost -> 3 replicas running elsewhere in {} ms",
+        took.as_millis()
+    );
+    assert!(
+        took <= Duration::from_secs(8),
+        "the grace (3 s) plus 5 s: {took:?}"
+    );
+    remove(&ctl, &name, &moved);
+}
+
 /// A rolling update of 3 httpd replicas with an http health check (parallelism 1,
 /// stop-first): sampled every 100 ms, never fewer than 2 replicas healthy; at the end all 3
 /// run the new version.
