@@ -482,4 +482,12 @@ async fn bad_service_requests_are_refused_naming_the_cause() {
         .into_inner();
     assert_eq!(second.services.len(), 1);
     assert_ne!(first.services[0].id, second.services[0].id);
+
+    // No worker: `explain` says why the one replica of `name` does not run.
+    let ctl = cluster.ctl();
+    let explained = wait_for(Duration::from_secs(5), "slot 1 explained", || {
+        let text = ctl.ok(&["service", "explain", &name]);
+        text.contains("pending: ").then_some(text)
+    });
+    assert!(explained.contains("1 replicas"), "{explained}");
 }

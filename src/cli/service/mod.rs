@@ -9,6 +9,7 @@ use crate::client::{Client, ClientError};
 use super::{Failure, Outcome};
 
 mod create;
+mod explain;
 mod flags;
 mod inspect;
 mod list;
@@ -44,6 +45,8 @@ pub enum ServiceCommand {
     Rollback(update::RollbackArgs),
     /// Remove services and stop their tasks.
     Rm(remove::RemoveArgs),
+    /// Say for each slot whether its replica is up, and if not why.
+    Explain(explain::ExplainArgs),
 }
 
 /// Runs `cubectl service ...`.
@@ -57,6 +60,7 @@ pub async fn run(client: &Client, args: ServiceArgs) -> Outcome {
         ServiceCommand::Update(args) => update::run(client, *args).await,
         ServiceCommand::Rollback(args) => update::rollback(client, args).await,
         ServiceCommand::Rm(args) => remove::run(client, args).await,
+        ServiceCommand::Explain(args) => explain::run(client, args).await,
     }
 }
 
