@@ -1,93 +1,21 @@
 //! Services on a real manager with Exec workers (real processes, no Docker needed): the
 //! reconciler fills every slot, replaces a task stopped by hand, scales by slot, updates one
-//! slot at a time, survives a SIGKILL of the manager, and every bad request gets a clear
-//! status naming its field.
+//! slot at a time, survives a SIGKILL of the manager, grpcurl and the metrics see it, and
+//! every bad request gets a clear status naming its field.
 // A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
-use common::{unique, wait_for, Cluster, Cubectl, Runtime};
+use common::{
+    services::{create, exec_cluster, three_running, wait_running},
+    unique, wait_for, Cluster, Runtime,
+};
 use cube::pb;
 use serde_json::Value;
 use tonic::Code;
-
-/// Two Exec workers polled every 200 ms.
-fn exec_cluster() -> Cluster {
-    Cluster::builder()
-        .workers(2)
-        .runtime(Runtime::Exec)
-        .update_interval("200ms")
-        .wait_ready(Duration::from_secs(15))
-        .start()
-}
-
-/// The tasks of service `name` wanted running, by slot: (state, id, version) of each; a slot
-/// with two such tasks fails the test (one task per slot is the reconciler's promise).
-fn slots(ctl: &Cubectl, name: &str) -> Slots {
-    let answer = ctl.json(&["service", "ps", name, "--running"]);
-    let mut slots = BTreeMap::new();
-    for task in answer["tasks"].as_array().cloned().unwrap_or_default() {
-        let slot = task["slot"].as_u64().unwrap();
-        let entry = (
-            task["state"].as_str().unwrap_or_default().to_string(),
-            task["id"].as_str().unwrap().to_string(),
-            task["serviceVersion"].as_str().unwrap_or("0").to_string(),
-        );
-        assert!(
-            slots.insert(slot, entry).is_none(),
-            "two live tasks in slot {slot}: {answer}"
-        );
-    }
-    slots
-}
-
-/// Waits until service `name` has exactly `slots 1..=n` RUNNING at `version`; the slots.
-fn wait_running(ctl: &Cubectl, name: &str, n: u64, version: &str, timeout: Duration) -> Slots {
-    wait_for(
-        timeout,
-        &format!("{n} replicas of {name} RUNNING at version {version}"),
-        || {
-            let now = slots(ctl, name);
-            let done = now.keys().copied().eq(1..=n)
-                && now
-                    .values()
-                    .all(|(state, _, v)| state == "TASK_STATE_RUNNING" && v == version);
-            done.then_some(now)
-        },
-    )
-}
-
-fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
-    ctl.ok(&[
-        "service",
-        "create",
-        "--name",
-        name,
-        "--replicas",
-        replicas,
-        "--",
-        "sleep",
-        "300",
-    ])
-    .trim()
-    .to_string()
-}
-
-/// Slots by number: (state, task id, service version).
-type Slots = BTreeMap<u64, (String, String, String)>;
-
-/// An Exec cluster running a service (named from `prefix`) of 3 replicas; its slots.
-fn three_running(prefix: &str) -> (Cluster, String, Slots) {
-    let cluster = exec_cluster();
-    let ctl = cluster.ctl();
-    let name = unique(prefix);
-    create(&ctl, &name, "3");
-    let slots = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
-    (cluster, name, slots)
-}
 
 /// Three replicas run, one per slot; a task stopped by hand is replaced in its slot; scaling
 /// to 6 and back to 2 stops the highest slots; an update replaces every slot with the new
@@ -175,62 +103,6 @@ fn a_service_survives_a_sigkill_of_the_manager() {
     assert!(updated
         .values()
         .all(|(_, id, _)| running.values().all(|(_, old, _)| old != id)));
-}
-
-/// An update whose command exits 1 at once is detected, rolled back automatically (the
-/// default failure action), and ends with every replica on the old spec at a new version;
-/// the rollout record and the failed task's events say why.
-#[test]
-fn a_failing_update_is_rolled_back_automatically() {
-    let (cluster, name, before) = three_running("bad");
-    let ctl = cluster.ctl();
-    ctl.ok(&[
-        "service",
-        "update",
-        &name,
-        "--update-monitor",
-        "2s",
-        "--",
-        "sh",
-        "-c",
-        "exit 1",
-    ]);
-    let service = wait_for(Duration::from_secs(20), "the rollout ROLLED_BACK", || {
-        let service = common::json(&ctl.ok(&["service", "inspect", &name]))["service"].clone();
-        (service["rollout"]["state"] == "ROLLOUT_STATE_ROLLED_BACK").then_some(service)
-    });
-    let rollout = &service["rollout"];
-    assert_eq!(service["taskVersion"], "3", "{service}");
-    // Every slot runs the old spec: the slots the update never reached kept their tasks.
-    let back = slots(&ctl, &name);
-    assert_eq!(back.len(), 3, "{back:?}");
-    for (state, id, _) in back.values() {
-        assert_eq!(state, "TASK_STATE_RUNNING");
-        let task = ctl.status(id);
-        assert_eq!(task["task"]["spec"]["args"][1], "300", "{task}");
-    }
-    assert_eq!(
-        back[&2],
-        before[&2],
-        "slot 2 was never replaced: {}",
-        ctl.ok(&["events", &before[&2].1])
-    );
-    let said = rollout["message"].as_str().unwrap();
-    assert!(said.contains("version 2 failed in slot 1"), "{said}");
-    assert!(said.contains("exit"), "{said}");
-    // The failed task's events say why the service rolled back.
-    let tasks = ctl.json(&["service", "ps", &name]);
-    let failed = tasks["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["serviceVersion"] == "2")
-        .unwrap_or_else(|| panic!("{tasks}"));
-    let events = ctl.ok(&["events", failed["id"].as_str().unwrap()]);
-    assert!(
-        events.contains("rolling back: version 2 failed"),
-        "{events}"
-    );
 }
 
 /// grpcurl, with JSON and reflection alone, creates, scales and deletes a service; the

@@ -14,6 +14,7 @@
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
 //! - `metrics`: a process's metrics endpoint, found in its logs and scraped.
+//! - `services`: a service of sleepers on Exec workers, and its slots.
 //! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
@@ -29,6 +30,7 @@ mod grpcurl;
 mod image;
 mod metrics;
 mod process;
+pub mod services;
 mod tmpfs;
 mod wait;
 

@@ -281,6 +281,7 @@ fn slot_task(
                 ran_long
             },
         failure,
+        stopping: !wanted && !is_finished(task.state()),
     }
 }
 

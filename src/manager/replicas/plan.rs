@@ -26,6 +26,9 @@ pub struct SlotTask {
     pub ready: bool,
     /// Why it counts as a failure of its version (it failed, restarted or turned unhealthy).
     pub failure: Option<String>,
+    /// Stopped by the reconciler or a user, and not gone yet: it still runs, so it counts
+    /// against the batch (a batch is over once its old tasks are gone).
+    pub stopping: bool,
 }
 
 /// What a service declares, as the plan needs it; `None` for a removed service.
@@ -141,7 +144,7 @@ pub fn plan(desired: Option<Desired>, tasks: &[SlotTask]) -> Vec<Action> {
         }
         kept.insert(slot, best);
     }
-    let mut busy = 0;
+    let mut busy = tasks.iter().filter(|t| t.stopping).count() as u32;
     let mut outdated = Vec::new();
     for slot in 1..=desired.replicas {
         match kept.get(&slot) {
@@ -185,6 +188,7 @@ mod tests {
             live: true,
             ready,
             failure: None,
+            stopping: false,
         }
     }
 
@@ -334,6 +338,15 @@ mod tests {
         let actions = plan(start_first, &tasks);
         assert_eq!(stops(&actions), vec![(1, Reason::Outdated)]);
         assert_eq!(creates(&actions), vec![2]);
+    }
+
+    #[test]
+    fn the_next_batch_waits_until_the_old_tasks_are_gone() {
+        let mut old = task(1, 1, 1, true);
+        old.live = false;
+        old.stopping = true;
+        let tasks = [old, task(3, 1, 2, true), task(2, 2, 1, true)];
+        assert!(plan(desired(2, 2), &tasks).is_empty());
     }
 
     #[test]

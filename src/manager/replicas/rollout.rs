@@ -160,6 +160,7 @@ mod tests {
             live: failure.is_none(),
             ready,
             failure: failure.map(String::from),
+            stopping: false,
         }
     }
 
