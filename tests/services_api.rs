@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    services::{create, exec_cluster, three_running, wait_running},
+    services::{create, exec_cluster, three_running, update_sleep, wait_running},
     unique, wait_for, Cluster, Runtime,
 };
 use cube::pb;
@@ -45,16 +45,7 @@ fn replicas_are_kept_scaled_by_slot_updated_and_removed() {
     }
 
     // An update of the args: both slots move to version 2, one at a time.
-    let out = ctl.ok(&[
-        "service",
-        "update",
-        &name,
-        "--update-monitor",
-        "300ms",
-        "--",
-        "sleep",
-        "301",
-    ]);
+    let out = update_sleep(&ctl, &name, "301");
     assert!(out.contains("version 4"), "{out}");
     let updated = wait_running(&ctl, &name, 2, "2", Duration::from_secs(15));
     for (_, id, _) in updated.values() {
@@ -86,16 +77,7 @@ fn a_service_survives_a_sigkill_of_the_manager() {
     let ctl = cluster.ctl();
     let running = wait_running(&ctl, &name, 2, "1", Duration::from_secs(15));
     // Once more, mid-way through an update: it completes after the restart, one task a slot.
-    ctl.ok(&[
-        "service",
-        "update",
-        &name,
-        "--update-monitor",
-        "300ms",
-        "--",
-        "sleep",
-        "302",
-    ]);
+    update_sleep(&ctl, &name, "302");
     cluster.kill_manager();
     cluster.start_manager();
     let ctl = cluster.ctl();

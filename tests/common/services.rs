@@ -80,3 +80,9 @@ pub fn three_running(prefix: &str) -> (Cluster, String, Slots) {
     let slots = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
     (cluster, name, slots)
 }
+
+/// `service update NAME --update-monitor 300ms -- sleep SECONDS`; what cubectl printed.
+pub fn update_sleep(ctl: &Cubectl, name: &str, seconds: &str) -> String {
+    let args = ["--update-monitor", "300ms", "--", "sleep", seconds];
+    ctl.ok(&[&["service", "update", name][..], &args].concat())
+}
