@@ -127,3 +127,29 @@ fn a_start_first_update_stays_within_its_bounds() {
         .values()
         .all(|(_, id, _)| before.values().all(|(_, old, _)| old != id)));
 }
+
+/// An update while another rolls out supersedes it: every slot ends on the newest version,
+/// none on the one in between, and the rollout record says COMPLETED.
+#[test]
+fn a_second_update_supersedes_a_rollout_in_flight() {
+    let (cluster, name, _) = three_running("sup");
+    let ctl = cluster.ctl();
+    let slow = ["--update-monitor", "2s", "--", "sleep", "304"];
+    ctl.ok(&[&["service", "update", &name][..], &slow].concat());
+    let fast = ["--update-monitor", "300ms", "--", "sleep", "305"];
+    ctl.ok(&[&["service", "update", &name][..], &fast].concat());
+    let service = wait_for(Duration::from_secs(20), "the rollout COMPLETED", || {
+        let service = common::json(&ctl.ok(&["service", "inspect", &name]))["service"].clone();
+        (service["rollout"]["state"] == "ROLLOUT_STATE_COMPLETED").then_some(service)
+    });
+    assert_eq!(service["taskVersion"], "3", "{service}");
+    let now = slots(&ctl, &name);
+    assert_eq!(now.len(), 3, "{now:?}");
+    for (state, id, version) in now.values() {
+        assert_eq!(
+            (state.as_str(), version.as_str()),
+            ("TASK_STATE_RUNNING", "3")
+        );
+        assert_eq!(ctl.status(id)["task"]["spec"]["args"][1], "305");
+    }
+}
