@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Benchmark (2): N busybox `sleep` containers started four ways on the same engine, in one run:
+# Benchmark (2): N busybox `sleep` containers started five ways on the same engine, in one run:
 #   (a) `docker run -d`, P at a time (the parallelism Cube's dispatcher uses per worker);
 #   (b) `docker service create --replicas N` on a single-node swarm of the same engine;
 #   (c) Cube: `cube-manager --dev` (one embedded Docker worker), N tasks submitted P at a time;
 #   (d) Cube as a cluster is run: a manager serving TLS only, a `cube-worker` that joins it with a
-#       worker token and speaks mTLS, `cubectl` calling with an admin token; the same N tasks.
+#       worker token and speaks mTLS, `cubectl` calling with an admin token; the same N tasks;
+#   (e) Cube: `cube-manager --dev` again, one `cubectl service create --replicas N`.
 # Each is timed from the first request until all N containers run: for (a) when the last
 # `docker run -d` returns, for (b) when `docker service ps` shows N running, for (c) when the
-# manager reports N tasks RUNNING (what a user of Cube sees).
+# manager reports N tasks RUNNING (what a user of Cube sees); (d) and (e) as (c).
 #
-# The four take turns for R rounds; the table gives each one's median and every round.
+# The five take turns for R rounds; the table gives each one's median and every round.
 #
 # Usage: bench/containers.sh [N] [P] [R]      (defaults: 50 8 5)
-# CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release.
+# CUBE_BENCH_NO_BUILD=1 uses the binaries already in target/release (CUBE_BENCH_BIN: another
+# folder of binaries, e.g. target/debug, for a rough number without a release build).
 # Writes the table to bench/RESULTS.md (section "Containers end to end") and prints it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,7 @@ trap cleanup EXIT
 command -v bc >/dev/null || { echo "bench needs bc (apt-get install bc)"; exit 1; }
 bench/build-image.sh
 [ -n "${CUBE_BENCH_NO_BUILD:-}" ] || cargo build --release --quiet --bin cube-manager --bin cube-worker --bin cubectl
-BIN=target/release
+BIN=${CUBE_BENCH_BIN:-target/release}
 
 run_raw() {
   local start; start=$(now)
@@ -118,10 +120,17 @@ stop_cube() {
   rm_labelled cube.worker=bench-worker
   rm -rf "$STATE/cube"
 }
+# Cube on cluster $1 (see start_cube), with $2 = tasks (N `cubectl run`, P at a time) or
+# service (one service of N replicas).
 run_cube() {
   start_cube "$1" >&2
   local start; start=$(now)
-  seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+  if [ "$2" = service ]; then
+    "$BIN/cubectl" service create --name cube-bench --replicas "$N" --image "$IMAGE" \
+      -- sleep 300 >/dev/null
+  else
+    seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null
+  fi
   while [ "$("$BIN/cubectl" status --state running -o json | grep -c '"id"')" -lt "$N" ]; do
     sleep 0.05
   done
@@ -131,24 +140,25 @@ run_cube() {
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# The four ways take turns, so a slow spell of the machine falls on all of them.
-raws=(); swarms=(); cubes=(); secures=()
+# The five ways take turns, so a slow spell of the machine falls on all of them.
+raws=(); swarms=(); cubes=(); secures=(); services=()
 for round in $(seq "$ROUNDS"); do
   echo "== round $round of $ROUNDS: $N containers, $P at a time"
   raws+=("$(run_raw)");     echo "   (a) docker run -d:        ${raws[-1]} s"
   swarms+=("$(run_swarm)"); echo "   (b) docker service create: ${swarms[-1]} s"
-  cubes+=("$(run_cube dev)"); echo "   (c) Cube --dev:            ${cubes[-1]} s"
-  secures+=("$(run_cube secure)"); echo "   (d) Cube, TLS and tokens:  ${secures[-1]} s"
+  cubes+=("$(run_cube dev tasks)");       echo "   (c) Cube --dev:            ${cubes[-1]} s"
+  secures+=("$(run_cube secure tasks)"); echo "   (d) Cube, TLS and tokens:  ${secures[-1]} s"
+  services+=("$(run_cube dev service)"); echo "   (e) Cube service create:   ${services[-1]} s"
 done
 raw=$(median "${raws[@]}"); swarm=$(median "${swarms[@]}"); cube=$(median "${cubes[@]}")
-secure=$(median "${secures[@]}")
+secure=$(median "${secures[@]}"); service=$(median "${services[@]}")
 
 cores=$(nproc); mem=$(free -g | awk '/^Mem:/{print $2}')
 table=$(cat <<EOF
 ## Containers end to end
 
 $N busybox \`sleep\` containers on one engine ($(docker version --format '{{.Server.Version}}')), $cores cores, ${mem} GiB; $(date -u +%Y-%m-%d).
-Command: \`bench/containers.sh $N $P $ROUNDS\` (the four take turns, $ROUNDS rounds).
+Command: \`bench/containers.sh $N $P $ROUNDS\` (the five take turns, $ROUNDS rounds).
 
 | how | all $N running after, median of $ROUNDS | ratio | every round |
 |---|---|---|---|
@@ -156,8 +166,9 @@ Command: \`bench/containers.sh $N $P $ROUNDS\` (the four take turns, $ROUNDS rou
 | (b) \`docker service create --replicas $N\` | ${swarm} s | $(ratio "$swarm" "$raw") | ${swarms[*]} |
 | (c) Cube (\`cube-manager --dev\`, one worker), $P \`cubectl run\` at a time | ${cube} s | $(ratio "$cube" "$raw") | ${cubes[*]} |
 | (d) Cube with TLS and tokens (manager, a joined \`cube-worker\`, an admin token), the same | ${secure} s | $(ratio "$secure" "$raw") | ${secures[*]} |
+| (e) Cube (\`cube-manager --dev\`), one \`cubectl service create --replicas $N\` | ${service} s | $(ratio "$service" "$raw") | ${services[*]} |
 
-Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm"); TLS and tokens cost $(ratio "$secure" "$cube") times plaintext --dev.
+Cube/raw = $(ratio "$cube" "$raw"), Cube/Swarm = $(ratio "$cube" "$swarm"); TLS and tokens cost $(ratio "$secure" "$cube") times plaintext --dev; Cube service/Swarm service = $(ratio "$service" "$swarm").
 EOF
 )
 echo

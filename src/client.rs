@@ -303,6 +303,19 @@ impl Client {
         state: pb::TaskState,
         node: &str,
     ) -> Result<pb::ListTasksResponse, ClientError> {
+        self.list_all_tasks_where(pb::ListTasksRequest {
+            state: state.into(),
+            node: node.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Every task matching `filter`'s filters, all pages joined into one response.
+    pub async fn list_all_tasks_where(
+        &self,
+        filter: pb::ListTasksRequest,
+    ) -> Result<pb::ListTasksResponse, ClientError> {
         let mut all = pb::ListTasksResponse::default();
         let mut page_token = String::new();
         loop {
@@ -310,8 +323,7 @@ impl Client {
                 .list_tasks(pb::ListTasksRequest {
                     page_size: self.page_size,
                     page_token,
-                    state: state.into(),
-                    node: node.to_string(),
+                    ..filter.clone()
                 })
                 .await?;
             all.tasks.extend(page.tasks);
@@ -500,6 +512,8 @@ fn cause_chain(status: &Status) -> String {
         parts.join(": ")
     }
 }
+
+mod services;
 
 #[cfg(test)]
 mod tests {

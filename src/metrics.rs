@@ -62,6 +62,8 @@ pub struct Metrics {
     pub manager_submit_to_running_seconds: HistogramVec,
     /// Manager: nodes by state.
     pub manager_nodes: IntGaugeVec,
+    /// Manager: replicas of each service, desired, running and running the current version.
+    pub manager_service_replicas: IntGaugeVec,
     /// Worker: tasks by state.
     pub worker_tasks: IntGaugeVec,
     /// Worker: runtime calls by call (start, stop, inspect, ...).
@@ -125,6 +127,12 @@ impl Metrics {
                 &[],
             ),
             manager_nodes: gauge_vec("cube_manager_nodes", "Nodes by state.", &["state"]),
+            manager_service_replicas: gauge_vec(
+                "cube_manager_service_replicas",
+                "Replicas of each service: desired, running, and updated (running the \
+                 service's current task version).",
+                &["service", "kind"],
+            ),
             worker_tasks: gauge_vec(
                 "cube_worker_tasks",
                 "Tasks the worker holds, by state.",
@@ -169,6 +177,7 @@ impl Metrics {
             Box::new(m.manager_scheduling_seconds.clone()),
             Box::new(m.manager_submit_to_running_seconds.clone()),
             Box::new(m.manager_nodes.clone()),
+            Box::new(m.manager_service_replicas.clone()),
             Box::new(m.worker_tasks.clone()),
             Box::new(m.worker_runtime_seconds.clone()),
             Box::new(m.worker_health_check_failures.clone()),

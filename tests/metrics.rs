@@ -7,14 +7,9 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    io::{Read, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::{collections::BTreeMap, time::Duration};
 
-use common::{cubectl, wait_for, Cluster, Proc, Runtime, TEST_IMAGE};
+use common::{cubectl, http_get, metrics_address, scrape, wait_for, Cluster, Runtime, TEST_IMAGE};
 
 /// One sample line of the exposition format.
 #[derive(Debug, Clone)]
@@ -151,34 +146,6 @@ fn parse_exposition(text: &str) -> Result<Vec<Sample>, String> {
     Ok(samples)
 }
 
-/// `GET /metrics` over a plain TCP connection; the body, after checking the status line.
-fn scrape(address: &str) -> String {
-    let (status, body) = http_get(address, "/metrics");
-    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-    body
-}
-
-fn http_get(address: &str, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: text/plain\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP head: {response:?}"));
-    (
-        head.lines().next().unwrap_or_default().to_string(),
-        body.to_string(),
-    )
-}
-
 /// The scraped samples of `address`, checked as the exposition format.
 fn samples(address: &str) -> Vec<Sample> {
     let text = scrape(address);
@@ -198,23 +165,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .map(|s| s.value)
         .unwrap_or(0.0)
-}
-
-/// The metrics address a process logged (`metrics endpoint` with its `address` field), from
-/// its JSON log lines.
-fn metrics_address(process: &Proc) -> String {
-    wait_for(
-        Duration::from_secs(5),
-        "the metrics endpoint log line",
-        || {
-            process.logs().lines().find_map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line).ok()?;
-                (v["fields"]["message"] == "metrics endpoint")
-                    .then(|| v["fields"]["address"].as_str().map(str::to_string))
-                    .flatten()
-            })
-        },
-    )
 }
 
 /// Every line of `logs` is a JSON object with a level and a message.

@@ -2,7 +2,7 @@
 """A Cube client in Python, generated from proto/cube.proto.
 
 It submits a task, waits for it to run through WatchTasks, reads its logs, stops it, and waits
-until it has completed. Generate the stubs first (from the repository root):
+until it has completed; then it creates a service of 2 replicas, scales it to 3 and deletes it. Generate the stubs first (from the repository root):
 
     python3 -m grpc_tools.protoc -Iproto --python_out=examples/python \
         --grpc_python_out=examples/python proto/cube.proto
@@ -45,6 +45,55 @@ def wait_for_state(stub, task_id, wanted):
         if task.state == cube_pb2.TASK_STATE_FAILED:
             raise SystemExit(f"task failed: {task.message}")
     raise SystemExit("the watch ended before the task got there")
+
+
+def running_replicas(stub, name):
+    """The tasks of service `name` that are RUNNING and wanted running."""
+    listed = stub.ListTasks(cube_pb2.ListTasksRequest(service=name, page_size=1000),
+                            timeout=DEADLINE_SECONDS)
+    return [t for t in listed.tasks
+            if t.state == cube_pb2.TASK_STATE_RUNNING
+            and t.desired_state == cube_pb2.DESIRED_STATE_RUNNING]
+
+
+def wait_replicas(stub, name, count):
+    """Polls until service `name` has `count` replicas running."""
+    deadline = time.time() + DEADLINE_SECONDS
+    while len(running_replicas(stub, name)) != count:
+        if time.time() > deadline:
+            raise SystemExit(f"service {name} never had {count} replicas running")
+        time.sleep(0.2)
+    print(f"service {name}: {count} running")
+
+
+def service_example(stub, image):
+    """A service: 2 replicas kept running, scaled to 3, then removed (its tasks stop)."""
+    name = f"python-svc-{uuid.uuid4().hex[:6]}"
+    spec = cube_pb2.ServiceSpec(
+        name=name,
+        replicas=2,
+        task=cube_pb2.TaskSpec(image=image, args=["sleep", "300"]),
+    )
+    created = stub.CreateService(cube_pb2.CreateServiceRequest(spec=spec),
+                                 timeout=DEADLINE_SECONDS)
+    print(f"service {name} created (version {created.service.version})")
+    wait_replicas(stub, name, 2)
+    stub.ScaleService(cube_pb2.ScaleServiceRequest(name=name, replicas=3),
+                      timeout=DEADLINE_SECONDS)
+    wait_replicas(stub, name, 3)
+    stub.DeleteService(cube_pb2.DeleteServiceRequest(name=name), timeout=DEADLINE_SECONDS)
+    # Once removed, the service is unknown (ListTasks by its name is NOT_FOUND): its tasks
+    # are found among all tasks, by their slot.
+    deadline = time.time() + DEADLINE_SECONDS
+    while True:
+        tasks = stub.ListTasks(cube_pb2.ListTasksRequest(page_size=1000),
+                               timeout=DEADLINE_SECONDS).tasks
+        if all(t.state == cube_pb2.TASK_STATE_COMPLETED for t in tasks if t.slot):
+            break
+        if time.time() > deadline:
+            raise SystemExit(f"the tasks of service {name} never stopped")
+        time.sleep(0.2)
+    print(f"service {name} removed; its tasks stopped")
 
 
 def open_channel(args):
@@ -107,6 +156,8 @@ def main():
         stub.StopTask(cube_pb2.StopTaskRequest(task_id=task_id), timeout=DEADLINE_SECONDS)
         print(f"stop requested for {task_id}")
         wait_for_state(stub, task_id, {cube_pb2.TASK_STATE_COMPLETED})
+
+        service_example(stub, args.image)
         print("done")
     return 0
 

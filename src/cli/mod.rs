@@ -23,6 +23,7 @@ pub mod logs;
 pub mod nodes;
 pub mod output;
 pub mod run;
+pub mod service;
 pub mod status;
 pub mod stop;
 pub mod watch;
@@ -175,6 +176,8 @@ pub enum Command {
     Undrain(drain::DrainArgs),
     /// Remove finished tasks and lost nodes past retention now.
     Gc(gc::GcArgs),
+    /// Services: replicas of a task kept running, scaled and updated.
+    Service(service::ServiceArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
 }
@@ -315,6 +318,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Drain(args) => drain::drain(&client, args).await,
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
+        Command::Service(args) => service::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }

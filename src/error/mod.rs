@@ -90,6 +90,10 @@ pub enum Error {
     /// The request does not fit the current state of things.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A conditional change lost a race: the client read an older version (optimistic
+    /// concurrency, as Kubernetes' resourceVersion); it reads again and retries.
+    #[error("{0}")]
+    Aborted(String),
     /// A peer (worker, manager, Docker engine) cannot be reached, or this server is stopping.
     #[error("{0}")]
     Unavailable(String),
@@ -153,6 +157,7 @@ impl Error {
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Transition(_) => Code::FailedPrecondition,
             Error::FailedPrecondition(_) => Code::FailedPrecondition,
+            Error::Aborted(_) => Code::Aborted,
             Error::Unavailable(_) => Code::Unavailable,
             Error::Unauthenticated(_) => Code::Unauthenticated,
             Error::PermissionDenied(_) => Code::PermissionDenied,

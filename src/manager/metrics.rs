@@ -1,5 +1,5 @@
 //! The manager's part of the metrics: gauges read from the core when the endpoint is scraped
-//! (tasks and nodes by state, the pending queue).
+//! (tasks and nodes by state, the pending queue, the replicas of each service).
 
 use std::collections::BTreeMap;
 
@@ -44,5 +44,18 @@ pub(crate) fn register(core: &Core) -> ScrapeHook {
             NODE_STATES.iter().map(|(_, name)| *name),
             &nodes,
         );
+        // Removed services leave no series behind.
+        m.manager_service_replicas.reset();
+        for (name, counts) in core.service_counts() {
+            for (kind, n) in [
+                ("desired", counts.desired),
+                ("running", counts.running),
+                ("updated", counts.updated),
+            ] {
+                m.manager_service_replicas
+                    .with_label_values(&[name.as_str(), kind])
+                    .set(n);
+            }
+        }
     })
 }

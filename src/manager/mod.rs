@@ -10,7 +10,8 @@
 //! - [`service`]: the thin ManagerService handlers.
 //! - [`dispatcher`]: SendWork (StartTask) and the stopper (StopTask), event-driven.
 //! - [`reconciler`]: UpdateTasks, one poll loop per worker (ListTasks + GetStats).
-//! - [`supervisor`]: the loops that act on time: restarts due, liveness, drains.
+//! - [`supervisor`]: the loops that act on time: restarts due, liveness, drains, services.
+//! - [`replicas`]: services, pure: spec checks and the reconciler's plan.
 //! - [`pool`]: the channels to workers.
 //! - [`policy`]: pure decisions: restart backoff, StartTask backoff, the node grace.
 //! - [`nodes`]: the node tracker (liveness, stats, allocation).
@@ -40,6 +41,7 @@ mod nodes;
 mod policy;
 mod pool;
 mod reconciler;
+pub mod replicas;
 mod service;
 mod supervisor;
 
@@ -171,6 +173,7 @@ impl Manager {
         ));
         tracker.spawn(supervisor::run_liveness(core.clone(), grace, loops.clone()));
         tracker.spawn(supervisor::run_drainer(core.clone(), loops.clone()));
+        tracker.spawn(supervisor::run_services(core.clone(), loops.clone()));
         tracker.spawn(supervisor::run_collector(
             core.clone(),
             config.retention,

@@ -13,22 +13,19 @@ use crate::{
     error::{Error, Result},
     limits::{
         node::{check_node_name, check_registration},
-        spec::check_spec,
         streams::{MAX_LOG_STREAMS, MAX_WATCHED_IDS, MAX_WATCHES},
         StreamCap,
     },
     proto::pb::{self, manager_service_server::ManagerService},
-    task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
+    task::{check_batch_len, TaskId, MAX_SUBMIT_BATCH},
     tls::caller_of,
 };
 
+mod request;
+mod services;
 mod watch;
 
-/// The page size when a request sets none.
-const DEFAULT_PAGE: usize = 100;
-/// The largest page a request may ask for: bounds one answer's size and the time it holds the
-/// state lock.
-const MAX_PAGE: usize = 1000;
+use request::{checked_submission, next_token, node_filter, page_size, page_token, state_filter};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -93,63 +90,6 @@ impl Polls {
             ));
         }
     }
-}
-
-/// A submission's spec checked and its defaults filled, with its request id.
-fn checked_submission(request: pb::SubmitTaskRequest) -> Result<(pb::TaskSpec, String)> {
-    let spec = request
-        .spec
-        .ok_or_else(|| Error::invalid("spec", "is required"))?;
-    // Bounds first: a 1 MB field is refused before anything else reads it.
-    check_spec(&spec)?;
-    // The manager does not know which runtime will run the task; a worker on Docker
-    // rejects a spec without an image when it is sent.
-    let spec = validate_spec(spec, false)?;
-    if request.request_id.chars().count() > MAX_REQUEST_ID {
-        return Err(Error::invalid(
-            "request_id",
-            format!("is longer than {MAX_REQUEST_ID} characters"),
-        ));
-    }
-    Ok((spec, request.request_id))
-}
-
-fn page_size(field: &'static str, size: i32) -> Result<usize> {
-    match size {
-        n if n < 0 => Err(Error::invalid(field, format!("{n} is negative"))),
-        0 => Ok(DEFAULT_PAGE),
-        n => Ok((n as usize).min(MAX_PAGE)),
-    }
-}
-
-/// Page tokens are the last key of the previous page in hex: opaque to clients, checked here.
-fn page_token(field: &'static str, token: &str) -> Result<u64> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    (token.len() == 16)
-        .then(|| u64::from_str_radix(token, 16).ok())
-        .flatten()
-        .ok_or_else(|| Error::invalid(field, "is not a token this server gave out"))
-}
-
-fn next_token(last: Option<u64>) -> String {
-    last.map(|seq| format!("{seq:016x}")).unwrap_or_default()
-}
-
-fn state_filter(field: &'static str, value: i32) -> Result<Option<pb::TaskState>> {
-    match pb::TaskState::try_from(value) {
-        Ok(pb::TaskState::Unspecified) => Ok(None),
-        Ok(state) => Ok(Some(state)),
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("{value} is not a task state"),
-        )),
-    }
-}
-
-fn node_filter(node: String) -> Option<String> {
-    (!node.is_empty()).then_some(node)
 }
 
 #[tonic::async_trait]
@@ -232,6 +172,13 @@ impl ManagerService for Api {
             ids: Default::default(),
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            service: match request.service.as_str() {
+                "" => None,
+                name => {
+                    crate::manager::replicas::check_service_name("service", name)?;
+                    Some(self.core.service_id(name)?)
+                }
+            },
         };
         let (mut tasks, last) = self.core.list(&filter, after, limit);
         tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
@@ -274,6 +221,7 @@ impl ManagerService for Api {
             ids,
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            service: None,
         };
         let permit = self.streams.watches.open()?;
         let snapshots = self.streams.snapshots.clone();
@@ -497,5 +445,54 @@ impl ManagerService for Api {
         let nodes = self.core.nodes();
         let answer = admission::join(self.ca.as_deref(), &nodes, request.into_inner())?;
         Ok(Response::new(answer))
+    }
+
+    async fn create_service(
+        &self,
+        request: Request<pb::CreateServiceRequest>,
+    ) -> Result<Response<pb::CreateServiceResponse>, Status> {
+        self.create_service_rpc(request).await
+    }
+
+    async fn get_service(
+        &self,
+        request: Request<pb::GetServiceRequest>,
+    ) -> Result<Response<pb::GetServiceResponse>, Status> {
+        self.get_service_rpc(request).await
+    }
+
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        self.list_services_rpc(request).await
+    }
+
+    async fn update_service(
+        &self,
+        request: Request<pb::UpdateServiceRequest>,
+    ) -> Result<Response<pb::UpdateServiceResponse>, Status> {
+        self.update_service_rpc(request).await
+    }
+
+    async fn scale_service(
+        &self,
+        request: Request<pb::ScaleServiceRequest>,
+    ) -> Result<Response<pb::ScaleServiceResponse>, Status> {
+        self.scale_service_rpc(request).await
+    }
+
+    async fn rollback_service(
+        &self,
+        request: Request<pb::RollbackServiceRequest>,
+    ) -> Result<Response<pb::RollbackServiceResponse>, Status> {
+        self.rollback_service_rpc(request).await
+    }
+
+    async fn delete_service(
+        &self,
+        request: Request<pb::DeleteServiceRequest>,
+    ) -> Result<Response<pb::DeleteServiceResponse>, Status> {
+        self.delete_service_rpc(request).await
     }
 }

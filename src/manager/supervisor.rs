@@ -1,5 +1,5 @@
-//! The loops that act on time: restarts whose timers are due, nodes that went silent, and
-//! drains in progress. Each only waits and calls the core; the decisions are in `policy` and
+//! The loops that act on time: restarts whose timers are due, nodes that went silent,
+//! drains in progress, and services kept at their replicas. Each only waits and calls the core; the decisions are in `policy` and
 //! the core.
 
 use std::time::Duration;
@@ -12,6 +12,9 @@ use super::pool::WorkerPool;
 
 /// How often the drainer looks at draining nodes when nothing woke it.
 const DRAIN_TICK: Duration = Duration::from_millis(250);
+/// How often the service reconciler looks when nothing woke it: a backstop only, since every
+/// change of a service or of one of its tasks wakes it.
+const SERVICES_TICK: Duration = Duration::from_secs(1);
 
 /// Starts due restarts until `shutdown`: sleeps until the first timer, or until a new timer
 /// wakes it.
@@ -69,6 +72,19 @@ pub(crate) async fn run_drainer(core: Core, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = core.drain_notify().notified() => {}
             _ = tokio::time::sleep(DRAIN_TICK) => {}
+        }
+    }
+}
+
+/// Keeps every service at its replicas and version, until `shutdown`: a level-triggered pass
+/// (see `replicas::plan`) whenever a service or one of its tasks changes.
+pub(crate) async fn run_services(core: Core, shutdown: CancellationToken) {
+    loop {
+        core.reconcile_services();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = core.services_notify().notified() => {}
+            _ = tokio::time::sleep(SERVICES_TICK) => {}
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `events` | event sequence (`u64`) | `pb::TaskEvent` |
 //! | `task_events` | (task id as `u128`, event sequence) | nothing: the per-task index |
 //! | `nodes` | node name | `pb::Node` (address, labels, last stats) |
+//! | `services` | service name | `pb::Service` (spec, versions, previous spec) |
 //!
 //! Tasks are keyed by their submission sequence, so a scan is oldest first and the pending
 //! order (oldest pending first) needs no table of its own; the task → node assignment is the
@@ -31,6 +32,8 @@ const TASKS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new
 const EVENTS: TableDefinition<'static, u64, &'static [u8]> = TableDefinition::new("events");
 const TASK_EVENTS: TableDefinition<'static, (u128, u64), ()> = TableDefinition::new("task_events");
 const NODES: TableDefinition<'static, &'static str, &'static [u8]> = TableDefinition::new("nodes");
+const SERVICES: TableDefinition<'static, &'static str, &'static [u8]> =
+    TableDefinition::new("services");
 /// `next_seq` and `next_event`, kept once tasks are removed: a sequence is never used twice,
 /// even when the newest task or event is gone.
 const COUNTERS: TableDefinition<'static, &'static str, u64> = TableDefinition::new("counters");
@@ -71,6 +74,13 @@ pub enum Op {
         /// Its id.
         id: TaskId,
     },
+    /// Insert or replace a service under its name.
+    PutService(Arc<pb::Service>),
+    /// Forget a service (its tasks stay, stopped, until retention removes them).
+    DeleteService {
+        /// The service's name.
+        name: String,
+    },
     /// Remove a task's oldest events, keeping its newest `keep`.
     TrimEvents {
         /// The task.
@@ -110,6 +120,8 @@ pub struct Loaded {
     pub next_seq: u64,
     /// How many events each task has, by task id.
     pub event_counts: std::collections::HashMap<TaskId, u32>,
+    /// The stored services, by name.
+    pub services: Vec<pb::Service>,
 }
 
 /// The manager's store: reads on any thread, writes through the group-commit writer.
@@ -141,6 +153,7 @@ impl ManagerStore {
             write.open_table(TASK_EVENTS)?;
             write.open_table(NODES)?;
             write.open_table(COUNTERS)?;
+            write.open_table(SERVICES)?;
             write.commit()?;
         }
         let loaded = load(&db)?;
@@ -295,12 +308,22 @@ fn load(db: &Database) -> Result<Loaded, StoreError> {
         })?;
         nodes.push(node);
     }
+    let mut services = Vec::new();
+    for entry in read.open_table(SERVICES)?.iter()? {
+        let (name, bytes) = entry?;
+        let service = pb::Service::decode(bytes.value()).map_err(|source| StoreError::Decode {
+            what: format!("service {:?}", name.value()),
+            source,
+        })?;
+        services.push(service);
+    }
     Ok(Loaded {
         tasks,
         next_event,
         nodes,
         next_seq,
         event_counts,
+        services,
     })
 }
 

@@ -13,6 +13,8 @@
 //! - `cubectl`: cubectl runs, raw ([`cubectl`]) and as a user would ([`Cubectl`]).
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
+//! - `metrics`: a process's metrics endpoint, found in its logs and scraped.
+//! - `services`: a service of sleepers on Exec workers, and its slots.
 //! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
@@ -26,7 +28,9 @@ mod exec_tasks;
 mod grpc;
 mod grpcurl;
 mod image;
+mod metrics;
 mod process;
+pub mod services;
 mod tmpfs;
 mod wait;
 
@@ -43,6 +47,7 @@ pub use grpc::{
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
+pub use metrics::{http_get, metrics_address, scrape};
 pub use process::{bin, rss_bytes, Proc};
 pub use tmpfs::Tmpfs;
 pub use wait::wait_for;

@@ -44,6 +44,10 @@ proto_messages!(
     ExplainTaskResponse,
     DrainNodeResponse,
     UndrainNodeResponse,
+    Service,
+    ServiceSpec,
+    GetServiceResponse,
+    ListServicesResponse,
 );
 
 /// A message in the proto3 JSON mapping, as grpcurl prints it: lowerCamelCase names, enums by

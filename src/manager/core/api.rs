@@ -10,7 +10,7 @@ use tokio::sync::broadcast;
 
 use super::{
     state::{holds, Entry},
-    Core,
+    Core, Tx,
 };
 use crate::{
     error::Result,
@@ -33,6 +33,8 @@ pub(crate) struct TaskFilter {
     pub ids: HashSet<String>,
     pub state: Option<TaskState>,
     pub node: Option<String>,
+    /// Only tasks of this service id.
+    pub service: Option<String>,
 }
 
 impl TaskFilter {
@@ -41,6 +43,59 @@ impl TaskFilter {
         (self.ids.is_empty() || self.ids.contains(&task.id))
             && self.state.is_none_or(|s| task.state == s as i32)
             && self.node.as_ref().is_none_or(|n| &task.node == n)
+            && self.service.as_ref().is_none_or(|s| &task.service_id == s)
+    }
+}
+
+impl Tx<'_> {
+    /// Adds a new task, PENDING (its creation, not a move), wanted RUNNING, with a SUBMITTED
+    /// event saying `accepted`. `task` brings its spec, request id and service fields.
+    pub(super) fn add_task(&mut self, task: pb::Task, accepted: String) -> TaskId {
+        let id = TaskId::new();
+        let state = &mut *self.state;
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        let task = pb::Task {
+            id: id.to_string(),
+            state: TaskState::Pending as i32,
+            desired_state: DesiredState::Running as i32,
+            created_at: Some(now()),
+            message: "waiting to be placed".into(),
+            ..task
+        };
+        if !task.request_id.is_empty() {
+            state.requests.insert(task.request_id.clone(), id);
+        }
+        if !task.service_id.is_empty() {
+            state
+                .by_service
+                .entry(task.service_id.clone())
+                .or_default()
+                .insert(id);
+        }
+        state.order.insert(seq, id);
+        state.to_try.insert(seq);
+        state.tasks.insert(id, Entry::new(seq, Arc::new(task)));
+        self.update(id, None, Some((EventType::Submitted, accepted)), |_| {});
+        id
+    }
+
+    /// Records the wish that a running (or pending) task stop, with `event` saying why: a
+    /// PENDING task is never placed and ends COMPLETED at once; its desired state STOPPED
+    /// keeps any restart policy from starting it.
+    pub(super) fn request_stop(&mut self, id: TaskId, event: (EventType, String)) {
+        let Some(entry) = self.state.tasks.get(&id) else {
+            return;
+        };
+        let pending = entry.task.state() == TaskState::Pending;
+        let to = pending.then_some(TaskState::Completed);
+        self.update(id, to, Some(event), |task| {
+            task.desired_state = DesiredState::Stopped as i32;
+            if pending {
+                task.message = "stopped before it was placed; it never ran".into();
+                task.finished_at = Some(now());
+            }
+        });
     }
 }
 
@@ -89,29 +144,12 @@ impl Core {
                     answers.push((pb::Task::clone(&tx.state.tasks[existing].task), false));
                     continue;
                 }
-                let id = TaskId::new();
-                let state = &mut *tx.state;
-                let seq = state.next_seq;
-                state.next_seq += 1;
                 let task = pb::Task {
-                    id: id.to_string(),
                     spec: Some(spec),
-                    // A new task starts PENDING: its creation, not a move.
-                    state: TaskState::Pending as i32,
-                    desired_state: DesiredState::Running as i32,
-                    created_at: Some(now()),
-                    message: "waiting to be placed".into(),
-                    request_id: request_id.clone(),
+                    request_id,
                     ..Default::default()
                 };
-                if !request_id.is_empty() {
-                    state.requests.insert(request_id, id);
-                }
-                state.order.insert(seq, id);
-                state.to_try.insert(seq);
-                state.tasks.insert(id, Entry::new(seq, Arc::new(task)));
-                let event = (EventType::Submitted, "accepted".to_string());
-                tx.update(id, None, Some(event), |_| {});
+                let id = tx.add_task(task, "accepted".into());
                 answers.push((pb::Task::clone(&tx.state.tasks[&id].task), true));
             }
             (answers, tx.commit())
@@ -139,16 +177,8 @@ impl Core {
                 let task = pb::Task::clone(&entry.task);
                 (task, tx.commit())
             } else {
-                let pending = entry.task.state() == TaskState::Pending;
-                let to = pending.then_some(TaskState::Completed);
                 let event = (EventType::StopRequested, "stop requested".to_string());
-                tx.update(id, to, Some(event), |task| {
-                    task.desired_state = DesiredState::Stopped as i32;
-                    if pending {
-                        task.message = "stopped before it was placed; it never ran".into();
-                        task.finished_at = Some(now());
-                    }
-                });
+                tx.request_stop(id, event);
                 let task = pb::Task::clone(&tx.state.tasks[&id].task);
                 (task, tx.commit())
             }

@@ -29,6 +29,8 @@ pub(super) struct Committed {
     pub nodes: BTreeMap<String, pb::Node>,
     /// The revision of the last task change published.
     pub revision: u64,
+    /// Stored services by name.
+    pub services: BTreeMap<String, Arc<pb::Service>>,
 }
 
 impl Committed {
@@ -43,6 +45,7 @@ impl Committed {
             committed.nodes.insert(node.name.clone(), node.clone());
         }
         committed.revision = state.revision;
+        committed.services = state.services.clone();
         committed
     }
 
@@ -83,6 +86,13 @@ impl Owner<Op> for StoreOwner {
                 Op::DeleteTask { seq, id } => {
                     view.tasks.remove(&seq);
                     view.ids.remove(&id);
+                }
+                Op::PutService(service) => {
+                    let name = service.spec.as_ref().map(|s| s.name.clone());
+                    view.services.insert(name.unwrap_or_default(), service);
+                }
+                Op::DeleteService { name } => {
+                    view.services.remove(&name);
                 }
                 Op::PutEvent { .. } | Op::TrimEvents { .. } => {}
             }

@@ -24,7 +24,9 @@
 //! - [`liveness`]: nodes that went silent;
 //! - [`membership`]: workers that register, heartbeat and answer polls;
 //! - [`drain`]: moving tasks off a draining node;
-//! - [`retention`]: removing finished tasks and forgotten nodes.
+//! - [`retention`]: removing finished tasks and forgotten nodes;
+//! - [`services`]: services declared, changed and removed;
+//! - [`replicas`]: the service reconciler's pass: rollouts judged, slots filled.
 
 use std::{
     sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -47,8 +49,10 @@ mod liveness;
 mod membership;
 mod observe;
 mod placement;
+mod replicas;
 mod restarts;
 mod retention;
+mod services;
 mod state;
 mod stops;
 #[cfg(test)]
@@ -87,6 +91,8 @@ struct Shared {
     restart: Notify,
     /// Wakes the drainer: a node started draining, or a move may have progressed.
     drain: Notify,
+    /// Wakes the service reconciler: a service or one of its tasks changed.
+    services: Notify,
     /// When the manager started: a node not heard from since counts as silent since then.
     /// (tokio's clock, so the liveness tests can pause it.)
     started: tokio::time::Instant,
@@ -107,6 +113,7 @@ struct Changes {
     wake_restarter: bool,
     /// Set by the drainer's own step, which need not wake itself.
     by_drainer: bool,
+    wake_services: bool,
 }
 
 /// One change of the core: the state under its lock, and what the change must write and wake.
@@ -147,6 +154,7 @@ impl Core {
                 stale_after,
                 restart: Notify::new(),
                 drain: Notify::new(),
+                services: Notify::new(),
                 started: tokio::time::Instant::now(),
             }),
         };
@@ -212,6 +220,11 @@ impl Core {
         &self.shared.drain
     }
 
+    /// The service reconciler's wake-up.
+    pub fn services_notify(&self) -> &Notify {
+        &self.shared.services
+    }
+
     /// The scheduling strategy's name.
     pub fn strategy(&self) -> &'static str {
         self.shared.scheduler.name()
@@ -247,6 +260,7 @@ impl Shared {
         self.stopper.notify_one();
         self.restart.notify_one();
         self.drain.notify_one();
+        self.services.notify_one();
     }
 }
 
@@ -308,6 +322,9 @@ impl Tx<'_> {
         }
         if changes.wake_stopper {
             shared.stopper.notify_one();
+        }
+        if changes.wake_services {
+            shared.services.notify_one();
         }
     }
 

@@ -146,6 +146,12 @@ impl State {
         if !entry.task.request_id.is_empty() {
             self.requests.remove(&entry.task.request_id);
         }
+        if let Some(tasks) = self.by_service.get_mut(&entry.task.service_id) {
+            tasks.remove(&id);
+            if tasks.is_empty() {
+                self.by_service.remove(&entry.task.service_id);
+            }
+        }
         changes.ops.push(Op::DeleteTask { seq: entry.seq, id });
         Some(pb::Task::clone(&entry.task))
     }

@@ -114,6 +114,11 @@ pub(super) struct State {
     pub polled: HashSet<String>,
     /// Worker addresses whose next poll asks for every task, not only what changed.
     pub resync: HashSet<String>,
+    /// The services, by name.
+    pub services: BTreeMap<String, Arc<pb::Service>>,
+    /// The tasks of each service, by service id (finished ones too, until retention removes
+    /// them): the reconciler's cost grows with a service's tasks, not with all tasks.
+    pub by_service: HashMap<String, BTreeSet<TaskId>>,
 }
 
 /// Whether a task counts against its node's capacity.
@@ -149,6 +154,14 @@ impl State {
             nodes.key_for_address(address);
         }
         let mut state = State::empty(nodes, loaded.next_seq, loaded.next_event);
+        for service in loaded.services {
+            let name = service
+                .spec
+                .as_ref()
+                .map(|s| s.name.clone())
+                .unwrap_or_default();
+            state.services.insert(name, Arc::new(service));
+        }
         for (seq, task) in loaded.tasks {
             state.load_task(seq, Arc::new(task));
         }
@@ -181,6 +194,8 @@ impl State {
             resend: HashSet::new(),
             polled: HashSet::new(),
             resync: HashSet::new(),
+            services: BTreeMap::new(),
+            by_service: HashMap::new(),
         }
     }
 
@@ -208,6 +223,7 @@ impl State {
         for (seq, task) in &view.tasks {
             self.load_task(*seq, task.clone());
         }
+        self.services = view.services.clone();
         // Event counts stay as counted: an event refused with its task is over-counted,
         // which only trims a little early.
         for (id, entry) in self.tasks.iter_mut() {
@@ -227,6 +243,12 @@ impl State {
         self.revision = self.revision.max(task.revision);
         if !task.request_id.is_empty() {
             self.requests.insert(task.request_id.clone(), id);
+        }
+        if !task.service_id.is_empty() {
+            self.by_service
+                .entry(task.service_id.clone())
+                .or_default()
+                .insert(id);
         }
         if task.state() == TaskState::Pending {
             self.pending.insert(seq);
@@ -332,6 +354,9 @@ impl State {
             }
         } else {
             self.stops.remove(&job);
+        }
+        if !entry.task.service_id.is_empty() {
+            changes.wake_services = true;
         }
         self.revision += 1;
         Arc::make_mut(&mut entry.task).revision = self.revision;

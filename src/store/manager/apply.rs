@@ -4,7 +4,7 @@
 use prost::Message;
 use redb::{ReadableTable, WriteTransaction};
 
-use super::{Op, COUNTERS, EVENTS, NODES, TASKS, TASK_EVENTS};
+use super::{Op, COUNTERS, EVENTS, NODES, SERVICES, TASKS, TASK_EVENTS};
 use crate::{store::StoreError, task::TaskId};
 
 /// Applies a group of queued writes, oldest first, in the writer's transaction.
@@ -13,6 +13,7 @@ pub(super) fn apply(write: &WriteTransaction, group: &[Vec<Op>]) -> Result<(), S
     let mut events = write.open_table(EVENTS)?;
     let mut task_events = write.open_table(TASK_EVENTS)?;
     let mut nodes = write.open_table(NODES)?;
+    let mut services = write.open_table(SERVICES)?;
     let mut removed_any = false;
     for op in group.iter().flatten() {
         match op {
@@ -28,6 +29,13 @@ pub(super) fn apply(write: &WriteTransaction, group: &[Vec<Op>]) -> Result<(), S
             }
             Op::DeleteNode { name } => {
                 nodes.remove(name.as_str())?;
+            }
+            Op::PutService(service) => {
+                let name = service.spec.as_ref().map_or("", |s| s.name.as_str());
+                services.insert(name, service.encode_to_vec().as_slice())?;
+            }
+            Op::DeleteService { name } => {
+                services.remove(name.as_str())?;
             }
             Op::DeleteTask { seq, id } => {
                 if !removed_any {

@@ -1,0 +1,73 @@
+//! The request checks the handlers share: a submission's spec, page sizes and tokens, and
+//! the filters of task listings.
+
+use super::MAX_REQUEST_ID;
+use crate::{
+    error::{Error, Result},
+    limits::spec::check_spec,
+    proto::pb,
+    task::validate_spec,
+};
+
+/// The page size when a request sets none.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page a request may ask for: bounds one answer's size and the time it holds the
+/// state lock.
+const MAX_PAGE: usize = 1000;
+
+/// A submission's spec checked and its defaults filled, with its request id.
+pub(super) fn checked_submission(request: pb::SubmitTaskRequest) -> Result<(pb::TaskSpec, String)> {
+    let spec = request
+        .spec
+        .ok_or_else(|| Error::invalid("spec", "is required"))?;
+    // Bounds first: a 1 MB field is refused before anything else reads it.
+    check_spec(&spec)?;
+    // The manager does not know which runtime will run the task; a worker on Docker
+    // rejects a spec without an image when it is sent.
+    let spec = validate_spec(spec, false)?;
+    if request.request_id.chars().count() > MAX_REQUEST_ID {
+        return Err(Error::invalid(
+            "request_id",
+            format!("is longer than {MAX_REQUEST_ID} characters"),
+        ));
+    }
+    Ok((spec, request.request_id))
+}
+
+pub(super) fn page_size(field: &'static str, size: i32) -> Result<usize> {
+    match size {
+        n if n < 0 => Err(Error::invalid(field, format!("{n} is negative"))),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+/// Page tokens are the last key of the previous page in hex: opaque to clients, checked here.
+pub(super) fn page_token(field: &'static str, token: &str) -> Result<u64> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    (token.len() == 16)
+        .then(|| u64::from_str_radix(token, 16).ok())
+        .flatten()
+        .ok_or_else(|| Error::invalid(field, "is not a token this server gave out"))
+}
+
+pub(super) fn next_token(last: Option<u64>) -> String {
+    last.map(|seq| format!("{seq:016x}")).unwrap_or_default()
+}
+
+pub(super) fn state_filter(field: &'static str, value: i32) -> Result<Option<pb::TaskState>> {
+    match pb::TaskState::try_from(value) {
+        Ok(pb::TaskState::Unspecified) => Ok(None),
+        Ok(state) => Ok(Some(state)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a task state"),
+        )),
+    }
+}
+
+pub(super) fn node_filter(node: String) -> Option<String> {
+    (!node.is_empty()).then_some(node)
+}

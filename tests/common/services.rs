@@ -1,0 +1,88 @@
+//! Services driven through cubectl on Exec workers: a cluster, a service of sleepers, and
+//! its slots as the manager reports them.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use super::{unique, wait_for, Cluster, Cubectl, Runtime};
+
+/// Two Exec workers polled every 200 ms.
+pub fn exec_cluster() -> Cluster {
+    Cluster::builder()
+        .workers(2)
+        .runtime(Runtime::Exec)
+        .update_interval("200ms")
+        .wait_ready(Duration::from_secs(15))
+        .start()
+}
+
+/// The tasks of service `name` wanted running, by slot: (state, id, version) of each; a slot
+/// with two such tasks fails the test (one task per slot is the reconciler's promise).
+pub fn slots(ctl: &Cubectl, name: &str) -> Slots {
+    let answer = ctl.json(&["service", "ps", name, "--running"]);
+    let mut slots = BTreeMap::new();
+    for task in answer["tasks"].as_array().cloned().unwrap_or_default() {
+        let slot = task["slot"].as_u64().unwrap();
+        let entry = (
+            task["state"].as_str().unwrap_or_default().to_string(),
+            task["id"].as_str().unwrap().to_string(),
+            task["serviceVersion"].as_str().unwrap_or("0").to_string(),
+        );
+        assert!(
+            slots.insert(slot, entry).is_none(),
+            "two live tasks in slot {slot}: {answer}"
+        );
+    }
+    slots
+}
+
+/// Waits until service `name` has exactly `slots 1..=n` RUNNING at `version`; the slots.
+pub fn wait_running(ctl: &Cubectl, name: &str, n: u64, version: &str, timeout: Duration) -> Slots {
+    wait_for(
+        timeout,
+        &format!("{n} replicas of {name} RUNNING at version {version}"),
+        || {
+            let now = slots(ctl, name);
+            let done = now.keys().copied().eq(1..=n)
+                && now
+                    .values()
+                    .all(|(state, _, v)| state == "TASK_STATE_RUNNING" && v == version);
+            done.then_some(now)
+        },
+    )
+}
+
+/// `service create NAME --replicas N -- sleep 300`; the service's id.
+pub fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
+    ctl.ok(&[
+        "service",
+        "create",
+        "--name",
+        name,
+        "--replicas",
+        replicas,
+        "--",
+        "sleep",
+        "300",
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Slots by number: (state, task id, service version).
+pub type Slots = BTreeMap<u64, (String, String, String)>;
+
+/// An Exec cluster running a service (named from `prefix`) of 3 replicas; its slots.
+pub fn three_running(prefix: &str) -> (Cluster, String, Slots) {
+    let cluster = exec_cluster();
+    let ctl = cluster.ctl();
+    let name = unique(prefix);
+    create(&ctl, &name, "3");
+    let slots = wait_running(&ctl, &name, 3, "1", Duration::from_secs(10));
+    (cluster, name, slots)
+}
+
+/// `service update NAME --update-monitor 300ms -- sleep SECONDS`; what cubectl printed.
+pub fn update_sleep(ctl: &Cubectl, name: &str, seconds: &str) -> String {
+    let args = ["--update-monitor", "300ms", "--", "sleep", seconds];
+    ctl.ok(&[&["service", "update", name][..], &args].concat())
+}
