@@ -87,6 +87,8 @@ fn options() -> Options {
 /// One node count's results.
 struct Row {
     nodes: usize,
+    /// The first step that did not finish, and the state then; the steps after it are not run.
+    broke: Option<String>,
     register_s: f64,
     idle_core_share: f64,
     idle_rss_mb: f64,
@@ -122,14 +124,17 @@ fn free_port() -> String {
     listener.local_addr().unwrap().to_string()
 }
 
-/// Waits until `done` holds, polling every 50 ms; the time it took.
-async fn until(what: &str, mut done: impl FnMut() -> bool) -> f64 {
+/// Waits until `done` holds, polling every 50 ms: the time it took, or what did not happen
+/// within [`STEP_LIMIT`].
+async fn until(what: &str, mut done: impl FnMut() -> bool) -> Result<f64, String> {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < STEP_LIMIT, "gave up waiting for {what}");
+        if start.elapsed() > STEP_LIMIT {
+            return Err(format!("{what}: not within {} s", STEP_LIMIT.as_secs()));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    start.elapsed().as_secs_f64()
+    Ok(start.elapsed().as_secs_f64())
 }
 
 fn manager(dir: &Path, metrics: &str) -> Server {
@@ -182,7 +187,29 @@ async fn submit(client: &mut ManagerServiceClient<Channel>, count: usize) {
     }
 }
 
+/// One node count's run; a step that does not finish ends it, as the row's `broke`.
 async fn one_size(nodes: usize, tasks: usize) -> Row {
+    let mut row = Row {
+        nodes,
+        register_s: f64::NAN,
+        idle_core_share: f64::NAN,
+        idle_rss_mb: f64::NAN,
+        placed_s: f64::NAN,
+        running_s: f64::NAN,
+        cpu_us_per_task: f64::NAN,
+        loaded_rss_mb: f64::NAN,
+        detect_s: f64::NAN,
+        replace_s: f64::NAN,
+        broke: None,
+    };
+    if let Err(broke) = steps(nodes, tasks, &mut row).await {
+        eprintln!("{nodes} nodes: {broke}");
+        row.broke = Some(broke);
+    }
+    row
+}
+
+async fn steps(nodes: usize, tasks: usize, row: &mut Row) -> Result<(), String> {
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_port();
     let server = manager(dir.path(), &metrics);
@@ -208,17 +235,29 @@ async fn one_size(nodes: usize, tasks: usize) -> Row {
     )
     .await;
     let ready = r#"cube_manager_nodes{state="READY"}"#;
+    let states = |metrics: &str| {
+        let text = scrape(metrics);
+        format!(
+            "{} READY, {} DOWN",
+            gauge(&text, ready),
+            gauge(&text, r#"cube_manager_nodes{state="DOWN"}"#)
+        )
+    };
     until("every node READY", || {
         gauge(&scrape(&metrics), ready) == nodes as i64
     })
-    .await;
+    .await
+    .map_err(|e| format!("{e} ({})", states(&metrics)))?;
     let register_s = start.elapsed().as_secs_f64();
+    row.register_s = register_s;
     // Idle: the nodes heartbeat and are polled, nothing else happens.
     let (u0, s0) = common::cpu_seconds(pid);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let (u1, s1) = common::cpu_seconds(pid);
     let idle_core_share = (u1 + s1 - u0 - s0) / 10.0;
     let idle_rss_mb = common::rss_bytes(pid) as f64 / 1e6;
+    row.idle_core_share = idle_core_share;
+    row.idle_rss_mb = idle_rss_mb;
     eprintln!(
         "{nodes} nodes: READY after {register_s:.1} s; idle {:.1} % of a core, {idle_rss_mb:.0} MB",
         idle_core_share * 100.0
@@ -229,15 +268,20 @@ async fn one_size(nodes: usize, tasks: usize) -> Row {
     submit(&mut client, tasks).await;
     let pending = "cube_manager_pending_tasks";
     let placed_s = start.elapsed().as_secs_f64()
-        + until("no task PENDING", || gauge(&scrape(&metrics), pending) == 0).await;
+        + until("no task PENDING", || gauge(&scrape(&metrics), pending) == 0).await?;
+    row.placed_s = placed_s;
     let running_s = start.elapsed().as_secs_f64()
         + until("every task running on its node", || {
             cluster.running() == tasks
         })
-        .await;
+        .await
+        .map_err(|e| format!("{e} ({} running)", cluster.running()))?;
+    row.running_s = running_s;
     let (u1, s1) = common::cpu_seconds(pid);
     let cpu_us_per_task = (u1 + s1 - u0 - s0) * 1e6 / tasks as f64;
     let loaded_rss_mb = common::rss_bytes(pid) as f64 / 1e6;
+    row.cpu_us_per_task = cpu_us_per_task;
+    row.loaded_rss_mb = loaded_rss_mb;
     eprintln!(
         "{tasks} tasks: placed after {placed_s:.1} s, running after {running_s:.1} s; \
          {cpu_us_per_task:.0} µs of manager CPU per task; {loaded_rss_mb:.0} MB"
@@ -250,28 +294,20 @@ async fn one_size(nodes: usize, tasks: usize) -> Row {
     until("the lost nodes DOWN", || {
         gauge(&scrape(&metrics), down) == lost as i64
     })
-    .await;
-    let detect_s = start.elapsed().as_secs_f64();
+    .await
+    .map_err(|e| format!("{e} ({})", states(&metrics)))?;
+    row.detect_s = start.elapsed().as_secs_f64();
     until("their tasks running elsewhere", || {
         cluster.running() == tasks
     })
-    .await;
-    let replace_s = start.elapsed().as_secs_f64();
+    .await
+    .map_err(|e| format!("{e} ({} running)", cluster.running()))?;
+    row.replace_s = start.elapsed().as_secs_f64();
+    let (detect_s, replace_s) = (row.detect_s, row.replace_s);
     eprintln!("{lost} nodes lost: DOWN after {detect_s:.1} s, replaced after {replace_s:.1} s");
     drop(cluster);
     server.stop();
-    Row {
-        nodes,
-        register_s,
-        idle_core_share,
-        idle_rss_mb,
-        placed_s,
-        running_s,
-        cpu_us_per_task,
-        loaded_rss_mb,
-        detect_s,
-        replace_s,
-    }
+    Ok(())
 }
 
 /// The store with `tasks` tasks and no node: bytes per task, restart time, memory after.
@@ -333,17 +369,17 @@ fn main() {
     );
     for r in &rows {
         table.push_str(&format!(
-            "| {} | {:.1} s | {:.1} % | {:.0} MB | {:.1} s | {:.1} s | {:.0} µs | {:.0} MB | {:.1} s | {:.1} s |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.nodes,
-            r.register_s,
-            r.idle_core_share * 100.0,
-            r.idle_rss_mb,
-            r.placed_s,
-            r.running_s,
-            r.cpu_us_per_task,
-            r.loaded_rss_mb,
-            r.detect_s,
-            r.replace_s
+            cell(r.register_s, 1, " s"),
+            cell(r.idle_core_share * 100.0, 1, " %"),
+            cell(r.idle_rss_mb, 0, " MB"),
+            cell(r.placed_s, 1, " s"),
+            cell(r.running_s, 1, " s"),
+            cell(r.cpu_us_per_task, 0, " µs"),
+            cell(r.loaded_rss_mb, 0, " MB"),
+            cell(r.detect_s, 1, " s"),
+            cell(r.replace_s, 1, " s"),
         ));
         csv.push_str(&format!(
             "{},{:.3},{:.4},{:.1},{:.3},{:.3},{:.1},{:.1},{:.3},{:.3}\n",
@@ -357,6 +393,13 @@ fn main() {
             r.loaded_rss_mb,
             r.detect_s,
             r.replace_s
+        ));
+    }
+    for r in rows.iter().filter(|r| r.broke.is_some()) {
+        table.push_str(&format!(
+            "\nAt {} nodes the run stopped: {}.\n",
+            r.nodes,
+            r.broke.as_deref().unwrap_or_default()
         ));
     }
     table.push_str(&format!(
@@ -376,14 +419,32 @@ fn main() {
     }
 }
 
-/// Raises this process's open-file limit to its hard limit (the manager it starts inherits it).
+/// Raises this process's open-file limit (the manager it starts inherits it): to a million
+/// when allowed (root), else to the hard limit. Ten thousand nodes hold about 21,000 sockets
+/// in this process.
 fn raise_open_files() {
     // SAFETY: getrlimit/setrlimit with a valid, owned struct.
     unsafe {
         let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let wanted = libc::rlimit {
+            rlim_cur: 1 << 20,
+            rlim_max: limit.rlim_max.max(1 << 20),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
+    }
+}
+
+/// A table cell: `value` with `decimals` and `unit`, or a dash for a step not reached.
+fn cell(value: f64, decimals: usize, unit: &str) -> String {
+    if value.is_nan() {
+        "—".to_string()
+    } else {
+        format!("{value:.decimals$}{unit}")
     }
 }
