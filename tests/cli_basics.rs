@@ -137,7 +137,7 @@ fn unknown_ids_and_invalid_specs_fail_with_the_cause() {
             "{verb}: {stderr}"
         );
     }
-    let (code, _, stderr) = cubectl(&url, &["status", "nope"]);
+    let (code, _, stderr) = cubectl(&url, &["status", "no/pe"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("task_id"), "{stderr}");
 

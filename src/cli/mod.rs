@@ -276,8 +276,10 @@ pub fn task_failure(error: ClientError) -> Failure {
     let code = error.code();
     let failure = Failure::from(error);
     match code {
-        Code::NotFound | Code::InvalidArgument => failure
-            .with_hint("cubectl status lists tasks (ids are the full UUIDs cubectl run printed)"),
+        Code::NotFound | Code::InvalidArgument => failure.with_hint(
+            "cubectl status lists tasks; a task is named by its id, 4 or more of its \
+                 first characters, or the name of one unfinished task",
+        ),
         _ => failure,
     }
 }

@@ -18,7 +18,7 @@ use crate::{
         StreamCap,
     },
     proto::pb::{self, manager_service_server::ManagerService},
-    task::{check_batch_len, validate_spec, TaskId, MAX_SUBMIT_BATCH},
+    task::{check_batch_len, validate_spec, MAX_SUBMIT_BATCH},
     tls::caller_of,
 };
 
@@ -199,7 +199,9 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::StopTaskRequest>,
     ) -> Result<Response<pb::StopTaskResponse>, Status> {
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let task = self.core.stop(id).await?;
         tracing::info!(task_id = %id, "stop requested");
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
@@ -211,7 +213,9 @@ impl ManagerService for Api {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
         let caller = caller_of(&request);
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let (mut task, events) = self.core.task_with_events(id).await?;
         admission::redact(&caller, &mut task);
         Ok(Response::new(pb::GetTaskResponse {
@@ -260,15 +264,11 @@ impl ManagerService for Api {
             .into());
         }
         let mut ids = std::collections::HashSet::new();
-        for (i, id) in request.task_ids.iter().enumerate() {
-            TaskId::parse("task_ids", id).map_err(|_| {
-                let shown = crate::limits::summary(id, 64);
-                Error::invalid(
-                    format!("task_ids[{i}]"),
-                    format!("{shown:?} is not a task id"),
-                )
-            })?;
-            ids.insert(id.clone());
+        for (i, reference) in request.task_ids.iter().enumerate() {
+            let id = self.core.resolve(&format!("task_ids[{i}]"), reference)?;
+            // A watch of a task that does not exist would wait for nothing.
+            self.core.task(id)?;
+            ids.insert(id.to_string());
         }
         let filter = TaskFilter {
             ids,
@@ -309,7 +309,7 @@ impl ManagerService for Api {
         let mut events = if request.task_id.is_empty() {
             self.core.events(after, limit + 1).await?
         } else {
-            let id = TaskId::parse("task_id", &request.task_id)?;
+            let id = self.core.resolve("task_id", &request.task_id)?;
             self.core.task_events(id, after, limit + 1).await?
         };
         let more = events.len() > limit;
@@ -327,7 +327,9 @@ impl ManagerService for Api {
         request: Request<pb::ExplainTaskRequest>,
     ) -> Result<Response<pb::ExplainTaskResponse>, Status> {
         let caller = caller_of(&request);
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let (mut task, decision) = self.core.explain(id)?;
         admission::redact(&caller, &mut task);
         let nodes = decision
@@ -365,7 +367,7 @@ impl ManagerService for Api {
         request: Request<pb::StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
-        let id = TaskId::parse("task_id", &request.task_id)?;
+        let id = self.core.resolve("task_id", &request.task_id)?;
         let permit = self.streams.logs.open()?;
         let (task, address) = self.core.node_address_of(id)?;
         let Some(address) = address else {
@@ -377,7 +379,7 @@ impl ManagerService for Api {
         let mut client = self.polls.pool.client(&address)?;
         let upstream = client
             .stream_logs(pb::WorkerServiceStreamLogsRequest {
-                task_id: request.task_id,
+                task_id: id.to_string(),
                 follow: request.follow,
                 tail: request.tail,
                 stdout: request.stdout,
