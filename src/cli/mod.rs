@@ -16,12 +16,14 @@ use crate::{
 
 pub mod completion;
 pub mod drain;
+pub mod each;
 pub mod events;
 pub mod explain;
 pub mod gc;
 pub mod logs;
 pub mod nodes;
 pub mod output;
+pub mod rm;
 pub mod run;
 pub mod status;
 pub mod stop;
@@ -155,8 +157,10 @@ pub struct OutputArg {
 pub enum Command {
     /// Submit a task (or the tasks of a file) and print its id.
     Run(Box<run::RunArgs>),
-    /// Ask a task to stop.
+    /// Ask tasks to stop: named, or chosen by name, label, state or node.
     Stop(stop::StopArgs),
+    /// Remove finished tasks and their events now.
+    Rm(rm::RmArgs),
     /// List tasks, or show one task in detail with its events.
     Status(status::StatusArgs),
     /// Follow task changes live (the same as `status --watch`).
@@ -277,7 +281,7 @@ pub fn task_failure(error: ClientError) -> Failure {
     let failure = Failure::from(error);
     match code {
         Code::NotFound | Code::InvalidArgument => failure.with_hint(
-            "cubectl status lists tasks; a task is named by its id, 4 or more of its \
+            "cubectl status -a lists tasks; a task is named by its id, 4 or more of its \
                  first characters, or the name of one unfinished task",
         ),
         _ => failure,
@@ -308,6 +312,7 @@ pub async fn run(cli: Cli) -> Outcome {
     match command {
         Command::Run(args) => run::run(&client, *args).await,
         Command::Stop(args) => stop::run(&client, args).await,
+        Command::Rm(args) => rm::run(&client, args).await,
         Command::Status(args) => status::run(&client, args).await,
         Command::Watch(args) => watch::run(&client, args).await,
         Command::Nodes(args) => nodes::run(&client, args).await,
@@ -349,7 +354,7 @@ impl From<StateArg> for pb::TaskState {
     }
 }
 
-/// `--state` and `--node`: which tasks `status` and `watch` show.
+/// `--state`, `--node` and `-l`: which tasks `status`, `watch` and `stop` take.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TaskFilterArgs {
     /// Only tasks in this state.
@@ -358,6 +363,22 @@ pub struct TaskFilterArgs {
     /// Only tasks on this node.
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+    /// Only tasks with this label (repeat for several: all must match).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = crate::task::parse_pair)]
+    pub labels: Vec<(String, String)>,
+}
+
+impl TaskFilterArgs {
+    /// The ListTasks request these filters make (`unfinished`: leave out finished tasks).
+    pub fn list_request(&self, unfinished: bool) -> pb::ListTasksRequest {
+        pb::ListTasksRequest {
+            state: state_filter(self.state).into(),
+            node: self.node.clone().unwrap_or_default(),
+            labels: self.labels.iter().cloned().collect(),
+            unfinished,
+            ..Default::default()
+        }
+    }
 }
 
 /// The filter a `--state` option stands for (UNSPECIFIED: any state).
@@ -427,7 +448,7 @@ mod tests {
             panic!("not status")
         };
         assert_eq!(state_filter(args.filter.state), pb::TaskState::Running);
-        assert_eq!(args.output.format, Format::Json);
+        assert_eq!(args.format, status::TasksFormat::Json);
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Filter {
     pub state: Option<StateArg>,
     /// Only tasks on this node.
     pub node: Option<String>,
+    /// Only tasks with all these labels.
+    pub labels: Vec<(String, String)>,
 }
 
 /// Runs `cubectl watch`.
@@ -48,13 +50,14 @@ pub async fn run(client: &Client, args: WatchArgs) -> Outcome {
         ids: args.id.into_iter().collect(),
         state: args.filter.state,
         node: args.filter.node,
+        labels: args.filter.labels,
     };
     follow(client, filter, args.output.format).await
 }
 
 /// Minimum widths of the watch columns: a stream cannot be measured before it is printed, so
 /// columns get room for typical values and longer values push the rest right.
-const WIDTHS: [usize; 8] = [8, 16, 9, 12, 24, 4, 8, 4];
+const WIDTHS: [usize; 9] = [8, 16, 9, 9, 12, 24, 4, 8, 4];
 
 /// Prints the current tasks, then a line per change, until the stream ends or the user stops.
 /// When the manager drops a watch that fell behind (UNAVAILABLE), it watches again, which
@@ -64,6 +67,7 @@ pub async fn follow(client: &Client, filter: Filter, format: Format) -> Outcome 
         task_ids: filter.ids,
         state: state_filter(filter.state).into(),
         node: filter.node.unwrap_or_default(),
+        labels: filter.labels.into_iter().collect(),
     };
     if format == Format::Table {
         print_out(&line(&super::output::COLUMNS.map(String::from)));
@@ -157,12 +161,13 @@ mod tests {
         let header = line(&crate::cli::output::COLUMNS.map(String::from));
         assert_eq!(
             header,
-            "ID         NAME               STATE       NODE           IMAGE                      AGE    RESTARTS   EXIT\n"
+            "ID         NAME               STATE       HEALTH      NODE           IMAGE                      AGE    RESTARTS   EXIT\n"
         );
         let row = line(&[
             "01234567".into(),
             "web".into(),
             "RUNNING".into(),
+            "".into(),
             "w1".into(),
             "busybox".into(),
             "5s".into(),

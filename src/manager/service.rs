@@ -22,13 +22,12 @@ use crate::{
     tls::caller_of,
 };
 
+mod fields;
 mod watch;
 
-/// The page size when a request sets none.
-const DEFAULT_PAGE: usize = 100;
-/// The largest page a request may ask for: bounds one answer's size and the time it holds the
-/// state lock.
-const MAX_PAGE: usize = 1000;
+use fields::{
+    label_filter, name_filter, next_token, node_filter, page_size, page_token, state_filter,
+};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -114,44 +113,6 @@ fn checked_submission(request: pb::SubmitTaskRequest) -> Result<(pb::TaskSpec, S
     Ok((spec, request.request_id))
 }
 
-fn page_size(field: &'static str, size: i32) -> Result<usize> {
-    match size {
-        n if n < 0 => Err(Error::invalid(field, format!("{n} is negative"))),
-        0 => Ok(DEFAULT_PAGE),
-        n => Ok((n as usize).min(MAX_PAGE)),
-    }
-}
-
-/// Page tokens are the last key of the previous page in hex: opaque to clients, checked here.
-fn page_token(field: &'static str, token: &str) -> Result<u64> {
-    if token.is_empty() {
-        return Ok(0);
-    }
-    (token.len() == 16)
-        .then(|| u64::from_str_radix(token, 16).ok())
-        .flatten()
-        .ok_or_else(|| Error::invalid(field, "is not a token this server gave out"))
-}
-
-fn next_token(last: Option<u64>) -> String {
-    last.map(|seq| format!("{seq:016x}")).unwrap_or_default()
-}
-
-fn state_filter(field: &'static str, value: i32) -> Result<Option<pb::TaskState>> {
-    match pb::TaskState::try_from(value) {
-        Ok(pb::TaskState::Unspecified) => Ok(None),
-        Ok(state) => Ok(Some(state)),
-        Err(_) => Err(Error::invalid(
-            field,
-            format!("{value} is not a task state"),
-        )),
-    }
-}
-
-fn node_filter(node: String) -> Option<String> {
-    (!node.is_empty()).then_some(node)
-}
-
 #[tonic::async_trait]
 impl ManagerService for Api {
     async fn submit_task(
@@ -208,6 +169,21 @@ impl ManagerService for Api {
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
+    async fn remove_task(
+        &self,
+        request: Request<pb::RemoveTaskRequest>,
+    ) -> Result<Response<pb::RemoveTaskResponse>, Status> {
+        let caller = caller_of(&request);
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
+        let mut task = self.core.remove(id).await?;
+        tracing::info!(task_id = %id, "task removed");
+        admission::redact(&caller, &mut task);
+        Ok(Response::new(pb::RemoveTaskResponse { task: Some(task) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn get_task(
         &self,
         request: Request<pb::GetTaskRequest>,
@@ -233,9 +209,12 @@ impl ManagerService for Api {
         let limit = page_size("page_size", request.page_size)?;
         let after = page_token("page_token", &request.page_token)?;
         let filter = TaskFilter {
-            ids: Default::default(),
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            labels: label_filter(request.labels)?,
+            unfinished: request.unfinished,
+            name: name_filter(request.name)?,
+            ..Default::default()
         };
         let (mut tasks, last) = self.core.list(&filter, after, limit);
         tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
@@ -274,6 +253,8 @@ impl ManagerService for Api {
             ids,
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
+            labels: label_filter(request.labels)?,
+            ..Default::default()
         };
         let permit = self.streams.watches.open()?;
         let snapshots = self.streams.snapshots.clone();

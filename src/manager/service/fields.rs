@@ -1,0 +1,72 @@
+//! The request fields every listing shares, checked and turned into the core's terms: page
+//! sizes and tokens, and the task filters (state, node, labels, name).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::{
+    error::{Error, Result},
+    limits::spec::check_labels,
+    proto::pb,
+    task::MAX_NAME_LEN,
+};
+
+/// The page size when a request sets none.
+const DEFAULT_PAGE: usize = 100;
+/// The largest page a request may ask for: bounds one answer's size and the time it holds the
+/// state lock.
+const MAX_PAGE: usize = 1000;
+
+pub(super) fn page_size(field: &'static str, size: i32) -> Result<usize> {
+    match size {
+        n if n < 0 => Err(Error::invalid(field, format!("{n} is negative"))),
+        0 => Ok(DEFAULT_PAGE),
+        n => Ok((n as usize).min(MAX_PAGE)),
+    }
+}
+
+/// Page tokens are the last key of the previous page in hex: opaque to clients, checked here.
+pub(super) fn page_token(field: &'static str, token: &str) -> Result<u64> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    (token.len() == 16)
+        .then(|| u64::from_str_radix(token, 16).ok())
+        .flatten()
+        .ok_or_else(|| Error::invalid(field, "is not a token this server gave out"))
+}
+
+pub(super) fn next_token(last: Option<u64>) -> String {
+    last.map(|seq| format!("{seq:016x}")).unwrap_or_default()
+}
+
+pub(super) fn state_filter(field: &'static str, value: i32) -> Result<Option<pb::TaskState>> {
+    match pb::TaskState::try_from(value) {
+        Ok(pb::TaskState::Unspecified) => Ok(None),
+        Ok(state) => Ok(Some(state)),
+        Err(_) => Err(Error::invalid(
+            field,
+            format!("{value} is not a task state"),
+        )),
+    }
+}
+
+pub(super) fn node_filter(node: String) -> Option<String> {
+    (!node.is_empty()).then_some(node)
+}
+
+/// A label selector, bounded as a spec's labels are.
+pub(super) fn label_filter(labels: HashMap<String, String>) -> Result<BTreeMap<String, String>> {
+    check_labels("labels", &labels)?;
+    Ok(labels.into_iter().collect())
+}
+
+/// A name filter, bounded as a spec's name is.
+pub(super) fn name_filter(name: String) -> Result<Option<String>> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(
+            "name",
+            format!("is longer than {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok((!name.is_empty()).then_some(name))
+}
