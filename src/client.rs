@@ -279,6 +279,13 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
+    /// The manager's version and build.
+    pub async fn get_version(&self) -> Result<pb::GetVersionResponse, ClientError> {
+        let request = self.request(pb::GetVersionRequest {});
+        let response = self.inner.clone().get_version(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
     /// Removes a finished task and its events.
     pub async fn remove_task(&self, task_id: &str) -> Result<pb::RemoveTaskResponse, ClientError> {
         let request = self.request(pb::RemoveTaskRequest {

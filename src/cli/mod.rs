@@ -27,6 +27,7 @@ pub mod rm;
 pub mod run;
 pub mod status;
 pub mod stop;
+pub mod version;
 pub mod watch;
 
 /// cubectl, the command line of Cube: run tasks on a Cube cluster and see what they do.
@@ -181,6 +182,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Print cubectl's version and the manager's.
+    Version(version::VersionArgs),
 }
 
 /// A failed command: what went wrong, and what the user can do about it.
@@ -322,6 +325,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Drain(args) => drain::drain(&client, args).await,
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
+        Command::Version(args) => version::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }

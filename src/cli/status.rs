@@ -94,7 +94,9 @@ pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
         return Ok(());
     }
     // A state asked for is shown whether finished or not.
-    let request = args.filter.list_request(!args.all && args.filter.state.is_none());
+    let request = args
+        .filter
+        .list_request(!args.all && args.filter.state.is_none());
     let response = client.list_all_tasks(request).await?;
     let text = match format {
         TasksFormat::Table => output::table(&response.tasks, now, output::terminal_width()),

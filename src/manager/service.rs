@@ -168,6 +168,13 @@ impl ManagerService for Api {
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
     }
 
+    async fn get_version(
+        &self,
+        _request: Request<pb::GetVersionRequest>,
+    ) -> Result<Response<pb::GetVersionResponse>, Status> {
+        Ok(Response::new(crate::proto::build_version()))
+    }
+
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
     async fn remove_task(
         &self,

@@ -58,7 +58,7 @@ enum Kind {
 fn kind_of(method: &str) -> Kind {
     match method {
         "GetTask" | "ListTasks" | "WatchTasks" | "ListNodes" | "ListEvents" | "ExplainTask"
-        | "StreamLogs" => Kind::Read,
+        | "StreamLogs" | "GetVersion" => Kind::Read,
         "JoinCluster" => Kind::Join,
         "RegisterWorker" | "Heartbeat" => Kind::Node,
         _ => Kind::Write,
@@ -250,6 +250,8 @@ mod tests {
             (&admin, "Heartbeat", false),
             (&reader, "GetTask", true),
             (&reader, "StreamLogs", true),
+            (&reader, "GetVersion", true),
+            (&reader, "RemoveTask", false),
             (&reader, "StopTask", false),
             (&reader, "SubmitTask", false),
             (&reader, "JoinCluster", false),

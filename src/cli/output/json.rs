@@ -44,6 +44,7 @@ proto_messages!(
     ExplainTaskResponse,
     DrainNodeResponse,
     UndrainNodeResponse,
+    GetVersionResponse,
 );
 
 /// A message in the proto3 JSON mapping, as grpcurl prints it: lowerCamelCase names, enums by
