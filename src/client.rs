@@ -279,6 +279,22 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
+    /// What every node uses now.
+    pub async fn top_nodes(&self) -> Result<pb::TopNodesResponse, ClientError> {
+        let request = self.request(pb::TopNodesRequest {});
+        let response = self.inner.clone().top_nodes(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
+    /// What every running task uses now (only on `node`, when not empty).
+    pub async fn top_tasks(&self, node: &str) -> Result<pb::TopTasksResponse, ClientError> {
+        let request = self.request(pb::TopTasksRequest {
+            node: node.to_string(),
+        });
+        let response = self.inner.clone().top_tasks(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
     /// The manager's version and build.
     pub async fn get_version(&self) -> Result<pb::GetVersionResponse, ClientError> {
         let request = self.request(pb::GetVersionRequest {});

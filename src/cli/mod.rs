@@ -27,6 +27,7 @@ pub mod rm;
 pub mod run;
 pub mod status;
 pub mod stop;
+pub mod top;
 pub mod version;
 pub mod watch;
 
@@ -182,6 +183,8 @@ pub enum Command {
     Gc(gc::GcArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
+    /// Show what nodes (or running tasks) use now: cpu, memory, load.
+    Top(top::TopArgs),
     /// Print cubectl's version and the manager's.
     Version(version::VersionArgs),
 }
@@ -326,6 +329,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
         Command::Version(args) => version::run(&client, args).await,
+        Command::Top(args) => top::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }

@@ -23,6 +23,7 @@ use crate::{
 };
 
 mod fields;
+mod top;
 mod watch;
 
 use fields::{
@@ -166,6 +167,25 @@ impl ManagerService for Api {
         let task = self.core.stop(id).await?;
         tracing::info!(task_id = %id, "stop requested");
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
+    }
+
+    async fn top_nodes(
+        &self,
+        _request: Request<pb::TopNodesRequest>,
+    ) -> Result<Response<pb::TopNodesResponse>, Status> {
+        let nodes = self.core.nodes().into_iter().map(top::node_usage).collect();
+        Ok(Response::new(pb::TopNodesResponse { nodes }))
+    }
+
+    async fn top_tasks(
+        &self,
+        request: Request<pb::TopTasksRequest>,
+    ) -> Result<Response<pb::TopTasksResponse>, Status> {
+        let only = request.into_inner().node;
+        let nodes = self.core.nodes();
+        Ok(Response::new(
+            top::tasks(&self.polls.pool, nodes, &only).await,
+        ))
     }
 
     async fn get_version(

@@ -58,7 +58,7 @@ enum Kind {
 fn kind_of(method: &str) -> Kind {
     match method {
         "GetTask" | "ListTasks" | "WatchTasks" | "ListNodes" | "ListEvents" | "ExplainTask"
-        | "StreamLogs" | "GetVersion" => Kind::Read,
+        | "StreamLogs" | "GetVersion" | "TopNodes" | "TopTasks" => Kind::Read,
         "JoinCluster" => Kind::Join,
         "RegisterWorker" | "Heartbeat" => Kind::Node,
         _ => Kind::Write,

@@ -45,6 +45,8 @@ proto_messages!(
     DrainNodeResponse,
     UndrainNodeResponse,
     GetVersionResponse,
+    TopNodesResponse,
+    TopTasksResponse,
 );
 
 /// A message in the proto3 JSON mapping, as grpcurl prints it: lowerCamelCase names, enums by
