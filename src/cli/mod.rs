@@ -277,8 +277,29 @@ impl From<ClientError> for Failure {
                 | Code::DataLoss => "the manager's log says more",
             },
         };
-        Failure::new(error.to_string(), hint)
+        Failure::new(message_of(&error), hint)
     }
+}
+
+/// What went wrong: an INVALID_ARGUMENT's field violations (google.rpc.BadRequest) one a
+/// line when it carries them, else the error's own words.
+fn message_of(error: &ClientError) -> String {
+    use tonic_types::StatusExt;
+    if let ClientError::Rpc(status) = error {
+        let details = status.get_error_details();
+        let violations = details
+            .bad_request()
+            .map(|b| b.field_violations.as_slice())
+            .unwrap_or_default();
+        if status.code() == Code::InvalidArgument && !violations.is_empty() {
+            return violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+    }
+    error.to_string()
 }
 
 /// A failure of a call that named a task: unknown or malformed ids point at the task list.
@@ -485,5 +506,17 @@ mod tests {
             "spec.image: is required",
         )));
         assert_eq!(invalid.message, "spec.image: is required");
+        let mut details = tonic_types::ErrorDetails::with_bad_request_violation("a", "is bad");
+        details.add_bad_request_violation("b.c", "is worse");
+        let status = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+            Code::InvalidArgument,
+            "a: is bad",
+            details,
+        );
+        let both = Failure::from(ClientError::Rpc(status));
+        assert_eq!(
+            both.message, "a: is bad\nb.c: is worse",
+            "one violation a line"
+        );
     }
 }
