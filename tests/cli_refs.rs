@@ -1,6 +1,7 @@
 //! Task references against a real cube-manager with no workers (no Docker needed): every verb
 //! that names a task takes a unique id prefix or the name of one unfinished task, resolved on
-//! the manager; ambiguous references list their candidates; `watch` of an unknown task says so.
+//! the manager; ambiguous references list their candidates; `watch` of an unknown task says so;
+//! `events` shows the last 50 unless told otherwise.
 // A test or benchmark fails loudly with the value's error: unwrapping is its way to fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,6 +122,18 @@ fn ambiguous_references_list_candidates() {
         .find(|p| shared.iter().filter(|id| id.starts_with(p)).count() == 1)
         .unwrap();
     assert_eq!(ctl.task(unique)["id"], one.as_str());
+
+    // `events` of all 1012 tasks shows the last 50 unless told otherwise.
+    let rows = |args: &[&str]| ctl.json(args)["events"].as_array().unwrap().len();
+    assert_eq!(rows(&["events"]), 50);
+    assert_eq!(rows(&["events", "--tail", "5"]), 5);
+    assert!(rows(&["events", "--tail", "0"]) >= 1012);
+    let last = ctl.json(&["events", "--tail", "1"])["events"][0].clone();
+    assert_eq!(
+        last["taskId"],
+        many.last().unwrap().as_str(),
+        "the newest event"
+    );
 }
 
 /// Proves that `watch` of a task that does not exist answers NOT_FOUND at once (exit 1)

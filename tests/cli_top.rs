@@ -57,6 +57,18 @@ fn top_shows_what_a_busy_exec_task_uses() {
         "{table}"
     );
 
+    // `nodes` names each node's runtime.
+    let listed = ctl.ok(&["nodes"]);
+    let header = listed.lines().next().unwrap();
+    assert!(
+        header.contains("RUNTIME") && header.contains("LABELS"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().nth(1).unwrap().contains(" exec "),
+        "{listed}"
+    );
+
     let nodes = ctl.ok(&["top"]);
     assert!(nodes.contains(cluster.name(0)), "{nodes}");
     let top = ctl.json(&["top", "nodes"]);
