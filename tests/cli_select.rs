@@ -9,17 +9,7 @@ mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{Cluster, Cubectl, Runtime};
-
-/// One Exec worker, polled every 200ms so that states show quickly.
-fn exec_cluster() -> Cluster {
-    Cluster::builder()
-        .workers(1)
-        .update_interval("200ms")
-        .runtime(Runtime::Exec)
-        .wait_ready(Duration::from_secs(15))
-        .start()
-}
+use common::{Cluster, Cubectl};
 
 /// `cubectl run` of a sleeping Exec task with `labels`; its id.
 fn sleeper(ctl: &Cubectl, name: &str, labels: &[&str]) -> String {
@@ -42,7 +32,7 @@ fn id_set(stdout: &str) -> BTreeSet<String> {
 /// tasks as JSON; and that `rm` removes a finished task and refuses a running one.
 #[test]
 fn stop_by_label_stops_exactly_the_matching_tasks() {
-    let cluster = exec_cluster();
+    let cluster = Cluster::exec();
     let ctl = cluster.ctl();
     let shop: BTreeSet<String> = [
         sleeper(&ctl, "cart", &["app=shop"]),
