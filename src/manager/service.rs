@@ -14,8 +14,7 @@ use crate::{
     limits::{
         node::{check_node_name, check_registration},
         spec::check_spec,
-        streams::{MAX_LOG_STREAMS, MAX_WATCHED_IDS, MAX_WATCHES},
-        StreamCap,
+        streams::MAX_WATCHED_IDS,
     },
     proto::pb::{self, manager_service_server::ManagerService},
     task::{check_batch_len, validate_spec, MAX_SUBMIT_BATCH},
@@ -23,8 +22,11 @@ use crate::{
 };
 
 mod fields;
+mod handles;
 mod top;
 mod watch;
+
+pub(crate) use handles::{Polls, StreamCaps};
 
 use fields::{
     label_filter, name_filter, next_token, node_filter, page_size, page_token, state_filter,
@@ -47,52 +49,6 @@ pub(crate) struct Api {
     pub streams: StreamCaps,
     /// The cluster CA that signs joining workers' certificates; None without TLS.
     pub ca: Option<std::sync::Arc<crate::tls::ClusterCa>>,
-}
-
-/// The caps on open `WatchTasks` and `StreamLogs` streams.
-#[derive(Clone)]
-pub(crate) struct StreamCaps {
-    pub watches: StreamCap,
-    pub logs: StreamCap,
-    /// Turns of the watches that send their snapshot.
-    pub snapshots: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl Default for StreamCaps {
-    fn default() -> Self {
-        Self {
-            watches: StreamCap::new("WatchTasks", MAX_WATCHES),
-            logs: StreamCap::new("StreamLogs", MAX_LOG_STREAMS),
-            snapshots: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                crate::limits::streams::SNAPSHOTS_AT_ONCE,
-            )),
-        }
-    }
-}
-
-/// What a registration needs to start polling a worker like a static one.
-#[derive(Clone)]
-pub(crate) struct Polls {
-    pub pool: super::pool::WorkerPool,
-    pub tracker: tokio_util::task::TaskTracker,
-    pub stop: tokio_util::sync::CancellationToken,
-    pub update_interval: std::time::Duration,
-    pub heartbeat_interval: std::time::Duration,
-}
-
-impl Polls {
-    /// Starts the poll loop of `address` unless one runs.
-    pub fn start(&self, core: &Core, address: String) {
-        if core.claim_poll(&address) {
-            self.tracker.spawn(super::reconciler::run_worker_poll(
-                core.clone(),
-                self.pool.clone(),
-                address,
-                self.update_interval,
-                self.stop.clone(),
-            ));
-        }
-    }
 }
 
 /// A submission's spec checked and its defaults filled, with its request id.
