@@ -8,8 +8,8 @@
 //! measure. What the manager sees is the same: a node registers, heartbeats every interval,
 //! answers GetStats and the long-polled ListTasks with revisions, pages and instance ids as a
 //! worker does, takes StartTasks and StopTask, and runs each task for a chosen time (or until
-//! stopped). What is not simulated: logs (StreamLogs answers UNIMPLEMENTED), health checks,
-//! resource sampling (stats are the capacity given, always idle).
+//! stopped). What is not simulated: logs and usage (StreamLogs and TopTasks answer
+//! UNIMPLEMENTED), health checks, resource sampling (stats are the capacity given, always idle).
 
 #![allow(dead_code)] // the benchmark and its small test form use different parts
 
@@ -323,6 +323,15 @@ impl worker_service_server::WorkerService for SimService {
             labels: HashMap::new(),
             instance_id: self.instance_id.clone(),
         }))
+    }
+
+    async fn top_tasks(
+        &self,
+        _request: Request<pb::WorkerServiceTopTasksRequest>,
+    ) -> Result<Response<pb::WorkerServiceTopTasksResponse>, Status> {
+        Err(Status::unimplemented(
+            "a simulated node runs nothing to sample",
+        ))
     }
 
     type StreamLogsStream =

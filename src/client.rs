@@ -279,6 +279,38 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
+    /// What every node uses now.
+    pub async fn top_nodes(&self) -> Result<pb::TopNodesResponse, ClientError> {
+        let request = self.request(pb::TopNodesRequest {});
+        let response = self.inner.clone().top_nodes(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
+    /// What every running task uses now (only on `node`, when not empty).
+    pub async fn top_tasks(&self, node: &str) -> Result<pb::TopTasksResponse, ClientError> {
+        let request = self.request(pb::TopTasksRequest {
+            node: node.to_string(),
+        });
+        let response = self.inner.clone().top_tasks(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
+    /// The manager's version and build.
+    pub async fn get_version(&self) -> Result<pb::GetVersionResponse, ClientError> {
+        let request = self.request(pb::GetVersionRequest {});
+        let response = self.inner.clone().get_version(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
+    /// Removes a finished task and its events.
+    pub async fn remove_task(&self, task_id: &str) -> Result<pb::RemoveTaskResponse, ClientError> {
+        let request = self.request(pb::RemoveTaskRequest {
+            task_id: task_id.to_string(),
+        });
+        let response = self.inner.clone().remove_task(request).await;
+        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
+    }
+
     /// One task with its events.
     pub async fn get_task(&self, task_id: &str) -> Result<pb::GetTaskResponse, ClientError> {
         let request = self.request(pb::GetTaskRequest {
@@ -297,40 +329,25 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
-    /// Every task matching `state` and `node`, all pages joined into one response.
+    /// Every task matching `filter` (a ListTasksRequest whose page fields are ignored), all
+    /// pages joined into one response.
     pub async fn list_all_tasks(
-        &self,
-        state: pb::TaskState,
-        node: &str,
-    ) -> Result<pb::ListTasksResponse, ClientError> {
-        self.list_all_tasks_where(pb::ListTasksRequest {
-            state: state.into(),
-            node: node.to_string(),
-            ..Default::default()
-        })
-        .await
-    }
-
-    /// Every task matching `filter`'s filters, all pages joined into one response.
-    pub async fn list_all_tasks_where(
         &self,
         filter: pb::ListTasksRequest,
     ) -> Result<pb::ListTasksResponse, ClientError> {
         let mut all = pb::ListTasksResponse::default();
-        let mut page_token = String::new();
+        let mut request = pb::ListTasksRequest {
+            page_size: self.page_size,
+            page_token: String::new(),
+            ..filter
+        };
         loop {
-            let page = self
-                .list_tasks(pb::ListTasksRequest {
-                    page_size: self.page_size,
-                    page_token,
-                    ..filter.clone()
-                })
-                .await?;
+            let page = self.list_tasks(request.clone()).await?;
             all.tasks.extend(page.tasks);
             if page.next_page_token.is_empty() {
                 return Ok(all);
             }
-            page_token = page.next_page_token;
+            request.page_token = page.next_page_token;
         }
     }
 

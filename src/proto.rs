@@ -15,6 +15,19 @@ pub mod pb {
     tonic::include_proto!("cube.v1");
 }
 
+/// The protobuf package Cube speaks (`package` in proto/cube.proto).
+pub const PACKAGE: &str = "cube.v1";
+
+/// This build: its release version, the protobuf package and the commit it was built from
+/// (recorded by build.rs; "unknown" outside a checkout).
+pub fn build_version() -> pb::GetVersionResponse {
+    pb::GetVersionResponse {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        proto_package: PACKAGE.to_string(),
+        commit: env!("CUBE_BUILD_COMMIT").to_string(),
+    }
+}
+
 /// Cube's encoded `FileDescriptorSet` (with the well-known types it imports), for server
 /// reflection and for rendering messages as proto3 JSON.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
@@ -52,5 +65,17 @@ pub fn state_name(state: pb::TaskState) -> &'static str {
         pb::TaskState::Running => "RUNNING",
         pb::TaskState::Completed => "COMPLETED",
         pb::TaskState::Failed => "FAILED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_package_is_the_one_compiled() {
+        let service = format!("{PACKAGE}.ManagerService");
+        assert!(descriptor_pool().get_service_by_name(&service).is_some());
+        assert!(!build_version().commit.is_empty());
     }
 }

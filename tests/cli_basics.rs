@@ -133,11 +133,11 @@ fn unknown_ids_and_invalid_specs_fail_with_the_cause() {
             "{verb}: {stderr}"
         );
         assert!(
-            stderr.contains("hint: cubectl status lists tasks"),
+            stderr.contains("hint: cubectl status -a lists tasks"),
             "{verb}: {stderr}"
         );
     }
-    let (code, _, stderr) = cubectl(&url, &["status", "nope"]);
+    let (code, _, stderr) = cubectl(&url, &["status", "no/pe"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("task_id"), "{stderr}");
 
@@ -290,7 +290,7 @@ fn run_prints_the_id_and_read_verbs_print_proto3_json() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "NAME", "STATE", "NODE", "IMAGE", "AGE", "RESTARTS", "EXIT"]
+        ["ID", "NAME", "STATE", "HEALTH", "NODE", "IMAGE", "AGE", "RESTARTS", "EXIT"]
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], [&id[..8], "sleepy", "PENDING"]);
@@ -473,7 +473,7 @@ async fn client_submits_idempotently_and_joins_pages() {
     let all = client
         .clone()
         .with_page_size(3)
-        .list_all_tasks(pb::TaskState::Unspecified, "")
+        .list_all_tasks(pb::ListTasksRequest::default())
         .await
         .unwrap();
     assert_eq!(all.tasks.len(), 4, "two pages of 3 and 1 joined");

@@ -12,18 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Cluster, Runtime};
-
-/// A manager with one Exec worker (no Docker needed), ready. The manager polls its worker
-/// every 200ms, so an exit shows well within the one second `--wait` settles for.
-fn exec_cluster() -> Cluster {
-    Cluster::builder()
-        .workers(1)
-        .update_interval("200ms")
-        .runtime(Runtime::Exec)
-        .wait_ready(Duration::from_secs(15))
-        .start()
-}
+use common::Cluster;
 
 /// Proves that docker's `--rm`, `-d`, `-it` and `--detach` before `--` are usage errors
 /// (exit 2) with a tip about `--` and about what Cube does instead, and that nothing is
@@ -62,7 +51,7 @@ fn docker_flags_before_the_command_are_usage_errors() {
 /// that `--wait` on a task that keeps running succeeds after the settle time.
 #[test]
 fn wait_reports_a_crash_and_accepts_a_task_that_keeps_running() {
-    let cluster = exec_cluster();
+    let cluster = Cluster::exec();
     let ctl = cluster.ctl();
     let (code, stdout, stderr) = ctl.call(&[
         "run",
@@ -128,7 +117,7 @@ fn interrupting_wait_leaves_the_task_running() {
 /// Proves that `stop A BAD B` stops A and B, names the bad id and exits 1.
 #[test]
 fn stop_of_several_ids_stops_all_it_can() {
-    let cluster = exec_cluster();
+    let cluster = Cluster::exec();
     let ctl = cluster.ctl();
     let run = || ctl.run(&["--stop-grace", "1s", "--", "sleep", "300"]);
     let (a, b) = (run(), run());
@@ -178,7 +167,7 @@ fn usage_shows_manager_as_optional() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("Usage: cubectl stop [OPTIONS] <ID>..."),
+        stderr.contains("Usage: cubectl stop [OPTIONS] [TASK]..."),
         "{stderr}"
     );
     let (code, _, stderr) = common::cubectl(url, &["stop", "--manager", url]);

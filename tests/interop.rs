@@ -193,7 +193,7 @@ fn grpcurl_reaches_every_manager_rpc() {
         !ok && err.contains("InvalidArgument") && err.contains("spec.image"),
         "{err}"
     );
-    let (ok, _, err) = call("GetTask", r#"{"taskId": "not-a-uuid"}"#);
+    let (ok, _, err) = call("GetTask", r#"{"taskId": "not a uuid"}"#);
     assert!(
         !ok && err.contains("InvalidArgument") && err.contains("task_id"),
         "{err}"

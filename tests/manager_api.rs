@@ -67,7 +67,10 @@ async fn bad_input_codes_and_an_unreachable_worker() {
     assert_eq!(err.code(), Code::NotFound);
     let err = stop_task(&mut c, &unknown).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert_invalid(get_task(&mut c, "not-an-id").await, "task_id");
+    // A bare word is a name: no unfinished task has it. A space is in no id or name.
+    let err = get_task(&mut c, "not-an-id").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_invalid(get_task(&mut c, "not an id").await, "task_id");
 
     let answer = c
         .list_tasks(pb::ListTasksRequest {

@@ -11,22 +11,41 @@ use super::{
 
 /// Arguments of `cubectl events`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  cubectl events\n  cubectl events ID -o json")]
+#[command(
+    after_help = "Examples:\n  cubectl events\n  cubectl events --tail 500\n  \
+    cubectl events web -o json"
+)]
 pub struct EventsArgs {
-    /// Only this task's events.
-    #[arg(value_name = "ID")]
+    /// Only this task's events: an id, a unique id prefix or an unfinished task's name.
+    #[arg(value_name = "TASK")]
     pub id: Option<String>,
+    /// Only the last N events (0: all). Default: the last 50 of all tasks, every event of one
+    /// task.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
     /// Output format.
     #[command(flatten)]
     pub output: OutputArg,
 }
 
-/// Runs `cubectl events`: every page, joined into one response.
+/// How many of all tasks' events `events` shows when not told: a screenful, not thousands.
+const DEFAULT_TAIL: usize = 50;
+
+/// Runs `cubectl events`: every page, joined into one response, cut to the last `--tail`.
 pub async fn run(client: &Client, args: EventsArgs) -> Outcome {
-    let response = client
+    let mut response = client
         .list_all_events(args.id.as_deref().unwrap_or(""))
         .await
         .map_err(super::task_failure)?;
+    let tail = match (args.tail, &args.id) {
+        (Some(n), _) => n,
+        (None, Some(_)) => 0,
+        (None, None) => DEFAULT_TAIL,
+    };
+    if tail > 0 && response.events.len() > tail {
+        let cut = response.events.len() - tail;
+        response.events.drain(..cut);
+    }
     output::print(args.output.format, &response, |r| render(&r.events))
 }
 

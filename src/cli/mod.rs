@@ -6,27 +6,32 @@
 
 use std::{io::Write, process::ExitCode, time::Duration};
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
-use tonic::Code;
-
 use crate::{
-    client::{Client, ClientError, DEFAULT_MANAGER},
+    client::{Client, DEFAULT_MANAGER},
     proto::pb,
 };
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub mod completion;
 pub mod drain;
+pub mod each;
 pub mod events;
 pub mod explain;
+mod failure;
 pub mod gc;
 pub mod logs;
 pub mod nodes;
 pub mod output;
+pub mod rm;
 pub mod run;
 pub mod service;
 pub mod status;
 pub mod stop;
+pub mod top;
+pub mod version;
 pub mod watch;
+
+pub use failure::{task_failure, Failure};
 
 /// cubectl, the command line of Cube: run tasks on a Cube cluster and see what they do.
 #[derive(Debug, Parser)]
@@ -156,8 +161,10 @@ pub struct OutputArg {
 pub enum Command {
     /// Submit a task (or the tasks of a file) and print its id.
     Run(Box<run::RunArgs>),
-    /// Ask a task to stop.
+    /// Ask tasks to stop: named, or chosen by name, label, state or node.
     Stop(stop::StopArgs),
+    /// Remove finished tasks and their events now.
+    Rm(rm::RmArgs),
     /// List tasks, or show one task in detail with its events.
     Status(status::StatusArgs),
     /// Follow task changes live (the same as `status --watch`).
@@ -180,109 +187,10 @@ pub enum Command {
     Service(service::ServiceArgs),
     /// Print a shell completion script.
     Completion(completion::CompletionArgs),
-}
-
-/// A failed command: what went wrong, and what the user can do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The cause, printed after `error: `.
-    pub message: String,
-    /// What to try, printed after `hint: `.
-    pub hint: Option<String>,
-    /// The exit code: 1 (the request failed) unless said otherwise.
-    pub exit_code: u8,
-}
-
-impl Failure {
-    /// A failure with a hint.
-    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            hint: Some(hint.into()),
-            exit_code: 1,
-        }
-    }
-
-    /// Replaces the exit code (130 after Ctrl-C).
-    pub fn with_exit_code(mut self, exit_code: u8) -> Self {
-        self.exit_code = exit_code;
-        self
-    }
-
-    /// Replaces the hint.
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// Prints `error: ...` and `hint: ...` on stderr.
-    pub fn print(&self) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "error: {}", self.message);
-        if let Some(hint) = &self.hint {
-            let _ = writeln!(err, "hint: {hint}");
-        }
-    }
-}
-
-impl From<ClientError> for Failure {
-    fn from(error: ClientError) -> Self {
-        let hint = match &error {
-            ClientError::BadUrl { .. } => {
-                "--manager (or CUBE_MANAGER) takes a URL like https://10.0.0.1:5555 (with --token), \
-                 or http://127.0.0.1:5555 for a --dev manager"
-            }
-            ClientError::Unreachable { .. } => {
-                "is cube-manager running? (cube-manager --dev starts one)"
-            }
-            ClientError::Timeout { .. } => {
-                "the manager may be overloaded or stuck; --timeout allows more time"
-            }
-            ClientError::Rpc(status) => match status.code() {
-                Code::NotFound => "cubectl status lists tasks",
-                Code::InvalidArgument => {
-                    "fix the field named above; `cubectl run --help` lists the flags"
-                }
-                Code::AlreadyExists => "pick another name",
-                Code::FailedPrecondition => "cubectl status ID shows the task's state",
-                Code::Unavailable => {
-                    "the manager is starting, stopping or cannot reach a worker; try again"
-                }
-                Code::DeadlineExceeded => {
-                    "the manager did not finish in time; --timeout allows more"
-                }
-                Code::Unimplemented => "this manager is older than cubectl; upgrade cube-manager",
-                Code::Unauthenticated => {
-                    "give a token with --token or CUBE_TOKEN (cube-manager token admin prints one)"
-                }
-                Code::PermissionDenied => "this token's role may not do this; an admin token may",
-                Code::ResourceExhausted if status.message().starts_with("no space left") => {
-                    "the manager's disk is full: free space in its data dir; it takes changes \
-                     again by itself within seconds, and reads keep working meanwhile"
-                }
-                Code::ResourceExhausted => "a limit was reached; try again shortly",
-                Code::Ok
-                | Code::Cancelled
-                | Code::Unknown
-                | Code::Aborted
-                | Code::OutOfRange
-                | Code::Internal
-                | Code::DataLoss => "the manager's log says more",
-            },
-        };
-        Failure::new(error.to_string(), hint)
-    }
-}
-
-/// A failure of a call that named a task: unknown or malformed ids point at the task list.
-pub fn task_failure(error: ClientError) -> Failure {
-    let code = error.code();
-    let failure = Failure::from(error);
-    match code {
-        Code::NotFound | Code::InvalidArgument => failure
-            .with_hint("cubectl status lists tasks (ids are the full UUIDs cubectl run printed)"),
-        _ => failure,
-    }
+    /// Show what nodes (or running tasks) use now: cpu, memory, load.
+    Top(top::TopArgs),
+    /// Print cubectl's version and the manager's.
+    Version(version::VersionArgs),
 }
 
 /// What a verb returns.
@@ -309,6 +217,7 @@ pub async fn run(cli: Cli) -> Outcome {
     match command {
         Command::Run(args) => run::run(&client, *args).await,
         Command::Stop(args) => stop::run(&client, args).await,
+        Command::Rm(args) => rm::run(&client, args).await,
         Command::Status(args) => status::run(&client, args).await,
         Command::Watch(args) => watch::run(&client, args).await,
         Command::Nodes(args) => nodes::run(&client, args).await,
@@ -319,6 +228,8 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
         Command::Service(args) => service::run(&client, args).await,
+        Command::Version(args) => version::run(&client, args).await,
+        Command::Top(args) => top::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }
@@ -351,7 +262,7 @@ impl From<StateArg> for pb::TaskState {
     }
 }
 
-/// `--state` and `--node`: which tasks `status` and `watch` show.
+/// `--state`, `--node` and `-l`: which tasks `status`, `watch` and `stop` take.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TaskFilterArgs {
     /// Only tasks in this state.
@@ -360,6 +271,22 @@ pub struct TaskFilterArgs {
     /// Only tasks on this node.
     #[arg(long, value_name = "NODE")]
     pub node: Option<String>,
+    /// Only tasks with this label (repeat for several: all must match).
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = crate::task::parse_pair)]
+    pub labels: Vec<(String, String)>,
+}
+
+impl TaskFilterArgs {
+    /// The ListTasks request these filters make (`unfinished`: leave out finished tasks).
+    pub fn list_request(&self, unfinished: bool) -> pb::ListTasksRequest {
+        pb::ListTasksRequest {
+            state: state_filter(self.state).into(),
+            node: self.node.clone().unwrap_or_default(),
+            labels: self.labels.iter().cloned().collect(),
+            unfinished,
+            ..Default::default()
+        }
+    }
 }
 
 /// The filter a `--state` option stands for (UNSPECIFIED: any state).
@@ -384,6 +311,8 @@ pub(crate) fn print_err(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::ClientError;
+    use tonic::Code;
 
     #[test]
     fn command_tree_is_consistent() {
@@ -429,7 +358,7 @@ mod tests {
             panic!("not status")
         };
         assert_eq!(state_filter(args.filter.state), pb::TaskState::Running);
-        assert_eq!(args.output.format, Format::Json);
+        assert_eq!(args.format, status::TasksFormat::Json);
     }
 
     #[test]
@@ -458,5 +387,17 @@ mod tests {
             "spec.image: is required",
         )));
         assert_eq!(invalid.message, "spec.image: is required");
+        let mut details = tonic_types::ErrorDetails::with_bad_request_violation("a", "is bad");
+        details.add_bad_request_violation("b.c", "is worse");
+        let status = <tonic::Status as tonic_types::StatusExt>::with_error_details(
+            Code::InvalidArgument,
+            "a: is bad",
+            details,
+        );
+        let both = Failure::from(ClientError::Rpc(status));
+        assert_eq!(
+            both.message, "a: is bad\nb.c: is worse",
+            "one violation a line"
+        );
     }
 }

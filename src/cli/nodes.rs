@@ -32,8 +32,8 @@ pub async fn run(client: &Client, args: NodesArgs) -> Outcome {
     })
 }
 
-/// The nodes table: NAME, ADDRESS, STATE, CPU, MEMORY, DISK (allocated/capacity), TASKS,
-/// LAST SEEN, and MESSAGE when some node has one; above it, the manager's own trouble if it
+/// The nodes table: NAME, ADDRESS, STATE, RUNTIME, CPU, MEMORY, DISK (allocated/capacity),
+/// TASKS, LABELS, LAST SEEN, and MESSAGE when some node has one; above it, the manager's own trouble if it
 /// has one ("manager: store read-only: disk full").
 pub fn render(response: &pb::ListNodesResponse, now: SystemTime) -> String {
     let table = render_table(response, now);
@@ -50,10 +50,12 @@ fn render_table(response: &pb::ListNodesResponse, now: SystemTime) -> String {
         "NAME",
         "ADDRESS",
         "STATE",
+        "RUNTIME",
         "CPU",
         "MEMORY",
         "DISK",
         "TASKS",
+        "LABELS",
         "LAST SEEN",
     ];
     if with_message {
@@ -70,6 +72,10 @@ fn render_table(response: &pb::ListNodesResponse, now: SystemTime) -> String {
             node.name.clone(),
             node.address.clone(),
             node_state(node.state),
+            node.stats
+                .as_ref()
+                .map(|s| s.runtime.clone())
+                .unwrap_or_default(),
             format!(
                 "{}/{}",
                 format_cpu(allocated.cpu_millis),
@@ -86,6 +92,7 @@ fn render_table(response: &pb::ListNodesResponse, now: SystemTime) -> String {
                 format_bytes(capacity.disk_bytes)
             ),
             node.task_count.to_string(),
+            output::pairs(&node.labels),
             match node.last_seen.as_ref() {
                 Some(_) => format!("{} ago", age(node.last_seen.as_ref(), now)),
                 None => "never".to_string(),
@@ -118,6 +125,11 @@ mod tests {
                         nanos: 0,
                     }),
                     task_count: 2,
+                    labels: [("zone".to_string(), "a".to_string())].into(),
+                    stats: Some(pb::NodeStats {
+                        runtime: "exec".into(),
+                        ..Default::default()
+                    }),
                     capacity: Some(pb::Resources {
                         cpu_millis: 2000,
                         memory_bytes: 1 << 30,
@@ -142,9 +154,9 @@ mod tests {
         };
         assert_eq!(
             render(&response, now),
-            "NAME   ADDRESS          STATE   CPU   MEMORY      DISK     TASKS   LAST SEEN   MESSAGE\n\
-             w1     127.0.0.1:5556   READY   1/2   512Mi/1Gi   0/10Gi   2       3s ago\n\
-             w2     127.0.0.1:5557   DOWN    0/0   0/0         0/0      0       never       no answer for 3s\n"
+            "NAME   ADDRESS          STATE   RUNTIME   CPU   MEMORY      DISK     TASKS   LABELS   LAST SEEN   MESSAGE\n\
+             w1     127.0.0.1:5556   READY   exec      1/2   512Mi/1Gi   0/10Gi   2       zone=a   3s ago\n\
+             w2     127.0.0.1:5557   DOWN              0/0   0/0         0/0      0                never       no answer for 3s\n"
         );
     }
 

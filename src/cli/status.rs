@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::{client::Client, proto::pb, task::restart_policy};
 
@@ -12,57 +12,106 @@ use super::{
         self, age, format_proto_duration, format_time, pairs, ports, resources_text, shell_words,
         task_state,
     },
-    state_filter, Outcome, OutputArg, TaskFilterArgs,
+    print_out, Format, Outcome, TaskFilterArgs,
 };
 
 /// Arguments of `cubectl status`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     cubectl status\n  \
-    cubectl status --state running --node worker-1\n  \
-    cubectl status ID\n  \
+    cubectl status -a --state failed\n  \
+    cubectl status -l app=web -o wide\n  \
+    cubectl status web          (a name, an id prefix such as 0b5c3a52, or an id)\n  \
     cubectl status --watch\n  \
-    cubectl status -o json")]
+    cubectl status -q | xargs cubectl stop")]
 pub struct StatusArgs {
-    /// Show this task in detail, with its events.
-    #[arg(value_name = "ID")]
+    /// Show this task in detail, with its events: an id, a unique id prefix (4 or more
+    /// characters) or the name of one unfinished task.
+    #[arg(value_name = "TASK")]
     pub id: Option<String>,
     /// Which tasks.
     #[command(flatten)]
     pub filter: TaskFilterArgs,
+    /// List finished tasks too (by default only unfinished ones are listed).
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Keep printing a line for every change (Ctrl-C to stop).
     #[arg(short = 'w', long)]
     pub watch: bool,
     /// Output format.
-    #[command(flatten)]
-    pub output: OutputArg,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = TasksFormat::Table)]
+    pub format: TasksFormat,
+    /// Print only the tasks' ids (the same as `-o name`).
+    #[arg(short = 'q', long, conflicts_with = "format")]
+    pub quiet: bool,
+}
+
+/// How `status` prints tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TasksFormat {
+    /// Aligned columns that fit the terminal (long names and images cut with `…`).
+    Table,
+    /// Every column uncut, with full ids, ports, labels and the message.
+    Wide,
+    /// The response message in the proto3 JSON mapping.
+    Json,
+    /// The same as json, in YAML.
+    Yaml,
+    /// The full ids only, one a line.
+    Name,
 }
 
 /// Runs `cubectl status`.
 pub async fn run(client: &Client, args: StatusArgs) -> Outcome {
+    let format = if args.quiet {
+        TasksFormat::Name
+    } else {
+        args.format
+    };
     if args.watch {
         let filter = super::watch::Filter {
             ids: args.id.into_iter().collect(),
             state: args.filter.state,
             node: args.filter.node,
+            labels: args.filter.labels,
         };
-        return super::watch::follow(client, filter, args.output.format).await;
+        let format = match format {
+            TasksFormat::Json => Format::Json,
+            _ => Format::Table,
+        };
+        return super::watch::follow(client, filter, format).await;
     }
+    let now = SystemTime::now();
     if let Some(id) = &args.id {
         let response = client.get_task(id).await.map_err(super::task_failure)?;
-        return output::print(args.output.format, &response, |r| {
-            detail(r, SystemTime::now())
-        });
+        let text = match format {
+            TasksFormat::Table | TasksFormat::Wide => detail(&response, now),
+            TasksFormat::Json => output::to_json(&response),
+            TasksFormat::Yaml => output::to_yaml(&response),
+            TasksFormat::Name => ids(response.task.as_slice()),
+        };
+        print_out(&text);
+        return Ok(());
     }
-    let response = client
-        .list_all_tasks(
-            state_filter(args.filter.state),
-            args.filter.node.as_deref().unwrap_or(""),
-        )
-        .await?;
-    output::print(args.output.format, &response, |r| {
-        output::table(&r.tasks, SystemTime::now())
-    })
+    // A state asked for is shown whether finished or not.
+    let request = args
+        .filter
+        .list_request(!args.all && args.filter.state.is_none());
+    let response = client.list_all_tasks(request).await?;
+    let text = match format {
+        TasksFormat::Table => output::table(&response.tasks, now, output::terminal_width()),
+        TasksFormat::Wide => output::wide_table(&response.tasks, now),
+        TasksFormat::Json => output::to_json(&response),
+        TasksFormat::Yaml => output::to_yaml(&response),
+        TasksFormat::Name => ids(&response.tasks),
+    };
+    print_out(&text);
+    Ok(())
+}
+
+/// The tasks' full ids, one a line.
+fn ids(tasks: &[pb::Task]) -> String {
+    tasks.iter().map(|t| format!("{}\n", t.id)).collect()
 }
 
 /// One task in detail: what was asked, what is observed, and its events.
@@ -202,12 +251,13 @@ mod tests {
                 failed,
             ],
             now,
+            None,
         );
         assert_eq!(
             text,
-            "ID         NAME     STATE     NODE   IMAGE                      AGE   RESTARTS   EXIT\n\
-             01234567   sleepy   PENDING          cube-test/busybox:latest   60s   0\n\
-             99999999   sh       FAILED    w2     cube-test/busybox:latest   60s   1          3\n"
+            "ID         NAME     STATE     HEALTH   NODE   IMAGE                      AGE   RESTARTS   EXIT\n\
+             01234567   sleepy   PENDING                   cube-test/busybox:latest   60s   0\n\
+             99999999   sh       FAILED             w2     cube-test/busybox:latest   60s   1          3\n"
         );
     }
 

@@ -1,77 +1,91 @@
-//! `cubectl stop`: ask tasks to stop; the manager stops their containers in the background.
+//! `cubectl stop`: ask tasks to stop, named one by one or chosen by selectors; the manager
+//! stops their containers in the background.
+
+use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Args;
-use tonic::Code;
 
 use crate::client::Client;
 
-use super::{print_err, print_out, Failure, Outcome};
+use super::{each::Action, Failure, Outcome, TaskFilterArgs};
+
+/// More matching tasks than this are stopped only after a confirmation (or `--yes`).
+const CONFIRM_ABOVE: usize = 10;
 
 /// Arguments of `cubectl stop`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cubectl stop 0b5c3a52-1f0e-4d51-9a8e-2f1c7f0e9b11")]
+#[command(after_help = "Examples:\n  \
+    cubectl stop web              (a name, an id prefix such as 0b5c3a52, or an id)\n  \
+    cubectl stop 0b5c3a52 7f1e9d20\n  \
+    cubectl stop --label app=shop --state running\n  \
+    cubectl stop --all --yes")]
 pub struct StopArgs {
-    /// The tasks to stop (full ids, as `cubectl run` printed them).
-    #[arg(value_name = "ID", required = true)]
+    /// The tasks to stop: ids, unique id prefixes (4 or more characters) or names of one
+    /// unfinished task each.
+    #[arg(value_name = "TASK", required_unless_present_any = ["all", "name", "labels", "state", "node"])]
     pub ids: Vec<String>,
+    /// Stop every unfinished task (with the selectors below: every one they match).
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Stop the unfinished tasks with this name.
+    #[arg(long, value_name = "NAME", conflicts_with = "ids")]
+    pub name: Option<String>,
+    /// Which tasks (combinable: a task must match all).
+    #[command(flatten)]
+    pub filter: TaskFilterArgs,
+    /// Stop more than 10 tasks without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
-/// Runs `cubectl stop`: prints each id once its stop is recorded (like `docker stop`). An id
-/// that cannot be stopped (malformed, unknown, or in no state to stop) is reported on stderr
-/// and the others are still stopped; then the verb fails, naming how many were stopped. A
-/// failure that is not about one task (the manager unreachable) ends the verb at once.
+/// Runs `cubectl stop`: prints each id once its stop is recorded (like `docker stop`).
 pub async fn run(client: &Client, args: StopArgs) -> Outcome {
-    let mut failed: Vec<Failure> = Vec::new();
-    let mut stopped = 0;
-    for id in &args.ids {
-        match client.stop_task(id).await {
-            Ok(response) => {
-                let id = response.task.map(|t| t.id).unwrap_or_else(|| id.clone());
-                print_out(&format!("{id}\n"));
-                stopped += 1;
-            }
-            Err(error) if is_about_the_task(error.code()) => {
-                let mut failure = super::task_failure(error);
-                if !failure.message.contains(id.as_str()) {
-                    failure.message = format!("{id}: {}", failure.message);
-                }
-                print_err(&format!("error: {}\n", failure.message));
-                failed.push(failure);
-            }
-            Err(error) => {
-                let failure = Failure::from(error);
-                return Err(match stopped {
-                    0 => failure,
-                    _ => Failure {
-                        message: format!(
-                            "{}; stopped {stopped} of {} tasks (printed above) before it",
-                            failure.message,
-                            args.ids.len()
-                        ),
-                        ..failure
-                    },
-                });
-            }
+    if !args.ids.is_empty() {
+        if args.filter.state.is_some()
+            || args.filter.node.is_some()
+            || !args.filter.labels.is_empty()
+        {
+            return Err(Failure::new(
+                "tasks named one by one cannot be combined with --state, --node or --label",
+                "name the tasks, or choose them with selectors",
+            )
+            .with_exit_code(2));
         }
+        return super::each::run(client, &args.ids, Action::Stop).await;
     }
-    let Some(first) = failed.first() else {
+    let mut request = args.filter.list_request(true);
+    request.name = args.name.clone().unwrap_or_default();
+    let tasks = client.list_all_tasks(request).await?.tasks;
+    if tasks.is_empty() {
+        super::print_err("no unfinished task matches; nothing to stop\n");
         return Ok(());
-    };
-    Err(Failure {
-        message: format!(
-            "stopped {stopped} of {} tasks; {} could not be stopped (above)",
-            args.ids.len(),
-            failed.len()
-        ),
-        ..first.clone()
-    })
+    }
+    if tasks.len() > CONFIRM_ABOVE && !args.yes {
+        confirm(tasks.len())?;
+    }
+    let ids: Vec<String> = tasks.into_iter().map(|t| t.id).collect();
+    super::each::run(client, &ids, Action::Stop).await
 }
 
-/// Whether a failed StopTask is about its task alone, so that the other ids are still worth
-/// trying.
-fn is_about_the_task(code: Code) -> bool {
-    matches!(
-        code,
-        Code::NotFound | Code::InvalidArgument | Code::FailedPrecondition
-    )
+/// Asks on the terminal whether to stop `count` tasks; refuses when stdin is no terminal.
+fn confirm(count: usize) -> Outcome {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(Failure::new(
+            format!("{count} tasks match; stopping more than {CONFIRM_ABOVE} needs a confirmation, and stdin is no terminal to ask on"),
+            "add --yes to stop them all, or narrow the selection (cubectl status lists what matches)",
+        ));
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "Stop {count} tasks? [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    let _ = stdin.lock().read_line(&mut answer);
+    match answer.trim().to_ascii_lowercase().as_str() {
+        "y" | "yes" => Ok(()),
+        _ => Err(Failure::new(
+            "nothing stopped",
+            "answer y to stop them, or pass --yes",
+        )),
+    }
 }

@@ -102,6 +102,6 @@ impl Client {
             service: name.to_string(),
             ..Default::default()
         };
-        Ok(self.list_all_tasks_where(filter).await?.tasks)
+        Ok(self.list_all_tasks(filter).await?.tasks)
     }
 }

@@ -13,19 +13,25 @@ use crate::{
     error::{Error, Result},
     limits::{
         node::{check_node_name, check_registration},
-        streams::{MAX_LOG_STREAMS, MAX_WATCHED_IDS, MAX_WATCHES},
-        StreamCap,
+        streams::MAX_WATCHED_IDS,
     },
     proto::pb::{self, manager_service_server::ManagerService},
-    task::{check_batch_len, TaskId, MAX_SUBMIT_BATCH},
+    task::{check_batch_len, MAX_SUBMIT_BATCH},
     tls::caller_of,
 };
 
+mod handles;
 mod request;
 mod services;
+mod top;
 mod watch;
 
-use request::{checked_submission, next_token, node_filter, page_size, page_token, state_filter};
+pub(crate) use handles::{Polls, StreamCaps};
+
+use request::{
+    checked_submission, label_filter, name_filter, next_token, node_filter, page_size, page_token,
+    state_filter,
+};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -44,52 +50,6 @@ pub(crate) struct Api {
     pub streams: StreamCaps,
     /// The cluster CA that signs joining workers' certificates; None without TLS.
     pub ca: Option<std::sync::Arc<crate::tls::ClusterCa>>,
-}
-
-/// The caps on open `WatchTasks` and `StreamLogs` streams.
-#[derive(Clone)]
-pub(crate) struct StreamCaps {
-    pub watches: StreamCap,
-    pub logs: StreamCap,
-    /// Turns of the watches that send their snapshot.
-    pub snapshots: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl Default for StreamCaps {
-    fn default() -> Self {
-        Self {
-            watches: StreamCap::new("WatchTasks", MAX_WATCHES),
-            logs: StreamCap::new("StreamLogs", MAX_LOG_STREAMS),
-            snapshots: std::sync::Arc::new(tokio::sync::Semaphore::new(
-                crate::limits::streams::SNAPSHOTS_AT_ONCE,
-            )),
-        }
-    }
-}
-
-/// What a registration needs to start polling a worker like a static one.
-#[derive(Clone)]
-pub(crate) struct Polls {
-    pub pool: super::pool::WorkerPool,
-    pub tracker: tokio_util::task::TaskTracker,
-    pub stop: tokio_util::sync::CancellationToken,
-    pub update_interval: std::time::Duration,
-    pub heartbeat_interval: std::time::Duration,
-}
-
-impl Polls {
-    /// Starts the poll loop of `address` unless one runs.
-    pub fn start(&self, core: &Core, address: String) {
-        if core.claim_poll(&address) {
-            self.tracker.spawn(super::reconciler::run_worker_poll(
-                core.clone(),
-                self.pool.clone(),
-                address,
-                self.update_interval,
-                self.stop.clone(),
-            ));
-        }
-    }
 }
 
 #[tonic::async_trait]
@@ -139,10 +99,53 @@ impl ManagerService for Api {
         &self,
         request: Request<pb::StopTaskRequest>,
     ) -> Result<Response<pb::StopTaskResponse>, Status> {
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let task = self.core.stop(id).await?;
         tracing::info!(task_id = %id, "stop requested");
         Ok(Response::new(pb::StopTaskResponse { task: Some(task) }))
+    }
+
+    async fn top_nodes(
+        &self,
+        _request: Request<pb::TopNodesRequest>,
+    ) -> Result<Response<pb::TopNodesResponse>, Status> {
+        let nodes = self.core.nodes().into_iter().map(top::node_usage).collect();
+        Ok(Response::new(pb::TopNodesResponse { nodes }))
+    }
+
+    async fn top_tasks(
+        &self,
+        request: Request<pb::TopTasksRequest>,
+    ) -> Result<Response<pb::TopTasksResponse>, Status> {
+        let only = request.into_inner().node;
+        let nodes = self.core.nodes();
+        Ok(Response::new(
+            top::tasks(&self.polls.pool, nodes, &only).await,
+        ))
+    }
+
+    async fn get_version(
+        &self,
+        _request: Request<pb::GetVersionRequest>,
+    ) -> Result<Response<pb::GetVersionResponse>, Status> {
+        Ok(Response::new(crate::proto::build_version()))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
+    async fn remove_task(
+        &self,
+        request: Request<pb::RemoveTaskRequest>,
+    ) -> Result<Response<pb::RemoveTaskResponse>, Status> {
+        let caller = caller_of(&request);
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
+        let mut task = self.core.remove(id).await?;
+        tracing::info!(task_id = %id, "task removed");
+        admission::redact(&caller, &mut task);
+        Ok(Response::new(pb::RemoveTaskResponse { task: Some(task) }))
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id))]
@@ -151,7 +154,9 @@ impl ManagerService for Api {
         request: Request<pb::GetTaskRequest>,
     ) -> Result<Response<pb::GetTaskResponse>, Status> {
         let caller = caller_of(&request);
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let (mut task, events) = self.core.task_with_events(id).await?;
         admission::redact(&caller, &mut task);
         Ok(Response::new(pb::GetTaskResponse {
@@ -169,7 +174,6 @@ impl ManagerService for Api {
         let limit = page_size("page_size", request.page_size)?;
         let after = page_token("page_token", &request.page_token)?;
         let filter = TaskFilter {
-            ids: Default::default(),
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
             service: match request.service.as_str() {
@@ -179,6 +183,10 @@ impl ManagerService for Api {
                     Some(self.core.service_id(name)?)
                 }
             },
+            labels: label_filter(request.labels)?,
+            unfinished: request.unfinished,
+            name: name_filter(request.name)?,
+            ..Default::default()
         };
         let (mut tasks, last) = self.core.list(&filter, after, limit);
         tasks.iter_mut().for_each(|t| admission::redact(&caller, t));
@@ -207,21 +215,18 @@ impl ManagerService for Api {
             .into());
         }
         let mut ids = std::collections::HashSet::new();
-        for (i, id) in request.task_ids.iter().enumerate() {
-            TaskId::parse("task_ids", id).map_err(|_| {
-                let shown = crate::limits::summary(id, 64);
-                Error::invalid(
-                    format!("task_ids[{i}]"),
-                    format!("{shown:?} is not a task id"),
-                )
-            })?;
-            ids.insert(id.clone());
+        for (i, reference) in request.task_ids.iter().enumerate() {
+            let id = self.core.resolve(&format!("task_ids[{i}]"), reference)?;
+            // A watch of a task that does not exist would wait for nothing.
+            self.core.task(id)?;
+            ids.insert(id.to_string());
         }
         let filter = TaskFilter {
             ids,
             state: state_filter("state", request.state)?,
             node: node_filter(request.node),
-            service: None,
+            labels: label_filter(request.labels)?,
+            ..Default::default()
         };
         let permit = self.streams.watches.open()?;
         let snapshots = self.streams.snapshots.clone();
@@ -257,7 +262,7 @@ impl ManagerService for Api {
         let mut events = if request.task_id.is_empty() {
             self.core.events(after, limit + 1).await?
         } else {
-            let id = TaskId::parse("task_id", &request.task_id)?;
+            let id = self.core.resolve("task_id", &request.task_id)?;
             self.core.task_events(id, after, limit + 1).await?
         };
         let more = events.len() > limit;
@@ -275,7 +280,9 @@ impl ManagerService for Api {
         request: Request<pb::ExplainTaskRequest>,
     ) -> Result<Response<pb::ExplainTaskResponse>, Status> {
         let caller = caller_of(&request);
-        let id = TaskId::parse("task_id", &request.into_inner().task_id)?;
+        let id = self
+            .core
+            .resolve("task_id", &request.into_inner().task_id)?;
         let (mut task, decision) = self.core.explain(id)?;
         admission::redact(&caller, &mut task);
         let nodes = decision
@@ -313,7 +320,7 @@ impl ManagerService for Api {
         request: Request<pb::StreamLogsRequest>,
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
-        let id = TaskId::parse("task_id", &request.task_id)?;
+        let id = self.core.resolve("task_id", &request.task_id)?;
         let permit = self.streams.logs.open()?;
         let (task, address) = self.core.node_address_of(id)?;
         let Some(address) = address else {
@@ -325,7 +332,7 @@ impl ManagerService for Api {
         let mut client = self.polls.pool.client(&address)?;
         let upstream = client
             .stream_logs(pb::WorkerServiceStreamLogsRequest {
-                task_id: request.task_id,
+                task_id: id.to_string(),
                 follow: request.follow,
                 tail: request.tail,
                 stdout: request.stdout,

@@ -58,7 +58,9 @@ enum Kind {
 fn kind_of(method: &str) -> Kind {
     match method {
         "GetTask" | "ListTasks" | "WatchTasks" | "ListNodes" | "ListEvents" | "ExplainTask"
-        | "StreamLogs" | "GetService" | "ListServices" => Kind::Read,
+        | "StreamLogs" | "GetService" | "ListServices" | "GetVersion" | "TopNodes" | "TopTasks" => {
+            Kind::Read
+        }
         "JoinCluster" => Kind::Join,
         "RegisterWorker" | "Heartbeat" => Kind::Node,
         _ => Kind::Write,
@@ -250,6 +252,8 @@ mod tests {
             (&admin, "Heartbeat", false),
             (&reader, "GetTask", true),
             (&reader, "StreamLogs", true),
+            (&reader, "GetVersion", true),
+            (&reader, "RemoveTask", false),
             (&reader, "StopTask", false),
             (&reader, "SubmitTask", false),
             (&reader, "JoinCluster", false),

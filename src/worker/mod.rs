@@ -32,6 +32,7 @@ mod runtime;
 mod service;
 mod stats;
 mod store;
+mod top;
 mod transition;
 
 use std::{collections::BTreeMap, path::PathBuf};

@@ -196,6 +196,16 @@ impl<R: Runtime> WorkerService for Service<R> {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(node = %self.core.name()))]
+    async fn top_tasks(
+        &self,
+        _request: Request<pb::WorkerServiceTopTasksRequest>,
+    ) -> Result<Response<pb::WorkerServiceTopTasksResponse>, Status> {
+        Ok(Response::new(pb::WorkerServiceTopTasksResponse {
+            tasks: super::top::sample(&self.core).await,
+        }))
+    }
+
     type StreamLogsStream = LogStream;
 
     #[tracing::instrument(skip_all, fields(task_id = %request.get_ref().task_id, node = %self.core.name()))]

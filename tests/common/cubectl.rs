@@ -120,7 +120,7 @@ impl Cubectl {
 
     /// The tasks `cubectl status -o json` lists.
     pub fn tasks(&self) -> Vec<Value> {
-        self.json(&["status"])["tasks"]
+        self.json(&["status", "-a"])["tasks"]
             .as_array()
             .cloned()
             .unwrap_or_default()

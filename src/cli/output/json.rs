@@ -48,6 +48,9 @@ proto_messages!(
     ServiceSpec,
     GetServiceResponse,
     ListServicesResponse,
+    GetVersionResponse,
+    TopNodesResponse,
+    TopTasksResponse,
 );
 
 /// A message in the proto3 JSON mapping, as grpcurl prints it: lowerCamelCase names, enums by

@@ -30,15 +30,45 @@ impl Table {
         self.rows.is_empty()
     }
 
-    /// The table as lines: each column as wide as its widest cell, the last one unpadded.
-    pub fn render(&self) -> String {
-        let columns = self.header.len();
-        let mut widths = vec![0; columns];
+    /// Each column's width: that of its widest cell.
+    fn widths(&self) -> Vec<usize> {
+        let mut widths = vec![0; self.header.len()];
         for row in std::iter::once(&self.header).chain(&self.rows) {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
+        widths
+    }
+
+    /// The same table with the cells of the `shrinkable` columns cut (ending in `…`) so that
+    /// lines fit in `width` characters where they can: a column gives up width down to its
+    /// title's, the widest first.
+    pub fn fit(mut self, width: usize, shrinkable: &[usize]) -> Self {
+        let mut widths = self.widths();
+        let total = |w: &[usize]| w.iter().sum::<usize>() + COLUMN_GAP * w.len().saturating_sub(1);
+        while total(&widths) > width {
+            let Some(&widest) = shrinkable
+                .iter()
+                .filter(|&&c| widths[c] > self.header[c].chars().count().max(MIN_CUT))
+                .max_by_key(|&&c| widths[c])
+            else {
+                break;
+            };
+            widths[widest] -= 1;
+        }
+        for &column in shrinkable {
+            for row in &mut self.rows {
+                row[column] = cut(&row[column], widths[column]);
+            }
+        }
+        self
+    }
+
+    /// The table as lines: each column as wide as its widest cell, the last one unpadded.
+    pub fn render(&self) -> String {
+        let columns = self.header.len();
+        let widths = self.widths();
         let mut out = String::new();
         for row in std::iter::once(&self.header).chain(&self.rows) {
             let mut line = String::new();
@@ -56,9 +86,37 @@ impl Table {
     }
 }
 
+/// The narrowest a cut column gets: room for a few characters and the ellipsis.
+const MIN_CUT: usize = 8;
+
+/// `text` in at most `width` characters, ending in `…` when cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_cuts_long_cells_with_an_ellipsis() {
+        let mut table = Table::new(&["ID", "IMAGE", "AGE"]);
+        table.row(vec![
+            "1".into(),
+            "registry.example.com/team/a-very-long-image-name:1.2.3".into(),
+            "5s".into(),
+        ]);
+        let text = table.clone().fit(40, &[1]).render();
+        assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+        assert!(text.contains("registry.example.com/team/a-"), "{text}");
+        assert!(text.contains("…   5s"), "{text}");
+        assert_eq!(table.clone().fit(200, &[1]).render(), table.render());
+    }
 
     #[test]
     fn tables_align_columns() {

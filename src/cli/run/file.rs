@@ -28,12 +28,14 @@ pub fn parse_task_file(source: &str, text: &str, json: bool) -> Result<Vec<pb::T
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
+        .map(|(i, mut item)| {
             let prefix = if listed {
                 format!("[{i}]")
             } else {
                 String::new()
             };
+            super::quantities::read_quantities(&mut item, &prefix)
+                .map_err(|e| format!("{source}: {e}"))?;
             output::from_json_value::<pb::TaskSpec>(item)
                 .map_err(|e| format!("{source}: {}", e.within(&prefix)))
         })

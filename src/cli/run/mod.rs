@@ -17,6 +17,7 @@ use super::{print_err, print_out, Failure, Outcome};
 mod docker;
 mod file;
 mod flags;
+mod quantities;
 mod wait;
 
 pub use docker::with_docker_tips;

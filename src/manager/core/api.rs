@@ -35,15 +35,31 @@ pub(crate) struct TaskFilter {
     pub node: Option<String>,
     /// Only tasks of this service id.
     pub service: Option<String>,
+    /// Labels the task's spec must all have, with these values.
+    pub labels: BTreeMap<String, String>,
+    /// Only tasks not yet finished.
+    pub unfinished: bool,
+    /// Only tasks with this name.
+    pub name: Option<String>,
 }
 
 impl TaskFilter {
     /// Whether `task` passes every filter that is set.
     pub fn matches(&self, task: &pb::Task) -> bool {
+        let spec = task.spec.as_ref();
         (self.ids.is_empty() || self.ids.contains(&task.id))
             && self.state.is_none_or(|s| task.state == s as i32)
             && self.node.as_ref().is_none_or(|n| &task.node == n)
             && self.service.as_ref().is_none_or(|s| &task.service_id == s)
+            && !(self.unfinished && is_finished(task.state()))
+            && self
+                .name
+                .as_ref()
+                .is_none_or(|n| spec.is_some_and(|s| &s.name == n))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| spec.and_then(|s| s.labels.get(k)) == Some(v))
     }
 }
 

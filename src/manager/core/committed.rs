@@ -7,7 +7,7 @@
 //! are kept, and every worker is asked for a full sync).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Weak},
 };
 
@@ -23,8 +23,10 @@ use crate::{
 pub(super) struct Committed {
     /// Tasks by submission sequence.
     pub tasks: BTreeMap<u64, Arc<pb::Task>>,
-    /// Task id -> submission sequence.
-    pub ids: HashMap<TaskId, u64>,
+    /// Task id -> submission sequence, in id order so that an id prefix is a range.
+    pub ids: BTreeMap<TaskId, u64>,
+    /// Task name -> the ids of the tasks that have it (finished ones too).
+    pub names: HashMap<String, BTreeSet<TaskId>>,
     /// Stored node records by name.
     pub nodes: BTreeMap<String, pb::Node>,
     /// The revision of the last task change published.
@@ -38,7 +40,9 @@ impl Committed {
     pub fn of(state: &State, nodes: &[pb::Node]) -> Committed {
         let mut committed = Committed::default();
         for (seq, id) in &state.order {
-            committed.tasks.insert(*seq, state.tasks[id].task.clone());
+            let task = state.tasks[id].task.clone();
+            committed.name(&task, *id);
+            committed.tasks.insert(*seq, task);
             committed.ids.insert(*id, *seq);
         }
         for node in nodes {
@@ -52,6 +56,29 @@ impl Committed {
     /// One task by id.
     pub fn task(&self, id: TaskId) -> Option<&Arc<pb::Task>> {
         self.ids.get(&id).and_then(|seq| self.tasks.get(seq))
+    }
+
+    /// Records `task`'s name (a name never changes once submitted).
+    fn name(&mut self, task: &pb::Task, id: TaskId) {
+        let name = task.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+        if !name.is_empty() {
+            self.names.entry(name.to_string()).or_default().insert(id);
+        }
+    }
+
+    /// Forgets the task at `seq`, with its id and name.
+    fn forget(&mut self, seq: u64, id: TaskId) {
+        self.ids.remove(&id);
+        let Some(task) = self.tasks.remove(&seq) else {
+            return;
+        };
+        let name = task.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+        if let Some(ids) = self.names.get_mut(name) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.names.remove(name);
+            }
+        }
     }
 }
 
@@ -74,6 +101,7 @@ impl Owner<Op> for StoreOwner {
                 Op::PutTask { seq, id, task } => {
                     view.revision = view.revision.max(task.revision);
                     view.ids.insert(id, seq);
+                    view.name(&task, id);
                     view.tasks.insert(seq, task.clone());
                     let _ = shared.changes.send(task);
                 }
@@ -83,10 +111,7 @@ impl Owner<Op> for StoreOwner {
                 Op::DeleteNode { name } => {
                     view.nodes.remove(&name);
                 }
-                Op::DeleteTask { seq, id } => {
-                    view.tasks.remove(&seq);
-                    view.ids.remove(&id);
-                }
+                Op::DeleteTask { seq, id } => view.forget(seq, id),
                 Op::PutService(service) => {
                     let name = service.spec.as_ref().map(|s| s.name.clone());
                     view.services.insert(name.unwrap_or_default(), service);

@@ -17,6 +17,7 @@
 //! - [`state`]: the tasks in memory, loading them, and the one update function;
 //! - [`committed`]: what the store holds, as readers see it, and going back to it;
 //! - [`api`]: what users ask: submit, stop, get, list, watch, explain;
+//! - [`resolve`]: task references (an id, an id prefix, a name) to ids;
 //! - [`placement`]: placing pending tasks, the outcomes of StartTask, resends and backoff;
 //! - [`observe`]: applying what workers report;
 //! - [`restarts`]: a run that ended, by the restart policy, and restart timers that are due;
@@ -50,6 +51,7 @@ mod membership;
 mod observe;
 mod placement;
 mod replicas;
+mod resolve;
 mod restarts;
 mod retention;
 mod services;

@@ -114,7 +114,8 @@ impl State {
             changes.wake_restarter = true;
             let message = format!("{reason}; restart {number} in {}", human(delay));
             let event = Some((EventType::Restarting, message));
-            self.update(changes, id, None, event, |_| {});
+            let due = crate::proto::timestamp(std::time::SystemTime::now() + delay);
+            self.update(changes, id, None, event, |task| task.restart_at = Some(due));
         }
     }
 }
@@ -181,6 +182,7 @@ impl Core {
                 task.exit_code = None;
                 task.finished_at = None;
                 task.container_id.clear();
+                task.restart_at = None;
                 task.message = format!("restart {number}");
             });
             let Some(entry) = tx.state.tasks.get_mut(&id).filter(|_| moved) else {

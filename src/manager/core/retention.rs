@@ -200,26 +200,65 @@ impl Core {
                 tasks: removed.len(),
                 nodes,
             };
-            // Remembered at once: a lookup finds the task in the store's view until the
-            // removal is durable, and only then asks here.
-            let mut gone = self.shared.gone();
-            for task in &removed {
-                let Ok(id) = TaskId::parse("task_id", &task.id) else {
-                    continue;
-                };
-                let request = (!task.request_id.is_empty()).then(|| {
-                    (
-                        task.request_id.clone(),
-                        system_time(task.created_at.as_ref()),
-                    )
-                });
-                gone.remember(id, request);
-            }
-            drop(gone);
+            self.remember_gone(&removed);
             (collected, tx.commit())
         };
         durable.wait().await?;
         Ok(collected)
+    }
+
+    /// Removes one finished task now, with its events (`cubectl rm`); answers once the
+    /// removal is durable. A task not finished, or finished but still to be restarted,
+    /// moved or stopped on its node, is refused: it is not done with yet.
+    pub async fn remove(&self, id: TaskId) -> Result<pb::Task> {
+        self.writable()?;
+        let (task, durable) = {
+            let mut tx = self.tx();
+            let state = &mut *tx.state;
+            let Some(entry) = state.tasks.get(&id) else {
+                return Err(self.task_missing(id));
+            };
+            let task_state = entry.task.state();
+            if !is_finished(task_state) || entry.restart_at.is_some() {
+                let what = match entry.restart_at {
+                    Some(_) => "waiting to restart".to_string(),
+                    None => crate::proto::state_name(task_state).to_string(),
+                };
+                return Err(Error::FailedPrecondition(format!(
+                    "task {id} is {what}; only a finished task can be removed (stop it first)"
+                )));
+            }
+            if state.drain_moves.contains_key(&id) || state.owes_stop(id) {
+                return Err(Error::FailedPrecondition(format!(
+                    "task {id} is still being stopped on its node; try again in a few seconds"
+                )));
+            }
+            let Some(task) = state.remove_task(&mut tx.changes, id) else {
+                return Err(self.task_missing(id));
+            };
+            self.remember_gone(std::slice::from_ref(&task));
+            (task, tx.commit())
+        };
+        durable.wait().await?;
+        Ok(task)
+    }
+
+    /// Remembers removed tasks at once: a lookup finds a task in the store's view until its
+    /// removal is durable, and only then asks here.
+    fn remember_gone(&self, removed: &[pb::Task]) {
+        let mut gone = self.shared.gone();
+        for task in removed {
+            let Ok(id) = TaskId::parse("task_id", &task.id) else {
+                continue;
+            };
+            let request = (!task.request_id.is_empty()).then(|| {
+                (
+                    task.request_id.clone(),
+                    system_time(task.created_at.as_ref()),
+                )
+            });
+            gone.remember(id, request);
+        }
     }
 
     /// NOT_FOUND for task `id`: "finished and was cleaned up" when it was removed.

@@ -1,12 +1,14 @@
 //! The request checks the handlers share: a submission's spec, page sizes and tokens, and
-//! the filters of task listings.
+//! the filters of task listings (state, node, labels, name).
+
+use std::collections::{BTreeMap, HashMap};
 
 use super::MAX_REQUEST_ID;
 use crate::{
     error::{Error, Result},
-    limits::spec::check_spec,
+    limits::spec::{check_labels, check_spec},
     proto::pb,
-    task::validate_spec,
+    task::{validate_spec, MAX_NAME_LEN},
 };
 
 /// The page size when a request sets none.
@@ -70,4 +72,21 @@ pub(super) fn state_filter(field: &'static str, value: i32) -> Result<Option<pb:
 
 pub(super) fn node_filter(node: String) -> Option<String> {
     (!node.is_empty()).then_some(node)
+}
+
+/// A label selector, bounded as a spec's labels are.
+pub(super) fn label_filter(labels: HashMap<String, String>) -> Result<BTreeMap<String, String>> {
+    check_labels("labels", &labels)?;
+    Ok(labels.into_iter().collect())
+}
+
+/// A name filter, bounded as a spec's name is.
+pub(super) fn name_filter(name: String) -> Result<Option<String>> {
+    if name.len() > MAX_NAME_LEN {
+        return Err(Error::invalid(
+            "name",
+            format!("is longer than {MAX_NAME_LEN} characters"),
+        ));
+    }
+    Ok((!name.is_empty()).then_some(name))
 }

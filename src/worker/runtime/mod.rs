@@ -90,6 +90,16 @@ pub(crate) struct LogRequest {
     pub stderr: bool,
 }
 
+/// What a running container uses now: its cpu time so far (two readings apart make a rate)
+/// and its memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// Cpu time used since the container started, in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory in use, in bytes (Docker's cgroup usage; the resident set for Exec).
+    pub memory_bytes: u64,
+}
+
 /// A runtime's result: its errors say, in words a person can act on, what failed (they become
 /// a task's message) and keep the cause.
 pub(crate) type RuntimeResult<T> = Result<T, RuntimeError>;
@@ -153,6 +163,12 @@ pub(crate) trait Runtime: Send + Sync + 'static {
         container_id: &str,
         command: &[String],
     ) -> impl Future<Output = RuntimeResult<i64>> + Send;
+
+    /// What a running container uses now (`top tasks`); `None` when it is not running.
+    fn usage(
+        &self,
+        container_id: &str,
+    ) -> impl Future<Output = RuntimeResult<Option<Usage>>> + Send;
 
     /// Where a container port can be reached from the worker (health checks).
     fn address(

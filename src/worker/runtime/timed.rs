@@ -57,6 +57,13 @@ impl<R: Runtime> Runtime for Timed<R> {
         timed("inspect", self.0.inspect(container_id))
     }
 
+    fn usage(
+        &self,
+        container_id: &str,
+    ) -> impl Future<Output = RuntimeResult<Option<super::Usage>>> + Send {
+        timed("usage", self.0.usage(container_id))
+    }
+
     fn list(&self) -> impl Future<Output = RuntimeResult<Vec<Found>>> + Send {
         timed("list", self.0.list())
     }

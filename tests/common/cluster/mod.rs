@@ -83,6 +83,17 @@ impl Cluster {
         ClusterBuilder::default()
     }
 
+    /// A manager with one Exec worker (no Docker needed), ready. The manager polls its worker
+    /// every 200ms, so a change shows well within a second.
+    pub fn exec() -> Cluster {
+        Cluster::builder()
+            .workers(1)
+            .update_interval("200ms")
+            .runtime(Runtime::Exec)
+            .wait_ready(std::time::Duration::from_secs(15))
+            .start()
+    }
+
     /// The running manager.
     pub fn manager(&self) -> &Proc {
         self.manager.as_ref().expect("the manager is not running")

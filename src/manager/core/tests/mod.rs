@@ -228,6 +228,51 @@ fn filters_match_ids_state_and_node() {
     assert!(by_id.matches(&task));
 }
 
+#[test]
+fn filters_match_labels_name_and_unfinished() {
+    let spec = pb::TaskSpec {
+        name: "web".into(),
+        labels: [
+            ("app".to_string(), "shop".to_string()),
+            ("tier".into(), "front".into()),
+        ]
+        .into(),
+        ..Default::default()
+    };
+    let task = pb::Task {
+        spec: Some(spec),
+        state: TaskState::Running as i32,
+        ..Default::default()
+    };
+    let labels = |pairs: &[(&str, &str)]| TaskFilter {
+        labels: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    assert!(labels(&[("app", "shop")]).matches(&task));
+    assert!(labels(&[("app", "shop"), ("tier", "front")]).matches(&task));
+    assert!(!labels(&[("app", "shop"), ("tier", "back")]).matches(&task));
+    assert!(!labels(&[("zone", "a")]).matches(&task));
+    let named = |name: &str| TaskFilter {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    assert!(named("web").matches(&task));
+    assert!(!named("db").matches(&task));
+    let unfinished = TaskFilter {
+        unfinished: true,
+        ..Default::default()
+    };
+    assert!(unfinished.matches(&task));
+    let done = pb::Task {
+        state: TaskState::Completed as i32,
+        ..task
+    };
+    assert!(!unfinished.matches(&done));
+}
+
 /// The manager's one update function refuses a move the state machine forbids: the task, its
 /// events and the store are left as they were, and the refusal is counted.
 #[tokio::test]

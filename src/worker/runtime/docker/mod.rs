@@ -9,6 +9,7 @@
 
 mod container;
 mod events;
+mod usage;
 
 use std::{
     collections::HashMap,
@@ -279,6 +280,10 @@ impl Runtime for DockerRuntime {
             }) => Ok(()),
             Err(e) => Err(RuntimeError::docker("removing container", e)),
         }
+    }
+
+    async fn usage(&self, container_id: &str) -> RuntimeResult<Option<super::Usage>> {
+        usage::of(&self.docker, container_id).await
     }
 
     async fn inspect(&self, container_id: &str) -> RuntimeResult<Observed> {

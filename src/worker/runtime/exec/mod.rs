@@ -23,6 +23,7 @@
 mod logs;
 mod run_file;
 mod spawn;
+mod usage;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -173,6 +174,10 @@ impl Runtime for ExecRuntime {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(container_id);
         Ok(())
+    }
+
+    async fn usage(&self, container_id: &str) -> RuntimeResult<Option<super::Usage>> {
+        Ok(run_file::pid_of(container_id).and_then(usage::of_group))
     }
 
     async fn inspect(&self, container_id: &str) -> RuntimeResult<Observed> {
