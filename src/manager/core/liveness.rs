@@ -17,13 +17,17 @@ impl Core {
         }
         let mut tx = self.tx();
         let started = self.shared.started;
+        let contacts = &self.shared.contacts;
         let lost: Vec<(String, Duration)> = tx
             .state
             .nodes
             .by_name
             .values()
             .filter_map(|n| {
-                let silent = n.silent_for().unwrap_or_else(|| started.elapsed());
+                let answered = n.silent_for().unwrap_or_else(|| started.elapsed());
+                let silent = contacts
+                    .silent_for(&n.name)
+                    .map_or(answered, |c| c.min(answered));
                 (silent >= grace && (n.alive || !n.tasks.is_empty()))
                     .then(|| (n.name.clone(), silent))
             })

@@ -221,6 +221,18 @@ impl<R: Runtime> Core<R> {
             .len()
     }
 
+    /// How many tasks are not finished, if the state's lock is free at this moment: for the
+    /// heartbeat, which never waits behind the core.
+    pub fn unfinished_count_now(&self) -> Option<usize> {
+        match self.inner.state.try_lock() {
+            Ok(state) => Some(state.unfinished.len()),
+            Err(std::sync::TryLockError::Poisoned(state)) => {
+                Some(state.into_inner().unfinished.len())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Asks the executor to compare desired and observed state of a task.
     pub fn wake(&self, id: TaskId) {
         let _ = self.inner.work.send(id);
