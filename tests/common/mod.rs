@@ -13,6 +13,8 @@
 //! - `cubectl`: cubectl runs, raw ([`cubectl`]) and as a user would ([`Cubectl`]).
 //! - `grpc`: task specs, the manager's client, a blocking worker client ([`WorkerClient`]).
 //! - `grpcurl`: the real grpcurl, when installed.
+//! - `net_cluster`: [`NetCluster`], a secure cluster with every node in its own namespace.
+//! - `netns`: [`netns::Net`], a real network: a namespace per node on a bridge, partitions.
 //! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
@@ -26,6 +28,8 @@ mod exec_tasks;
 mod grpc;
 mod grpcurl;
 mod image;
+mod net_cluster;
+pub mod netns;
 mod process;
 mod tmpfs;
 mod wait;
@@ -43,6 +47,7 @@ pub use grpc::{
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
+pub use net_cluster::NetCluster;
 pub use process::{bin, rss_bytes, Proc};
 pub use tmpfs::Tmpfs;
 pub use wait::wait_for;

@@ -1,0 +1,148 @@
+//! [`NetCluster`]: a secure Cube cluster on a real network ([`Net`]): the manager in the hub
+//! namespace, each worker (Exec runtime, joined with the worker token) in a namespace of its
+//! own, and a relay so that the test's clients reach the manager from the machine's own
+//! namespace. Every run of a task made with [`NetCluster::counted`] writes its pid to a file,
+//! so tests count the runs that really live, not Cube's view of them.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use cube::{pb::manager_service_client::ManagerServiceClient, tls::AuthChannel};
+
+use super::{
+    bin, cluster, exec_spec, exec_tasks::kill_exec_tasks, grpc::manager_client, netns::Net,
+    temp_dir, unique, Proc,
+};
+
+/// The manager's port inside the hub (the hub is this cluster's alone).
+const MANAGER_PORT: u16 = 7000;
+
+/// The workers' port, each in its own namespace.
+const WORKER_PORT: u16 = 5556;
+
+/// A manager and workers on a [`Net`]; all stopped, and the namespaces deleted, on drop.
+pub struct NetCluster {
+    manager: Option<Proc>,
+    workers: Vec<(String, Option<Proc>)>,
+    tokens: cluster::Tokens,
+    url: String,
+    dir: tempfile::TempDir,
+    /// Last, so that it is dropped after the processes in it.
+    pub net: Net,
+}
+
+impl NetCluster {
+    /// Starts the manager in `net`'s hub (default heartbeat and grace), with `extra` flags.
+    pub fn start(net: Net, extra: &[&str]) -> NetCluster {
+        let dir = temp_dir();
+        let manager_data = dir.path().join("manager");
+        let tokens = cluster::tokens(&manager_data);
+        std::fs::create_dir_all(dir.path().join("runs")).unwrap();
+        let listen = SocketAddr::from((net.hub_ip(), MANAGER_PORT));
+        let mut command = Net::command(net.hub(), &bin("cube-manager"));
+        command
+            .args(["--listen", &listen.to_string(), "--data-dir"])
+            .arg(&manager_data)
+            .args(extra);
+        let manager = Proc::spawn(command, "cube-manager in the hub");
+        let url = format!("https://{}", net.relay(listen));
+        cluster::remember(&url, &tokens.admin);
+        NetCluster {
+            manager: Some(manager),
+            workers: Vec::new(),
+            tokens,
+            url,
+            dir,
+            net,
+        }
+    }
+
+    /// A worker named `<prefix>-<8 hex>` in a new namespace, registered with the manager;
+    /// returns its index (the same as its namespace's in `net`).
+    pub fn add_worker(&mut self, prefix: &str) -> usize {
+        let i = self.net.add_node();
+        let name = unique(prefix);
+        let listen = SocketAddr::from((self.net.node_ip(i), WORKER_PORT));
+        let manager = format!(
+            "https://{}",
+            SocketAddr::from((self.net.hub_ip(), MANAGER_PORT))
+        );
+        let mut command = Net::command(self.net.node(i), &bin("cube-worker"));
+        command
+            .args(["--listen", &listen.to_string(), "--name", &name])
+            .args(["--runtime", "exec", "--manager", &manager])
+            .args(["--join-token", &self.tokens.worker, "--data-dir"])
+            .arg(self.dir.path().join(&name));
+        let worker = Proc::spawn(command, &format!("cube-worker {name} in its namespace"));
+        self.workers.push((name, Some(worker)));
+        assert_eq!(self.workers.len() - 1, i, "one namespace per worker");
+        i
+    }
+
+    /// Worker `i`'s node name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.workers[i].0
+    }
+
+    /// The manager's URL as the test reaches it (through the relay).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A client of the manager, as admin.
+    pub async fn client(&self) -> ManagerServiceClient<AuthChannel> {
+        manager_client(&self.url).await
+    }
+
+    /// An Exec task named `name` that sleeps, each run of which writes its pid to its runs
+    /// file (see [`NetCluster::live_runs`]).
+    pub fn counted(&self, name: &str) -> cube::pb::TaskSpec {
+        let file = self.runs_file(name);
+        let script = format!("echo $$ >> {}; exec sleep 600", file.display());
+        exec_spec(name, &["sh", "-c", &script])
+    }
+
+    fn runs_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join("runs").join(name)
+    }
+
+    /// The pids of task `name`'s runs that are alive now (whatever Cube thinks).
+    pub fn live_runs(&self, name: &str) -> Vec<u32> {
+        let text = std::fs::read_to_string(self.runs_file(name)).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter(|pid| alive(*pid))
+            .collect()
+    }
+
+    /// The temporary folder of the cluster's data dirs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the field after the command's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+impl Drop for NetCluster {
+    fn drop(&mut self) {
+        for (_, worker) in &mut self.workers {
+            drop(worker.take());
+        }
+        drop(self.manager.take());
+        // Exec tasks outlive their worker by design: kill what the workers left.
+        kill_exec_tasks(self.dir.path());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
