@@ -132,6 +132,7 @@ async fn beat<R: Runtime>(
         };
         let interval = match client.register_worker(request).await {
             Ok(response) => {
+                core.contact().touch();
                 failures = 0;
                 tracing::info!(manager = %membership.manager, address = %membership.advertise, "registered with the manager");
                 interval_of(response.into_inner().heartbeat_interval)
@@ -207,6 +208,7 @@ impl<R: Runtime> Session<'_, R> {
                 }
                 Some(answer) = answers.recv() => match answer {
                     Ok(response) => {
+                        self.core.contact().touch();
                         let response = response.into_inner();
                         let asked = interval_of(response.heartbeat_interval);
                         if asked != interval {

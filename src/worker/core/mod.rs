@@ -66,6 +66,8 @@ pub(crate) struct Inner<R> {
     tracker: TaskTracker,
     /// The latest durable revision, for `ListTasks` calls that wait for a change.
     changed: watch::Sender<u64>,
+    /// When the manager was last heard from (disconnect policies count from it).
+    contact: super::disconnect::LastContact,
 }
 
 #[derive(Default)]
@@ -126,6 +128,7 @@ impl<R: Runtime> Core<R> {
                 loops: loops.0,
                 tracker: loops.1,
                 changed: watch::Sender::new(revision),
+                contact: Default::default(),
             }),
         };
         owner_store.set_owner(Box::new(StoreOwner {
@@ -219,6 +222,11 @@ impl<R: Runtime> Core<R> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .unfinished
             .len()
+    }
+
+    /// When the manager was last heard from.
+    pub fn contact(&self) -> &super::disconnect::LastContact {
+        &self.inner.contact
     }
 
     /// How many tasks are not finished, if the state's lock is free at this moment: for the
