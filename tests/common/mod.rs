@@ -15,6 +15,7 @@
 //! - `grpcurl`: the real grpcurl, when installed.
 //! - `net_cluster`: [`NetCluster`], a secure cluster with every node in its own namespace.
 //! - `netns`: [`netns::Net`], a real network: a namespace per node on a bridge, partitions.
+//! - `soak`: the nemesis soak (faults on a [`NetCluster`], a history, a checker).
 //! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
@@ -31,6 +32,7 @@ mod image;
 mod net_cluster;
 pub mod netns;
 mod process;
+pub mod soak;
 mod tmpfs;
 mod wait;
 
@@ -47,7 +49,7 @@ pub use grpc::{
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
-pub use net_cluster::NetCluster;
+pub use net_cluster::{counted_spec, NetCluster};
 pub use process::{bin, rss_bytes, Proc};
 pub use tmpfs::Tmpfs;
 pub use wait::wait_for;

@@ -26,6 +26,7 @@ const WORKER_PORT: u16 = 5556;
 /// A manager and workers on a [`Net`]; all stopped, and the namespaces deleted, on drop.
 pub struct NetCluster {
     manager: Option<Proc>,
+    manager_args: Vec<String>,
     workers: Vec<(String, Option<Proc>)>,
     tokens: cluster::Tokens,
     url: String,
@@ -38,33 +39,56 @@ impl NetCluster {
     /// Starts the manager in `net`'s hub (default heartbeat and grace), with `extra` flags.
     pub fn start(net: Net, extra: &[&str]) -> NetCluster {
         let dir = temp_dir();
-        let manager_data = dir.path().join("manager");
-        let tokens = cluster::tokens(&manager_data);
+        let tokens = cluster::tokens(&dir.path().join("manager"));
         std::fs::create_dir_all(dir.path().join("runs")).unwrap();
         let listen = SocketAddr::from((net.hub_ip(), MANAGER_PORT));
-        let mut command = Net::command(net.hub(), &bin("cube-manager"));
-        command
-            .args(["--listen", &listen.to_string(), "--data-dir"])
-            .arg(&manager_data)
-            .args(extra);
-        let manager = Proc::spawn(command, "cube-manager in the hub");
         let url = format!("https://{}", net.relay(listen));
         cluster::remember(&url, &tokens.admin);
-        NetCluster {
-            manager: Some(manager),
+        let mut cluster = NetCluster {
+            manager: None,
+            manager_args: extra.iter().map(|a| a.to_string()).collect(),
             workers: Vec::new(),
             tokens,
             url,
             dir,
             net,
-        }
+        };
+        cluster.start_manager();
+        cluster
+    }
+
+    /// Starts the manager (again: same data dir, address and flags).
+    pub fn start_manager(&mut self) {
+        assert!(self.manager.is_none(), "the manager runs already");
+        let listen = SocketAddr::from((self.net.hub_ip(), MANAGER_PORT));
+        let mut command = Net::command(self.net.hub(), &bin("cube-manager"));
+        command
+            .args(["--listen", &listen.to_string(), "--data-dir"])
+            .arg(self.dir.path().join("manager"))
+            .args(&self.manager_args);
+        self.manager = Some(Proc::spawn(command, "cube-manager in the hub"));
+    }
+
+    /// SIGKILLs the manager, the way a machine dies.
+    pub fn kill_manager(&mut self) {
+        self.manager.take().expect("no manager").kill9();
     }
 
     /// A worker named `<prefix>-<8 hex>` in a new namespace, registered with the manager;
     /// returns its index (the same as its namespace's in `net`).
     pub fn add_worker(&mut self, prefix: &str) -> usize {
         let i = self.net.add_node();
-        let name = unique(prefix);
+        self.workers.push((unique(prefix), None));
+        assert_eq!(self.workers.len() - 1, i, "one namespace per worker");
+        self.start_worker(i);
+        i
+    }
+
+    /// Starts worker `i` (again: same name, data dir and namespace).
+    pub fn start_worker(&mut self, i: usize) {
+        assert!(self.workers[i].1.is_none(), "worker {i} runs already");
+        let name = self.workers[i].0.clone();
+        let data = self.dir.path().join(&name);
         let listen = SocketAddr::from((self.net.node_ip(i), WORKER_PORT));
         let manager = format!(
             "https://{}",
@@ -73,13 +97,28 @@ impl NetCluster {
         let mut command = Net::command(self.net.node(i), &bin("cube-worker"));
         command
             .args(["--listen", &listen.to_string(), "--name", &name])
-            .args(["--runtime", "exec", "--manager", &manager])
-            .args(["--join-token", &self.tokens.worker, "--data-dir"])
-            .arg(self.dir.path().join(&name));
+            .args(["--runtime", "exec", "--manager", &manager]);
+        // The token joins once; later starts have their node certificate.
+        if !data.join("tls").join("node.pem").exists() {
+            command.args(["--join-token", &self.tokens.worker]);
+        }
+        command.arg("--data-dir").arg(&data);
         let worker = Proc::spawn(command, &format!("cube-worker {name} in its namespace"));
-        self.workers.push((name, Some(worker)));
-        assert_eq!(self.workers.len() - 1, i, "one namespace per worker");
-        i
+        self.workers[i].1 = Some(worker);
+    }
+
+    /// SIGKILLs worker `i` (its Exec tasks live on, as on a machine whose agent died).
+    pub fn kill_worker(&mut self, i: usize) {
+        self.workers[i]
+            .1
+            .take()
+            .expect("worker not running")
+            .kill9();
+    }
+
+    /// How many workers were added.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
     }
 
     /// Worker `i`'s node name.
@@ -100,13 +139,16 @@ impl NetCluster {
     /// An Exec task named `name` that sleeps, each run of which writes its pid to its runs
     /// file (see [`NetCluster::live_runs`]).
     pub fn counted(&self, name: &str) -> cube::pb::TaskSpec {
-        let file = self.runs_file(name);
-        let script = format!("echo $$ >> {}; exec sleep 600", file.display());
-        exec_spec(name, &["sh", "-c", &script])
+        counted_spec(&self.runs_dir(), name)
+    }
+
+    /// Where the runs files are.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.dir.path().join("runs")
     }
 
     fn runs_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join("runs").join(name)
+        self.runs_dir().join(name)
     }
 
     /// The pids of task `name`'s runs that are alive now (whatever Cube thinks).
@@ -122,6 +164,12 @@ impl NetCluster {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// An Exec task named `name` that sleeps, each run writing its pid to `runs/<name>`.
+pub fn counted_spec(runs: &Path, name: &str) -> cube::pb::TaskSpec {
+    let script = format!("echo $$ >> {}; exec sleep 600", runs.join(name).display());
+    exec_spec(name, &["sh", "-c", &script])
 }
 
 /// Whether process `pid` exists and is not a zombie.
