@@ -10,8 +10,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{list_all, list_nodes, netns::Net, submit, Cluster, NetCluster};
-use cube::pb::{self, DisconnectAction, NodeState, TaskState};
+use common::{list_all, netns::Net, submit, try_submit, Cluster, NetCluster};
+use cube::pb::{self, DisconnectAction};
 use tonic::Code;
 
 const TASKS: [&str; 3] = ["stop-a", "stop-b", "stop-c"];
@@ -46,7 +46,7 @@ async fn stop_2s_stops_the_cut_off_copies_before_the_replacements_start() {
     let mut cluster = NetCluster::start(net, &[]);
     let held = cluster.add_worker("held");
     let mut client = cluster.client().await;
-    wait_ready(&cluster, 1).await;
+    cluster.wait_ready(1).await;
     for name in TASKS {
         submit(&mut client, stop_after_2s(cluster.counted(name))).await;
     }
@@ -57,7 +57,7 @@ async fn stop_2s_stops_the_cut_off_copies_before_the_replacements_start() {
     }
     let first: Vec<Vec<u32>> = TASKS.iter().map(|n| cluster.live_runs(n)).collect();
     let other = cluster.add_worker("other");
-    wait_ready(&cluster, 2).await;
+    cluster.wait_ready(2).await;
 
     let cut = Instant::now();
     cluster.net.partition(held);
@@ -108,34 +108,7 @@ async fn stop_2s_stops_the_cut_off_copies_before_the_replacements_start() {
         }
         tokio::time::sleep(SAMPLE).await;
     }
-    let tasks = list_all(&mut client).await;
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t.state() == TaskState::Running && t.node == cluster.name(other)),
-        "{tasks:?}"
-    );
-}
-
-async fn wait_ready(cluster: &NetCluster, want: usize) {
-    let mut client = cluster.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let nodes = list_nodes(&mut client).await;
-        if nodes
-            .iter()
-            .filter(|n| n.state() == NodeState::Ready)
-            .count()
-            == want
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{want} nodes never READY: {nodes:?}"
-        );
-        tokio::time::sleep(SAMPLE).await;
-    }
+    cluster.assert_all_running_on(other).await;
 }
 
 /// Each policy that is not one is refused with INVALID_ARGUMENT naming the field and why,
@@ -185,13 +158,7 @@ async fn a_disconnect_policy_that_is_not_one_is_refused() {
         ),
     ];
     for (spec, field, cause) in cases {
-        let status = client
-            .submit_task(pb::SubmitTaskRequest {
-                spec: Some(spec),
-                request_id: String::new(),
-            })
-            .await
-            .unwrap_err();
+        let status = try_submit(&mut client, spec).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(
             status.message().starts_with(field) && status.message().contains(cause),

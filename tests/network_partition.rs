@@ -10,7 +10,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{list_all, list_nodes, netns::Net, submit, NetCluster};
+use common::{list_all, netns::Net, submit, NetCluster};
 use cube::pb::{NodeState, TaskState};
 
 /// Three tasks, as the issue asks.
@@ -35,7 +35,7 @@ async fn three_tasks_on_one_worker(net: Net) -> (NetCluster, usize, usize) {
     let mut cluster = NetCluster::start(net, &[]);
     let held = cluster.add_worker("held");
     let mut client = cluster.client().await;
-    wait_nodes_ready(&cluster, 1).await;
+    cluster.wait_ready(1).await;
     for name in TASKS {
         submit(&mut client, cluster.counted(name)).await;
     }
@@ -53,40 +53,8 @@ async fn three_tasks_on_one_worker(net: Net) -> (NetCluster, usize, usize) {
         tokio::time::sleep(SAMPLE).await;
     }
     let other = cluster.add_worker("other");
-    wait_nodes_ready(&cluster, 2).await;
+    cluster.wait_ready(2).await;
     (cluster, held, other)
-}
-
-async fn wait_nodes_ready(cluster: &NetCluster, want: usize) {
-    let mut client = cluster.client().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let nodes = list_nodes(&mut client).await;
-        if nodes
-            .iter()
-            .filter(|n| n.state() == NodeState::Ready)
-            .count()
-            == want
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{want} nodes never READY: {nodes:?}"
-        );
-        tokio::time::sleep(SAMPLE).await;
-    }
-}
-
-async fn node_state(
-    client: &mut cube::pb::manager_service_client::ManagerServiceClient<cube::tls::AuthChannel>,
-    name: &str,
-) -> NodeState {
-    list_nodes(client)
-        .await
-        .iter()
-        .find(|n| n.name == name)
-        .map_or(NodeState::Unspecified, |n| n.state())
 }
 
 /// A worker partitioned for 20 s with three `keep` tasks: DOWN within 3.3 s, the tasks
@@ -108,7 +76,7 @@ async fn a_partitioned_worker_is_down_in_3s_its_tasks_run_elsewhere_in_5s_and_on
             "after {:?}: DOWN at {down:?}, moved at {moved:?}",
             cut.elapsed()
         );
-        if down.is_none() && node_state(&mut client, cluster.name(held)).await == NodeState::Down {
+        if down.is_none() && cluster.node_state(held).await == NodeState::Down {
             down = Some(cut.elapsed());
         }
         let tasks = list_all(&mut client).await;
@@ -161,17 +129,8 @@ async fn a_partitioned_worker_is_down_in_3s_its_tasks_run_elsewhere_in_5s_and_on
         }
         tokio::time::sleep(SAMPLE).await;
     }
-    let tasks = list_all(&mut client).await;
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t.state() == TaskState::Running && t.node == cluster.name(other)),
-        "{tasks:?}"
-    );
-    assert_eq!(
-        node_state(&mut client, cluster.name(held)).await,
-        NodeState::Ready
-    );
+    cluster.assert_all_running_on(other).await;
+    assert_eq!(cluster.node_state(held).await, NodeState::Ready);
 }
 
 /// A worker whose link loses 10 % of its packets each way (and is delayed 200 ms where the
@@ -182,14 +141,13 @@ async fn a_slow_lossy_link_is_no_reason_for_down() {
         return;
     };
     let (mut cluster, held, _other) = three_tasks_on_one_worker(net).await;
-    let mut client = cluster.client().await;
     let runs: Vec<Vec<u32>> = TASKS.iter().map(|n| cluster.live_runs(n)).collect();
     let applied = cluster.net.slow(held, 200, 10);
     eprintln!("slow link: {applied}");
     let started = Instant::now();
     let mut samples = 0;
     while started.elapsed() < PARTITION {
-        let state = node_state(&mut client, cluster.name(held)).await;
+        let state = cluster.node_state(held).await;
         assert_eq!(
             state,
             NodeState::Ready,
@@ -202,12 +160,6 @@ async fn a_slow_lossy_link_is_no_reason_for_down() {
     cluster.net.unslow(held);
     let now: Vec<Vec<u32>> = TASKS.iter().map(|n| cluster.live_runs(n)).collect();
     assert_eq!(now, runs, "the same single run of each task throughout");
-    let tasks = list_all(&mut client).await;
-    assert!(
-        tasks
-            .iter()
-            .all(|t| t.state() == TaskState::Running && t.node == cluster.name(held)),
-        "{tasks:?}"
-    );
+    cluster.assert_all_running_on(held).await;
     eprintln!("slow link: READY at all {samples} samples over {PARTITION:?}");
 }

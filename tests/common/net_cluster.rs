@@ -7,14 +7,17 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use cube::{pb::manager_service_client::ManagerServiceClient, tls::AuthChannel};
+use cube::{
+    pb::{manager_service_client::ManagerServiceClient, NodeState, TaskState},
+    tls::AuthChannel,
+};
 
 use super::{
-    bin, cluster, exec_spec, exec_tasks::kill_exec_tasks, grpc::manager_client, netns::Net,
-    temp_dir, unique, Proc,
+    bin, cluster, exec_spec, exec_tasks::kill_exec_tasks, grpc::manager_client, list_all,
+    list_nodes, netns::Net, temp_dir, unique, Proc,
 };
 
 /// The manager's port inside the hub (the hub is this cluster's alone).
@@ -158,6 +161,50 @@ impl NetCluster {
             .filter_map(|l| l.trim().parse().ok())
             .filter(|pid| alive(*pid))
             .collect()
+    }
+
+    /// Waits (up to 20 s) until the manager shows `want` nodes READY.
+    pub async fn wait_ready(&self, want: usize) {
+        let mut client = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let nodes = list_nodes(&mut client).await;
+            if nodes
+                .iter()
+                .filter(|n| n.state() == NodeState::Ready)
+                .count()
+                == want
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{want} nodes never READY: {nodes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Worker `i`'s node state as the manager shows it.
+    pub async fn node_state(&self, i: usize) -> NodeState {
+        let mut client = self.client().await;
+        list_nodes(&mut client)
+            .await
+            .iter()
+            .find(|n| n.name == self.name(i))
+            .map_or(NodeState::Unspecified, |n| n.state())
+    }
+
+    /// Checks that the manager shows every task RUNNING on worker `i`.
+    pub async fn assert_all_running_on(&self, i: usize) {
+        let tasks = list_all(&mut self.client().await).await;
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t.state() == TaskState::Running && t.node == self.name(i)),
+            "not all RUNNING on {}: {tasks:?}",
+            self.name(i)
+        );
     }
 
     /// The temporary folder of the cluster's data dirs.
