@@ -432,13 +432,10 @@ async fn main() {
             "plaintext (CUBE_BENCH_TLS=0)"
         }
     );
-    // The manager's address is chosen first, so the workers can be told it (`--manager`):
-    // their heartbeats are what this run checks for starvation.
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    // The manager starts first, so the workers can be told its address (`--manager`): their
+    // heartbeats are what this run checks for starvation. A restart keeps that address.
+    let mut manager = start_manager(&manager_dir, "127.0.0.1:0", &interval);
+    let listen = manager.addr.clone();
     let workers: Vec<Server> = (0..WORKERS)
         .map(|i| {
             let name = format!("w{i}");
@@ -446,7 +443,6 @@ async fn main() {
             common::start_worker(root.path(), &name, &["--manager".into(), sec.url(&listen)])
         })
         .collect();
-    let mut manager = start_manager(&manager_dir, &listen, &interval);
     manager.url = sec.url(&manager.addr);
     wait_ready(&manager.url, WORKERS).await;
     let board: Board = Arc::default();
