@@ -1,5 +1,7 @@
 //! Benchmark (1), the control plane: one release `cube-manager` and 10 release `cube-worker`
-//! processes on the Exec runtime, all on 127.0.0.1:0.
+//! processes on the Exec runtime, all on 127.0.0.1, the workers registered with `--manager`
+//! (so they heartbeat, and the manager polls them). Every `node lost` in the manager's log is
+//! counted: no worker stops, so each is a false DOWN.
 //!
 //! - 10,000 `true` tasks submitted by 16 clients: tasks per second from the first submit until
 //!   the manager shows every task SCHEDULED, and until it shows every task COMPLETED (seen
@@ -308,6 +310,12 @@ struct Cycle {
     apply_us: u64,
 }
 
+/// Nodes the manager took for lost (its `node lost` log lines) over the whole run: every
+/// worker stays up, so each one is a false DOWN.
+static NODES_LOST: AtomicUsize = AtomicUsize::new(0);
+
+/// The reconcile cycles in the manager's log since the last call; counts `node lost` lines
+/// on the way.
 fn cycles(manager: &Server) -> Vec<Cycle> {
     let mut found = Vec::new();
     while let Ok(line) = manager.stderr.try_recv() {
@@ -315,6 +323,10 @@ fn cycles(manager: &Server) -> Vec<Cycle> {
             continue;
         };
         let fields = &value["fields"];
+        if fields["message"] == "node lost" {
+            NODES_LOST.fetch_add(1, Ordering::Relaxed);
+            println!("   FALSE DOWN: {}", fields["node"]);
+        }
         if fields["message"] != "worker polled" {
             continue;
         }
@@ -328,15 +340,14 @@ fn cycles(manager: &Server) -> Vec<Cycle> {
     found
 }
 
-fn start_manager(data: &std::path::Path, workers: &[Server], interval: &str) -> Server {
-    let list: Vec<&str> = workers.iter().map(|w| w.addr.as_str()).collect();
+/// Starts the manager on `listen` (the address the workers were given with `--manager`; the
+/// same one again after a restart). The workers register and heartbeat, and it polls them.
+fn start_manager(data: &std::path::Path, listen: &str, interval: &str) -> Server {
     let mut args = vec![
         "--listen".to_string(),
-        "127.0.0.1:0".into(),
+        listen.into(),
         "--data-dir".into(),
         data.display().to_string(),
-        "--workers".into(),
-        list.join(","),
         "--update-interval".into(),
         interval.into(),
         "--log-format".into(),
@@ -421,14 +432,17 @@ async fn main() {
             "plaintext (CUBE_BENCH_TLS=0)"
         }
     );
+    // The manager starts first, so the workers can be told its address (`--manager`): their
+    // heartbeats are what this run checks for starvation. A restart keeps that address.
+    let mut manager = start_manager(&manager_dir, "127.0.0.1:0", &interval);
+    let listen = manager.addr.clone();
     let workers: Vec<Server> = (0..WORKERS)
         .map(|i| {
             let name = format!("w{i}");
             sec.node_cert(&name, &root.path().join(&name));
-            common::start_worker(root.path(), &name, &[])
+            common::start_worker(root.path(), &name, &["--manager".into(), sec.url(&listen)])
         })
         .collect();
-    let mut manager = start_manager(&manager_dir, &workers, &interval);
     manager.url = sec.url(&manager.addr);
     wait_ready(&manager.url, WORKERS).await;
     let board: Board = Arc::default();
@@ -515,8 +529,9 @@ async fn main() {
     let (quiet_polls, held) = quiet_polls(&workers, 20).await;
     // Full sync: restart the manager; the first poll of each worker asks for everything.
     let started = Instant::now();
+    let _ = cycles(&manager);
     manager.stop();
-    let manager = start_manager(&manager_dir, &workers, &interval);
+    let manager = start_manager(&manager_dir, &listen, &interval);
     let reload = started.elapsed();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut full = Vec::new();
@@ -547,6 +562,7 @@ async fn main() {
     let full_tasks: u64 = full.iter().map(|c| c.tasks).sum::<u64>() / full.len() as u64;
 
     // Clean up: the manager, the workers, and every task process group they left.
+    let _ = cycles(&manager);
     manager.stop();
     for w in workers {
         w.stop();
@@ -570,9 +586,15 @@ async fn main() {
             c.tasks
         )
     });
+    let grace = format!(
+        "{:?} (the default: {} heartbeats of {:?})",
+        cube::manager::DEFAULT_HEARTBEAT_INTERVAL * cube::manager::DEFAULT_GRACE_HEARTBEATS,
+        cube::manager::DEFAULT_GRACE_HEARTBEATS,
+        cube::manager::DEFAULT_HEARTBEAT_INTERVAL
+    );
     let table = format!(
         "## Control plane\n\n\
-One manager and {WORKERS} `cube-worker --runtime exec` processes (release builds) on one machine: {machine}; {date}.\n\
+One manager and {WORKERS} `cube-worker --runtime exec --manager URL` processes (release builds) on one machine: {machine}; {date}.\n\
 Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | measurement | result |\n|---|---|\n\
 | {SHORT_TASKS} `true` tasks, {CLIENTS} clients, one task a call (SubmitTask): submitted | {s1} |\n\
@@ -589,7 +611,9 @@ Command: `cargo bench --bench control` (update interval {interval}).\n\n\
 | one reconcile cycle, full sync after a manager restart ({full_tasks} tasks per worker), median of {nf}: round trip + apply | **{f50:.1} ms** (max {fmax:.1} ms) |\n\
 | ... round trip alone / apply alone, medians | {fp50:.1} ms / {fa50:.1} ms |\n\
 | busiest cycle while the short tasks ran | {busiest} |\n\
-| manager restart with {total} tasks in the store, to `listening on` | {reload:.2?} |\n",
+| manager restart with {total} tasks in the store, to `listening on` | {reload:.2?} |\n\
+| nodes lost over the whole run (each a false DOWN: no worker stopped), node grace {grace} | **{lost}** |\n",
+        lost = NODES_LOST.load(Ordering::Relaxed),
         date = common::date(),
         s1 = rate(single.submitted, None),
         d1 = rate(single.scheduled, None),

@@ -14,12 +14,15 @@
 //! - [`client`]: a typed `ManagerService` client with deadlines, for cubectl and tests.
 //! - [`cli`]: cubectl's verbs, one module each.
 //! - [`worker`]: the data plane: runs tasks through a container runtime and reports them.
+//! - [`disconnect`]: a task's disconnect policy: when its worker stops it, when the manager
+//!   replaces it.
 //! - [`units`]: durations, cpu and byte quantities: the one parser and printer of each.
 //! - [`paths`]: the default data dirs.
 //! - [`tls`]: the cluster CA, tokens, node certificates, mTLS and the door of each service.
 
 pub mod cli;
 pub mod client;
+pub mod disconnect;
 pub mod error;
 pub mod grpc;
 pub mod limits;

@@ -272,6 +272,7 @@ pub fn validate_spec(mut spec: pb::TaskSpec, require_image: bool) -> Result<pb::
     if let Some(grace) = &spec.stop_grace_period {
         duration("spec.stop_grace_period", grace)?;
     }
+    crate::disconnect::validate(&spec)?;
     Ok(spec)
 }
 

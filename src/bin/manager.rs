@@ -48,7 +48,7 @@ struct Args {
     heartbeat_interval: Duration,
 
     /// How long a node may stay silent before it is DOWN and its tasks move
-    /// [default: 10 x --heartbeat-interval].
+    /// [default: 3 x --heartbeat-interval].
     #[arg(long, env = "CUBE_NODE_GRACE", value_parser = parse_duration)]
     node_grace: Option<Duration>,
 

@@ -52,6 +52,9 @@ pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 /// The default heartbeat period (DESIGN: 1 s).
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = policy::DEFAULT_HEARTBEAT_INTERVAL;
 
+/// The default node grace, in heartbeat periods (3: 3 s at the default period).
+pub const DEFAULT_GRACE_HEARTBEATS: u32 = policy::GRACE_HEARTBEATS;
+
 /// The default scheduling strategy (the scheduler module's default: spread).
 pub const DEFAULT_SCHEDULER: &str = crate::scheduler::DEFAULT_STRATEGY;
 
@@ -69,7 +72,7 @@ pub struct ManagerConfig {
     /// The heartbeat period asked of registered workers.
     pub heartbeat_interval: Duration,
     /// A node silent (no heartbeat, no poll answer) this long is DOWN and its tasks move;
-    /// None means [`policy::GRACE_HEARTBEATS`] heartbeat periods.
+    /// None means [`DEFAULT_GRACE_HEARTBEATS`] heartbeat periods.
     pub node_grace: Option<Duration>,
     /// What is kept of finished tasks and lost nodes, and for how long.
     pub retention: core::Retention,

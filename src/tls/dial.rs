@@ -221,6 +221,7 @@ impl ClientTls {
         let endpoint = Endpoint::from_shared(format!("http://{host_port}"))
             .map_err(|e| Error::invalid("address", format!("{address:?}: {e}")))?
             .timeout(timeout);
+        let endpoint = crate::grpc::keepalive(endpoint);
         let config = self.config.clone();
         let connector = tower::service_fn(move |uri: http::Uri| {
             let config = config.clone();

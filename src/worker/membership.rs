@@ -1,9 +1,23 @@
 //! Membership: a worker started with `--manager` registers itself (`RegisterWorker`) and then
 //! heartbeats at the period the manager answers, stopping the tasks the manager says now
 //! belong elsewhere and registering again when the manager asks.
+//!
+//! The heartbeat has a path of its own: a dedicated thread with its own single-threaded tokio
+//! runtime and its own connection, so it never waits behind the worker's busy runtime (store
+//! commits, runtime calls and container starts all run there). It sends on a fixed tick
+//! without waiting for the previous answer, and reads the task count without waiting for the
+//! core's lock. Whatever a heartbeat's answer asks (stopping stale copies) is handed back to
+//! the worker's runtime.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
+use tokio::{sync::mpsc, time::MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::{core::Core, runtime::Runtime, service::current_stats, stats::Stats};
@@ -17,6 +31,11 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long one register or heartbeat call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Heartbeats sent and not yet answered, at most: a manager slow to answer still receives
+/// one heartbeat a period (it records the contact before its slower work), while a manager
+/// that does not answer at all is not sent an unbounded pile.
+const MAX_IN_FLIGHT: usize = 4;
 
 /// The first retry of a failed registration, doubled after each failure up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -48,11 +67,46 @@ fn interval_of(value: Option<prost_types::Duration>) -> Duration {
         .unwrap_or(DEFAULT_INTERVAL)
 }
 
-/// Registers, then heartbeats, until `cancel`.
+/// Registers, then heartbeats, until `cancel`: on a thread of its own (see the module's
+/// doc), which this future waits for.
 pub(crate) async fn run<R: Runtime>(
     core: Core<R>,
     stats: Stats,
     membership: Membership,
+    cancel: CancellationToken,
+) {
+    let worker_runtime = tokio::runtime::Handle::current();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("cube-heartbeat".into())
+        .spawn(move || {
+            let _done = done_tx;
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(own) => own.block_on(beat(core, stats, membership, worker_runtime, cancel)),
+                Err(e) => {
+                    tracing::error!(error = %e, "no runtime for the heartbeat; not registering")
+                }
+            }
+        });
+    match spawned {
+        // The sender is dropped when the thread ends, whatever way it ends.
+        Ok(_) => {
+            let _ = done_rx.await;
+        }
+        Err(e) => tracing::error!(error = %e, "no thread for the heartbeat; not registering"),
+    }
+}
+
+/// The registration and heartbeat loop, on the heartbeat's own runtime; work for the worker
+/// goes to `worker_runtime`.
+async fn beat<R: Runtime>(
+    core: Core<R>,
+    stats: Stats,
+    membership: Membership,
+    worker_runtime: tokio::runtime::Handle,
     cancel: CancellationToken,
 ) {
     let channel = match &membership.tls {
@@ -76,8 +130,9 @@ pub(crate) async fn run<R: Runtime>(
             instance_id: core.instance_id().to_string(),
             stats: Some(current_stats(&core, &stats)),
         };
-        let mut interval = match client.register_worker(request).await {
+        let interval = match client.register_worker(request).await {
             Ok(response) => {
+                core.contact().touch();
                 failures = 0;
                 tracing::info!(manager = %membership.manager, address = %membership.advertise, "registered with the manager");
                 interval_of(response.into_inner().heartbeat_interval)
@@ -94,45 +149,126 @@ pub(crate) async fn run<R: Runtime>(
                 }
             }
         };
-        // Heartbeats until the manager asks for a new registration.
+        let session = Session {
+            core: &core,
+            stats: &stats,
+            client: &client,
+            worker_runtime: &worker_runtime,
+        };
+        if session.heartbeats(interval, &cancel).await == Next::Stop {
+            return;
+        }
+    }
+}
+
+/// What follows a run of heartbeats.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Register,
+    Stop,
+}
+
+/// One registration's heartbeats.
+struct Session<'a, R> {
+    core: &'a Core<R>,
+    stats: &'a Stats,
+    client: &'a ManagerServiceClient<tonic::transport::Channel>,
+    worker_runtime: &'a tokio::runtime::Handle,
+}
+
+impl<R: Runtime> Session<'_, R> {
+    /// Heartbeats every `interval` (as the manager changes it) until the manager asks for a
+    /// new registration or `cancel`.
+    async fn heartbeats(&self, mut interval: Duration, cancel: &CancellationToken) -> Next {
+        let mut ticks = ticker(interval);
+        let (answers_tx, mut answers) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let mut count = 0;
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(interval) => {}
-            }
-            let request = pb::HeartbeatRequest {
-                name: core.name().to_string(),
-                instance_id: core.instance_id().to_string(),
-                stats: Some(current_stats(&core, &stats)),
-            };
-            match client.heartbeat(request).await {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    interval = interval_of(response.heartbeat_interval);
-                    for stale in &response.stale_task_ids {
-                        let Ok(id) = TaskId::parse("stale_task_ids", stale) else {
-                            continue;
-                        };
-                        if core.get(id).is_some() {
-                            if let Err(e) = core.stop(id, "placed elsewhere by the manager").await {
-                                tracing::warn!(task_id = %id, error = %e, "stopping a stale copy failed");
-                            }
+                _ = cancel.cancelled() => return Next::Stop,
+                _ = ticks.tick() => {
+                    if in_flight.load(Ordering::Relaxed) >= MAX_IN_FLIGHT {
+                        continue;
+                    }
+                    in_flight.fetch_add(1, Ordering::Relaxed);
+                    let request = pb::HeartbeatRequest {
+                        name: self.core.name().to_string(),
+                        instance_id: self.core.instance_id().to_string(),
+                        stats: Some(heartbeat_stats(self.core, self.stats, &mut count)),
+                    };
+                    let mut client = self.client.clone();
+                    let answers_tx = answers_tx.clone();
+                    let in_flight = in_flight.clone();
+                    tokio::spawn(async move {
+                        let answer = client.heartbeat(request).await;
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        let _ = answers_tx.send(answer);
+                    });
+                }
+                Some(answer) = answers.recv() => match answer {
+                    Ok(response) => {
+                        self.core.contact().touch();
+                        let response = response.into_inner();
+                        let asked = interval_of(response.heartbeat_interval);
+                        if asked != interval {
+                            interval = asked;
+                            ticks = ticker(interval);
+                        }
+                        self.stop_stale(&response.stale_task_ids);
+                        if response.register_again {
+                            return Next::Register;
                         }
                     }
-                    if response.register_again {
-                        break;
+                    Err(status) => {
+                        // The worker keeps its tasks running while cut off: the manager decides.
+                        tracing::debug!(error = %status.message(), "heartbeat failed");
+                        if status.code() == tonic::Code::NotFound {
+                            return Next::Register;
+                        }
                     }
-                }
-                Err(status) => {
-                    // The worker keeps its tasks running while cut off: the manager decides.
-                    tracing::debug!(error = %status.message(), "heartbeat failed");
-                    if status.code() == tonic::Code::NotFound {
-                        break;
-                    }
-                }
+                },
             }
         }
     }
+
+    /// Stops, on the worker's runtime, the copies the manager placed elsewhere.
+    fn stop_stale(&self, stale: &[String]) {
+        for stale in stale {
+            let Ok(id) = TaskId::parse("stale_task_ids", stale) else {
+                continue;
+            };
+            if self.core.get(id).is_none() {
+                continue;
+            }
+            let core = self.core.clone();
+            self.worker_runtime.spawn(async move {
+                if let Err(e) = core.stop(id, "placed elsewhere by the manager").await {
+                    tracing::warn!(task_id = %id, error = %e, "stopping a stale copy failed");
+                }
+            });
+        }
+    }
+}
+
+/// A tick every `interval`, the first one period from now; a late tick does not bunch up the
+/// next ones.
+fn ticker(interval: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ticks
+}
+
+/// The stats a heartbeat carries, read without waiting: when the core's lock is held at that
+/// moment, the task count is the last one read (`count`).
+fn heartbeat_stats<R: Runtime>(core: &Core<R>, stats: &Stats, count: &mut u32) -> pb::NodeStats {
+    if let Some(now) = core.unfinished_count_now() {
+        *count = now as u32;
+    }
+    let mut sample = stats.latest();
+    sample.task_count = *count;
+    sample.store_message = core.store_message();
+    sample
 }
 
 #[cfg(test)]

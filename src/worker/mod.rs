@@ -12,6 +12,7 @@
 //! - `adopt`: at start, takes over the containers a previous run of the worker left.
 //! - `health`: the health checks run next to each container.
 //! - `kept_logs`: a finished task's last output, kept when its container is removed.
+//! - `disconnect`: the last contact with the manager; stops `stop DURATION` tasks cut off.
 //! - `membership`: registration with a manager and heartbeats (`--manager`).
 //! - `stats`: the background sampler behind `GetStats`.
 //! - `metrics`: tasks by state at scrape time, failed health checks.
@@ -21,6 +22,7 @@
 mod adopt;
 mod committed;
 mod core;
+mod disconnect;
 mod executor;
 mod health;
 mod kept_logs;
@@ -214,6 +216,11 @@ async fn serve_with<R: Runtime + Clone>(
         tracker.clone(),
     ));
     tracker.spawn(monitor::run(core.clone(), look_rx, loops.clone()));
+    tracker.spawn(disconnect::run(
+        core.clone(),
+        core.contact().clone(),
+        loops.clone(),
+    ));
     tracker.spawn(retention::run(
         core.clone(),
         config.retain_finished,

@@ -152,6 +152,8 @@ impl<R: Runtime> WorkerService for Service<R> {
         &self,
         request: Request<pb::WorkerServiceListTasksRequest>,
     ) -> Result<Response<pb::WorkerServiceListTasksResponse>, Status> {
+        // The manager polls with this: a call is contact.
+        self.core.contact().touch();
         let request = request.into_inner();
         // A wait the field cannot express (negative) means none; a long one is capped so a
         // shutdown never waits long for an open poll.

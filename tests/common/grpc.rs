@@ -54,15 +54,21 @@ pub fn manager_client_with(url: &str, token: Option<&str>) -> ManagerServiceClie
 
 /// `SubmitTask` of `spec` with no request id, which must succeed; the task.
 pub async fn submit(c: &mut ManagerServiceClient<AuthChannel>, spec: pb::TaskSpec) -> pb::Task {
-    c.submit_task(pb::SubmitTaskRequest {
-        spec: Some(spec),
-        request_id: String::new(),
-    })
-    .await
-    .unwrap()
-    .into_inner()
-    .task
-    .unwrap()
+    try_submit(c, spec).await.unwrap()
+}
+
+/// `SubmitTask` of `spec`: the task, or the refusal.
+pub async fn try_submit(
+    c: &mut ManagerServiceClient<AuthChannel>,
+    spec: pb::TaskSpec,
+) -> Result<pb::Task, tonic::Status> {
+    let answer = c
+        .submit_task(pb::SubmitTaskRequest {
+            spec: Some(spec),
+            request_id: String::new(),
+        })
+        .await?;
+    Ok(answer.into_inner().task.unwrap())
 }
 
 /// `GetTask` of `id`: the task and its events.

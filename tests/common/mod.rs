@@ -15,6 +15,9 @@
 //! - `grpcurl`: the real grpcurl, when installed.
 //! - `metrics`: a process's metrics endpoint, found in its logs and scraped.
 //! - `services`: a service of sleepers on Exec workers, and its slots.
+//! - `net_cluster`: [`NetCluster`], a secure cluster with every node in its own namespace.
+//! - `netns`: [`netns::Net`], a real network: a namespace per node on a bridge, partitions.
+//! - `soak`: the nemesis soak (faults on a [`NetCluster`], a history, a checker).
 //! - `tmpfs`: [`Tmpfs`], a small file system for a test to fill up (needs root).
 //! - `wait`: [`wait_for`], polling with a deadline.
 // Each test binary uses a different part of this module, items and re-exports alike.
@@ -29,8 +32,11 @@ mod grpc;
 mod grpcurl;
 mod image;
 mod metrics;
+mod net_cluster;
+pub mod netns;
 mod process;
 pub mod services;
+pub mod soak;
 mod tmpfs;
 mod wait;
 
@@ -43,11 +49,12 @@ pub use cubectl::{cubectl, Cubectl};
 pub use docker::{docker_inspect, docker_required, need_docker};
 pub use grpc::{
     exec_batch, exec_spec, get_task, list_all, list_nodes, manager_client_with, new_id, spec,
-    stop_task, submit, WorkerClient,
+    stop_task, submit, try_submit, WorkerClient,
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
 pub use metrics::{http_get, metrics_address, scrape};
+pub use net_cluster::{counted_spec, NetCluster};
 pub use process::{bin, rss_bytes, Proc};
 pub use tmpfs::Tmpfs;
 pub use wait::wait_for;

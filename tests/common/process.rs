@@ -39,21 +39,33 @@ impl Proc {
     /// Like `start`, with extra environment variables.
     pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut cmd = Command::new(bin(binary));
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("CUBE_MANAGER")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            );
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        Self::spawn(cmd, &format!("{binary} {args:?}"))
+    }
+
+    /// Starts `cmd` (a Cube binary, possibly behind a wrapper such as `ip netns exec`) and
+    /// waits (up to 30 s) for it to announce its address; `what` names it in a failure.
+    pub fn spawn(mut cmd: Command, what: &str) -> Proc {
+        let asked: Vec<String> = cmd
+            .get_envs()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !asked.iter().any(|k| k == "CUBE_MANAGER") {
+            cmd.env_remove("CUBE_MANAGER");
+        }
+        if !asked.iter().any(|k| k == "RUST_LOG") {
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
@@ -87,7 +99,7 @@ impl Proc {
                 let status = child.wait().ok();
                 std::thread::sleep(Duration::from_millis(100));
                 panic!(
-                    "{binary} {args:?} did not announce its address ({status:?}); its log:\n{}",
+                    "{what} did not announce its address ({status:?}); its log:\n{}",
                     log.lock().unwrap()
                 );
             }

@@ -80,6 +80,12 @@ mod tests {
         assert_eq!(specs[0].resources.as_ref().unwrap().memory_bytes, 1 << 20);
         assert_eq!(specs[0].stop_grace_period.unwrap().seconds, 2);
 
+        let policy = "image: a\nonDisconnect: {action: DISCONNECT_ACTION_STOP, after: 30s}\n";
+        let specs = parse_task_file("task.yaml", policy, false).unwrap();
+        let on = specs[0].on_disconnect.as_ref().unwrap();
+        assert_eq!(on.action(), pb::DisconnectAction::Stop);
+        assert_eq!(on.after.unwrap().seconds, 30);
+
         let list = "- image: a\n- image: b\n  env: {K: V}\n";
         let specs = parse_task_file("tasks.yaml", list, false).unwrap();
         assert_eq!(specs.len(), 2);

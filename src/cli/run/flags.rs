@@ -85,6 +85,13 @@ pub struct RunArgs {
     /// How long a stop waits after SIGTERM before it kills [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, group = "spec")]
     pub stop_grace: Option<Duration>,
+    /// What the worker does with the task while it cannot reach the manager: `keep` (the
+    /// default: it keeps running, a replacement starts after the node grace and the stale copy
+    /// is stopped on reconnect) or `stop DURATION` (the worker stops it after DURATION without
+    /// the manager; the replacement starts only after that).
+    #[arg(long, value_names = ["keep|stop", "DURATION"], num_args = 1..=2,
+          value_parser = super::disconnect::parse_word, group = "spec")]
+    pub on_disconnect: Vec<super::disconnect::Word>,
     /// Replace the image's entrypoint.
     #[arg(long, value_name = "CMD", group = "spec")]
     pub entrypoint: Option<String>,
@@ -194,6 +201,7 @@ impl RunArgs {
             labels: self.labels.iter().cloned().collect(),
             constraints: self.constraints.iter().cloned().collect(),
             stop_grace_period: self.stop_grace.map(to_proto_duration),
+            on_disconnect: super::disconnect::on_disconnect(&self.on_disconnect),
             ..Default::default()
         };
         if self.cpu.is_some() || self.memory.is_some() || self.disk.is_some() {
@@ -362,6 +370,31 @@ mod tests {
                 command: vec!["sh".into(), "-c".into(), "test -f /tmp/ok".into()]
             }))
         );
+    }
+
+    #[test]
+    fn on_disconnect_takes_a_policy_and_its_duration() {
+        let args = [
+            "--image",
+            "x",
+            "--on-disconnect",
+            "stop",
+            "2s",
+            "--",
+            "sleep",
+            "1",
+        ];
+        let spec = run_args(&args).unwrap().spec();
+        let on = spec.on_disconnect.unwrap();
+        assert_eq!(on.action(), pb::DisconnectAction::Stop);
+        assert_eq!(on.after.unwrap().seconds, 2);
+        assert_eq!(spec.args, ["sleep", "1"]);
+        let keep = run_args(&["--image", "x", "--on-disconnect", "keep"]).unwrap();
+        assert_eq!(
+            keep.spec().on_disconnect.unwrap().action(),
+            pb::DisconnectAction::Keep
+        );
+        assert!(run_args(&["--image", "x", "--on-disconnect", "soon"]).is_err());
     }
 
     #[test]

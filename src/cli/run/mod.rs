@@ -14,6 +14,7 @@ use crate::{
 
 use super::{print_err, print_out, Failure, Outcome};
 
+mod disconnect;
 mod docker;
 mod file;
 mod flags;

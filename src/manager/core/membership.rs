@@ -125,6 +125,7 @@ impl Core {
             .entry(name.to_string())
             .or_insert_with(|| NodeEntry::new(name, address));
         let old_address = std::mem::replace(&mut node.address, address.to_string());
+        self.shared.contacts.set(name, &instance_id);
         node.answered(stats, labels, instance_id);
         tx.changes.ops.push(Op::node(node.record()));
         tracing::info!(node = name, address, "worker registered");
@@ -152,10 +153,24 @@ impl Core {
         instance_id: &str,
         stats: Option<pb::NodeStats>,
     ) -> Option<Vec<String>> {
-        let mut state = self.lock();
+        // Counted at once when it is the instance known; then, if the state is busy, the
+        // answer carries no news (the next heartbeat will): a heartbeat never waits.
+        let counted = self.shared.contacts.touch(name, instance_id);
+        let mut state = if counted {
+            match self.shared.state.try_lock() {
+                Ok(state) => state,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return Some(Vec::new()),
+            }
+        } else {
+            self.lock()
+        };
         let node = state.nodes.by_name.get_mut(name)?;
         if node.instance_id != instance_id || node.address.is_empty() {
             return None;
+        }
+        if !counted {
+            self.shared.contacts.set(name, instance_id);
         }
         let was_alive = node.alive;
         let labels = node.labels.clone();

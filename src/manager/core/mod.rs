@@ -24,6 +24,7 @@
 //! - [`stops`]: StopTask calls owed to workers and their outcomes;
 //! - [`liveness`]: nodes that went silent;
 //! - [`membership`]: workers that register, heartbeat and answer polls;
+//! - [`contact`]: the last heartbeat of each worker, under a lock of its own;
 //! - [`drain`]: moving tasks off a draining node;
 //! - [`retention`]: removing finished tasks and forgotten nodes;
 //! - [`services`]: services declared, changed and removed;
@@ -45,6 +46,7 @@ use crate::{
 
 mod api;
 mod committed;
+mod contact;
 mod drain;
 mod liveness;
 mod membership;
@@ -98,6 +100,8 @@ struct Shared {
     /// When the manager started: a node not heard from since counts as silent since then.
     /// (tokio's clock, so the liveness tests can pause it.)
     started: tokio::time::Instant,
+    /// Each worker's last heartbeat (a leaf lock): counted even while `state` is busy.
+    contacts: contact::Contacts,
 }
 
 /// The manager's state handle; clones share it.
@@ -158,6 +162,7 @@ impl Core {
                 drain: Notify::new(),
                 services: Notify::new(),
                 started: tokio::time::Instant::now(),
+                contacts: contact::Contacts::default(),
             }),
         };
         store_for_owner.set_owner(Box::new(StoreOwner {

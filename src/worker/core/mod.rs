@@ -66,6 +66,8 @@ pub(crate) struct Inner<R> {
     tracker: TaskTracker,
     /// The latest durable revision, for `ListTasks` calls that wait for a change.
     changed: watch::Sender<u64>,
+    /// When the manager was last heard from (disconnect policies count from it).
+    contact: super::disconnect::LastContact,
 }
 
 #[derive(Default)]
@@ -126,6 +128,7 @@ impl<R: Runtime> Core<R> {
                 loops: loops.0,
                 tracker: loops.1,
                 changed: watch::Sender::new(revision),
+                contact: Default::default(),
             }),
         };
         owner_store.set_owner(Box::new(StoreOwner {
@@ -219,6 +222,23 @@ impl<R: Runtime> Core<R> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .unfinished
             .len()
+    }
+
+    /// When the manager was last heard from.
+    pub fn contact(&self) -> &super::disconnect::LastContact {
+        &self.inner.contact
+    }
+
+    /// How many tasks are not finished, if the state's lock is free at this moment: for the
+    /// heartbeat, which never waits behind the core.
+    pub fn unfinished_count_now(&self) -> Option<usize> {
+        match self.inner.state.try_lock() {
+            Ok(state) => Some(state.unfinished.len()),
+            Err(std::sync::TryLockError::Poisoned(state)) => {
+                Some(state.into_inner().unfinished.len())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Asks the executor to compare desired and observed state of a task.

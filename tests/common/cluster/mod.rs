@@ -16,7 +16,7 @@ mod builder;
 mod secure;
 
 pub use builder::{ClusterBuilder, Runtime};
-pub use secure::{admin_token, Tokens};
+pub use secure::{admin_token, remember, tokens, Tokens};
 
 use std::{
     path::{Path, PathBuf},
