@@ -34,6 +34,8 @@ pub struct NetCluster {
     tokens: cluster::Tokens,
     url: String,
     dir: tempfile::TempDir,
+    /// Nodes whose link relays run (started with the node's first worker).
+    relayed: Vec<usize>,
     /// Last, so that it is dropped after the processes in it.
     pub net: Net,
 }
@@ -54,6 +56,7 @@ impl NetCluster {
             tokens,
             url,
             dir,
+            relayed: Vec::new(),
             net,
         };
         cluster.start_manager();
@@ -92,14 +95,27 @@ impl NetCluster {
         assert!(self.workers[i].1.is_none(), "worker {i} runs already");
         let name = self.workers[i].0.clone();
         let data = self.dir.path().join(&name);
-        let listen = SocketAddr::from((self.net.node_ip(i), WORKER_PORT));
-        let manager = format!(
-            "https://{}",
-            SocketAddr::from((self.net.hub_ip(), MANAGER_PORT))
-        );
+        // The worker and the manager meet through the node's link relays (in its namespace),
+        // which delay the link where the kernel has no netem: the worker listens on the
+        // node's loopback and dials the manager there.
+        let loopback = |port| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+        let advertised = self.worker_address(i);
+        if !self.relayed.contains(&i) {
+            let hub = SocketAddr::from((self.net.hub_ip(), MANAGER_PORT));
+            self.net.link_relay(i, loopback(MANAGER_PORT), hub);
+            self.net.link_relay(i, advertised, loopback(WORKER_PORT));
+            self.relayed.push(i);
+        }
+        let manager = format!("https://{}", loopback(MANAGER_PORT));
         let mut command = Net::command(self.net.node(i), &bin("cube-worker"));
         command
-            .args(["--listen", &listen.to_string(), "--name", &name])
+            .args([
+                "--listen",
+                &loopback(WORKER_PORT).to_string(),
+                "--name",
+                &name,
+            ])
+            .args(["--advertise", &advertised.to_string()])
             .args(["--runtime", "exec", "--manager", &manager]);
         // The token joins once; later starts have their node certificate.
         if !data.join("tls").join("node.pem").exists() {
@@ -108,6 +124,11 @@ impl NetCluster {
         command.arg("--data-dir").arg(&data);
         let worker = Proc::spawn(command, &format!("cube-worker {name} in its namespace"));
         self.workers[i].1 = Some(worker);
+    }
+
+    /// Where the manager reaches worker `i` (through its node's link relay).
+    pub fn worker_address(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((self.net.node_ip(i), WORKER_PORT))
     }
 
     /// SIGKILLs worker `i` (its Exec tasks live on, as on a machine whose agent died).

@@ -2,19 +2,25 @@
 //! namespace per node joined to the bridge by a veth pair, on a private subnet that exists
 //! only inside the namespaces made here (never in the machine's own). Partitions are made on
 //! the links (the hub's end of a node's veth set down), slow links with `tc netem` where the
-//! kernel has it. Everything is deleted when the [`Net`] is dropped, after a panic too.
+//! kernel has it, else with nftables (loss) and the node's link relays (delay: see
+//! [`Net::link_relay`]). Everything is deleted when the [`Net`] is dropped, after a panic too.
 //!
 //! Needs root and `ip` (iproute2): [`Net::new`] skips loudly without them, and fails instead
 //! under `CUBE_REQUIRE_NETNS=1` (as CI runs). Uses std and libc only, so that benchmarks can
 //! include it with `#[path]`.
 
 use std::{
+    fs::File,
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     os::fd::AsRawFd,
     path::Path,
     process::{Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        mpsc, Arc,
+    },
+    time::{Duration, Instant},
 };
 
 /// The private subnet inside every [`Net`]: the hub is `.1`, node `i` is `.(i + 2)`. Each
@@ -30,6 +36,9 @@ pub struct Net {
     nodes: Vec<String>,
     /// Links slowed with the nft fallback (no netem), by node index.
     slowed: Vec<usize>,
+    /// Per node, how long its link relays hold each chunk, in ms: 0 unless the link is slowed
+    /// on a kernel without netem.
+    delays: Vec<Arc<AtomicU64>>,
 }
 
 /// Runs `ip ARGS`, panicking with its error output when it fails.
@@ -84,6 +93,7 @@ impl Net {
             hub,
             nodes: Vec::new(),
             slowed: Vec::new(),
+            delays: Vec::new(),
         };
         let hub_cidr = format!("{}/24", net.hub_ip());
         ip(&["-n", &net.hub, "link", "set", "lo", "up"]);
@@ -109,6 +119,7 @@ impl Net {
         let name = format!("{}-n{i}", self.hub.trim_end_matches("-hub"));
         ip(&["netns", "add", &name]);
         self.nodes.push(name.clone());
+        self.delays.push(Arc::default());
         let port = format!("v{i}");
         let cidr = format!("{}/24", self.node_ip(i));
         let hub = self.hub.as_str();
@@ -151,9 +162,10 @@ impl Net {
     }
 
     /// Slows node `i`'s link both ways: `delay_ms` of delay and `loss_percent` of packets
-    /// lost, with `tc netem`. Returns what was applied: a kernel without netem (it is a
-    /// module some kernels leave out) gets the loss alone, from nftables, and the answer
-    /// says so.
+    /// lost, with `tc netem`. Returns what was applied: on a kernel without netem (it is a
+    /// module some kernels leave out) the loss comes from nftables and the delay from the
+    /// node's link relays ([`Net::link_relay`]), which only connections through them feel,
+    /// and the answer says so.
     pub fn slow(&mut self, i: usize, delay_ms: u32, loss_percent: u32) -> String {
         let delay = format!("{delay_ms}ms");
         let loss = format!("{loss_percent}%");
@@ -171,16 +183,18 @@ impl Net {
         if ends.iter().all(|(ns, dev)| netem(ns, dev)) {
             return format!("netem: {delay} delay, {loss} loss each way");
         }
-        // No netem: drop `loss_percent` of the packets in and out of the node's namespace.
+        // No netem: drop `loss_percent` of the packets in and out of the node's namespace
+        // (not on its loopback, where its link relays meet its processes), and hold every
+        // chunk through its link relays `delay_ms`.
         let node = self.nodes[i].clone();
-        let rule = format!("numgen random mod 100 < {loss_percent} drop");
         run(
             "ip",
             &[
                 "netns", "exec", &node, "nft", "add", "table", "inet", "cube",
             ],
         );
-        for hook in ["input", "output"] {
+        for (hook, device) in [("input", "iifname"), ("output", "oifname")] {
+            let rule = format!("meta {device} != lo numgen random mod 100 < {loss_percent} drop");
             let chain = format!("{{ type filter hook {hook} priority 0; }}");
             run(
                 "ip",
@@ -196,11 +210,16 @@ impl Net {
             run("ip", &args);
         }
         self.slowed.push(i);
-        format!("no netem in this kernel: {loss} loss each way (nftables), no delay")
+        self.delays[i].store(u64::from(delay_ms), Ordering::Relaxed);
+        format!(
+            "no netem in this kernel: {loss} loss each way (nftables), {delay} delay each way in \
+             the node's link relays (user space)"
+        )
     }
 
     /// Node `i`'s link at full speed again.
     pub fn unslow(&mut self, i: usize) {
+        self.delays[i].store(0, Ordering::Relaxed);
         for (ns, dev) in [
             (self.hub.clone(), format!("v{i}")),
             (self.nodes[i].clone(), "eth0".into()),
@@ -256,6 +275,103 @@ impl Net {
         });
         local
     }
+}
+
+impl Net {
+    /// A relay inside node `i`'s namespace: connections to `listen` there are carried to
+    /// `target`, each chunk held for the link's delay (0 unless [`Net::slow`] set one on a
+    /// kernel without netem) before it is passed on, in order. A node whose traffic to and
+    /// from the hub goes through two of these has a delayed link wherever netem is missing.
+    /// Runs until the process ends.
+    pub fn link_relay(&self, i: usize, listen: SocketAddr, target: SocketAddr) {
+        let netns = File::open(Path::new("/run/netns").join(&self.nodes[i])).unwrap();
+        let delay = self.delays[i].clone();
+        let (bound, is_bound) = mpsc::channel();
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) on an open namespace file; it changes only this thread.
+            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            let listener = match TcpListener::bind(listen) {
+                Ok(listener) => listener,
+                Err(e) => {
+                    let _ = bound.send(Err(e));
+                    return;
+                }
+            };
+            let _ = bound.send(Ok(()));
+            for client in listener.incoming().map_while(Result::ok) {
+                let delay = delay.clone();
+                // Its own thread: a connect across a cut link waits for TCP to give up.
+                std::thread::spawn(move || {
+                    let Ok(server) = TcpStream::connect(target) else {
+                        return;
+                    };
+                    let _ = server.set_nodelay(true);
+                    let _ = client.set_nodelay(true);
+                    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone())
+                    else {
+                        return;
+                    };
+                    let back = delay.clone();
+                    std::thread::spawn(move || copy_delayed(server2, client2, back));
+                    copy_delayed(client, server, delay);
+                });
+            }
+        });
+        is_bound
+            .recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("link relay on {listen}: {e}"));
+    }
+}
+
+impl Net {
+    /// The time from the hub to a server at `target` and back: a connection, a few bytes that
+    /// are not what it speaks, and the first byte of its answer (or its close).
+    pub fn round_trip(&self, target: SocketAddr) -> Duration {
+        let netns = File::open(Path::new("/run/netns").join(&self.hub)).unwrap();
+        std::thread::spawn(move || {
+            // SAFETY: setns(2) on an open namespace file; it changes only this thread.
+            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(10)).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let start = Instant::now();
+            stream.write_all(b"ping\r\n\r\n").unwrap();
+            let _ = stream.read(&mut [0u8; 1]);
+            start.elapsed()
+        })
+        .join()
+        .unwrap()
+    }
+}
+
+/// Copies `from` to `to` as [`copy`] does, each chunk written `delay` ms after it was read.
+fn copy_delayed(mut from: TcpStream, mut to: TcpStream, delay: Arc<AtomicU64>) {
+    let (chunks, due) = mpsc::channel::<(Instant, Vec<u8>)>();
+    let writer = std::thread::spawn(move || {
+        for (at, bytes) in due {
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf) {
+        let at = Instant::now() + Duration::from_millis(delay.load(Ordering::Relaxed));
+        if n == 0 || chunks.send((at, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let _ = writer.join();
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }
 
 /// Copies `from` to `to` until either ends, then shuts both down.

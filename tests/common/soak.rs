@@ -192,9 +192,9 @@ async fn nemesis(
                 tokio::time::sleep(hold).await;
                 cluster.net.unslow(i);
                 if applied.starts_with("netem") {
-                    "200 ms delay and 10 % loss on a link"
+                    "200 ms delay and 10 % loss on a link (netem)"
                 } else {
-                    "10 % loss on a link (no netem: no delay)"
+                    "200 ms delay (link relays) and 10 % loss (nftables) on a link"
                 }
             }
         };
