@@ -198,37 +198,70 @@ impl ManagerStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
-        Ok(self.read_task_events(task, after, limit)?)
+        Ok(self.read_task_events(task, after, limit, false)?)
     }
 
+    /// A task's last `limit` events, oldest first.
+    pub fn last_task_events(&self, task: TaskId, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        Ok(self.read_task_events(task, 0, limit, true)?)
+    }
+
+    /// Events after `after`: the first `limit` of them, or with `newest` the last `limit`;
+    /// oldest first either way.
     fn read_task_events(
         &self,
         task: TaskId,
         after: u64,
         limit: usize,
+        newest: bool,
     ) -> Result<Vec<pb::TaskEvent>, StoreError> {
         let id = task.as_u128();
         let read = self.db.get()?.begin_read()?;
         let index = read.open_table(TASK_EVENTS)?;
         let events = read.open_table(EVENTS)?;
-        let mut out = Vec::new();
         let start = after.saturating_add(1);
-        for entry in index.range((id, start)..=(id, u64::MAX))?.take(limit) {
+        let range = index.range((id, start)..=(id, u64::MAX))?;
+        let mut out = Vec::new();
+        for entry in window(range, limit, newest) {
             let (key, _) = entry?;
             let (_, seq) = key.value();
             if let Some(bytes) = events.get(seq)? {
                 out.push(decode_event(bytes.value())?);
             }
         }
+        if newest {
+            out.reverse();
+        }
         Ok(out)
     }
 
     /// All events, oldest first, from sequence `after` (exclusive), at most `limit`.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.read_events(after, limit, false)
+    }
+
+    /// The last `limit` events of all tasks, oldest first.
+    pub fn last_events(&self, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.read_events(0, limit, true)
+    }
+
+    fn read_events(&self, after: u64, limit: usize, newest: bool) -> Result<Vec<pb::TaskEvent>> {
         let read = self.db.get()?.begin_read().map_err(StoreError::from)?;
         let events = read.open_table(EVENTS).map_err(StoreError::from)?;
         let start = after.saturating_add(1);
-        Ok(range_decode(&events, start.., limit)?)
+        Ok(range_decode(&events, start.., limit, newest)?)
+    }
+}
+
+/// The first `limit` entries of a range, or with `newest` the last `limit`, newest first.
+fn window<'a, I>(range: I, limit: usize, newest: bool) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if newest {
+        Box::new(range.rev().take(limit))
+    } else {
+        Box::new(range.take(limit))
     }
 }
 
@@ -236,11 +269,15 @@ fn range_decode(
     table: &redb::ReadOnlyTable<u64, &[u8]>,
     range: impl RangeBounds<u64>,
     limit: usize,
+    newest: bool,
 ) -> Result<Vec<pb::TaskEvent>, StoreError> {
     let mut out = Vec::new();
-    for entry in table.range(range)?.take(limit) {
+    for entry in window(table.range(range)?, limit, newest) {
         let (_, bytes) = entry?;
         out.push(decode_event(bytes.value())?);
+    }
+    if newest {
+        out.reverse();
     }
     Ok(out)
 }
