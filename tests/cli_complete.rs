@@ -6,9 +6,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use common::{cubectl, Cluster};
+use common::{admin_token, bin, cubectl, Cluster, Cubectl};
 
 /// Proves `__complete tasks` prints the short ids and names of the cluster's tasks (and
 /// only those starting with a given prefix), and `__complete nodes` its node names.
@@ -39,7 +42,50 @@ fn the_hidden_verb_prints_ids_names_and_nodes() {
         script.contains("__complete \"$kind\"") && script.contains("complete -F _cubectl_dynamic"),
         "{script}"
     );
+    // Bash itself, with the script sourced, completes from the manager.
+    assert_eq!(bash_completes(&ctl, &["logs", "we"]), "web\n");
+    assert_eq!(
+        bash_completes(&ctl, &["drain", ""]),
+        format!("{}\n", cluster.name(0))
+    );
     ctl.ok(&["stop", "--all"]);
+}
+
+/// What bash, with `cubectl completion bash` sourced, offers for the line
+/// `cubectl --manager URL WORDS...` completed at its last word.
+fn bash_completes(ctl: &Cubectl, words: &[&str]) -> String {
+    let cubectl = bin("cubectl");
+    let dir = cubectl.parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let line: Vec<String> = [&["cubectl", "--manager", ctl.url()][..], words]
+        .concat()
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect();
+    let program = format!(
+        "source <(cubectl completion bash)\n\
+         COMP_WORDS=({})\n\
+         COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n\
+         _cubectl_dynamic cubectl \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        line.join(" ")
+    );
+    let mut bash = Command::new("bash");
+    bash.arg("-c").arg(program).env("PATH", path);
+    if let Some(token) = admin_token(ctl.url()) {
+        bash.env("CUBE_TOKEN", token);
+    }
+    let out = bash.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Proves completion against a manager that never answers gives up within its short timeout,
