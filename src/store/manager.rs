@@ -406,4 +406,28 @@ mod tests {
         assert_eq!(store.task_events(id, 0, usize::MAX).unwrap().len(), 500);
         assert_eq!(store.events(0, usize::MAX).unwrap().len(), 500);
     }
+
+    /// A tail reads the newest events backwards and answers them oldest first, of all tasks
+    /// or of one.
+    #[tokio::test]
+    async fn the_last_events_come_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = ManagerStore::open(dir.path()).unwrap();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        for seq in 1..=9 {
+            let id = if seq % 3 == 0 { b } else { a };
+            let event = pb::TaskEvent {
+                seq,
+                task_id: id.to_string(),
+                ..Default::default()
+            };
+            store.write_later(vec![Op::event(id, event)]);
+        }
+        store.barrier().wait().await.unwrap();
+        let seqs = |events: Vec<pb::TaskEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.last_events(3).unwrap()), [7, 8, 9]);
+        assert_eq!(seqs(store.last_events(50).unwrap()).len(), 9);
+        assert_eq!(seqs(store.last_task_events(a, 2).unwrap()), [7, 8]);
+        assert_eq!(seqs(store.last_task_events(b, 5).unwrap()), [3, 6, 9]);
+    }
 }
