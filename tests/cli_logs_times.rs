@@ -16,8 +16,8 @@ use tonic::Code;
 const TWO_LINES: &str = "echo early; sleep 8; echo late; sleep 300";
 
 /// Proves on Docker that `--since 4s` (asked just after `late`) shows `late` and not `early`;
-/// that `--since` an RFC 3339 time long ago shows both; and that `-t` prefixes each line with
-/// an RFC 3339 time.
+/// that `--since` an RFC 3339 time long ago shows both; that `-t` prefixes each line with an
+/// RFC 3339 time; and that once the container is gone (kept text only) `-t` is refused.
 #[test]
 fn logs_since_and_timestamps_on_docker() {
     if !need_docker("logs_since_and_timestamps_on_docker") {
@@ -59,7 +59,18 @@ fn logs_since_and_timestamps_on_docker() {
         let now = cube::proto::now().seconds;
         assert!((now - 120..=now).contains(&time.seconds), "{timed}");
     }
+
+    // Once stopped, the container is removed and only the text is kept: plain logs still
+    // read, times are refused rather than guessed.
     ctl.ok(&["stop", &id]);
+    ctl.wait_state(&id, "TASK_STATE_COMPLETED", Duration::from_secs(30));
+    assert_eq!(ctl.ok(&["logs", &id]), "early\nlate\n");
+    let (code, stdout, stderr) = ctl.call(&["logs", "-t", &id]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("since/timestamps") && stderr.contains("only its text was kept"),
+        "{stderr}"
+    );
 }
 
 /// Proves the Exec runtime refuses `--since` and `-t` (FAILED_PRECONDITION, naming why)
