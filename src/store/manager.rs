@@ -387,14 +387,14 @@ mod tests {
         assert_eq!(loaded.next_event, 2);
     }
 
-    /// Events written with nobody waiting are all readable once a barrier queued after them
-    /// resolves: the read barrier the manager relies on.
-    #[tokio::test]
-    async fn a_barrier_makes_earlier_writes_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = ManagerStore::open(dir.path()).unwrap();
-        let id = TaskId::new();
-        for seq in 1..=500 {
+    /// Queues (with nobody waiting) an event of task `task_of(seq)` for each of `seqs`.
+    fn write_events_later(
+        store: &ManagerStore,
+        seqs: std::ops::RangeInclusive<u64>,
+        task_of: impl Fn(u64) -> TaskId,
+    ) {
+        for seq in seqs {
+            let id = task_of(seq);
             let event = pb::TaskEvent {
                 seq,
                 task_id: id.to_string(),
@@ -402,6 +402,16 @@ mod tests {
             };
             store.write_later(vec![Op::event(id, event)]);
         }
+    }
+
+    /// Events written with nobody waiting are all readable once a barrier queued after them
+    /// resolves: the read barrier the manager relies on.
+    #[tokio::test]
+    async fn a_barrier_makes_earlier_writes_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = ManagerStore::open(dir.path()).unwrap();
+        let id = TaskId::new();
+        write_events_later(&store, 1..=500, |_| id);
         store.barrier().wait().await.unwrap();
         assert_eq!(store.task_events(id, 0, usize::MAX).unwrap().len(), 500);
         assert_eq!(store.events(0, usize::MAX).unwrap().len(), 500);
@@ -414,15 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = ManagerStore::open(dir.path()).unwrap();
         let (a, b) = (TaskId::new(), TaskId::new());
-        for seq in 1..=9 {
-            let id = if seq % 3 == 0 { b } else { a };
-            let event = pb::TaskEvent {
-                seq,
-                task_id: id.to_string(),
-                ..Default::default()
-            };
-            store.write_later(vec![Op::event(id, event)]);
-        }
+        write_events_later(&store, 1..=9, |seq| if seq % 3 == 0 { b } else { a });
         store.barrier().wait().await.unwrap();
         let seqs = |events: Vec<pb::TaskEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
         assert_eq!(seqs(store.last_events(3).unwrap()), [7, 8, 9]);
