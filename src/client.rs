@@ -391,14 +391,30 @@ impl Client {
                     task_id: task_id.to_string(),
                     page_size: self.page_size,
                     page_token,
+                    ..Default::default()
                 })
                 .await?;
             all.events.extend(page.events);
+            all.cursor = page.cursor;
             if page.next_page_token.is_empty() {
                 return Ok(all);
             }
             page_token = page.next_page_token;
         }
+    }
+
+    /// The last `tail` events (of one task when `task_id` is not empty), in one answer.
+    pub async fn last_events(
+        &self,
+        task_id: &str,
+        tail: u32,
+    ) -> Result<pb::ListEventsResponse, ClientError> {
+        self.list_events(pb::ListEventsRequest {
+            task_id: task_id.to_string(),
+            tail,
+            ..Default::default()
+        })
+        .await
     }
 
     /// Why a task is where it is, or why it is pending.

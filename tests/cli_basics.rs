@@ -7,7 +7,6 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -380,21 +379,7 @@ fn watch_prints_changes_as_they_happen() {
         (&["watch", "-o", "json"][..], "\"synced\":true"),
         (&["status", "--watch"], &first[..8]),
     ] {
-        let mut watch = Cubectl::new(&url)
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = watch.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (mut watch, rx) = Cubectl::new(&url).follow(args);
         let next = || rx.recv_timeout(Duration::from_secs(10)).expect("a line");
         let mut snapshot = Vec::new();
         loop {

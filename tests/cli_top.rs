@@ -83,11 +83,7 @@ fn top_shows_what_a_busy_container_uses() {
     if !need_docker("top_shows_what_a_busy_container_uses") {
         return;
     }
-    let cluster = Cluster::builder()
-        .workers(1)
-        .update_interval("500ms")
-        .wait_ready(Duration::from_secs(15))
-        .start();
+    let cluster = Cluster::docker();
     let ctl = cluster.ctl();
     let busy = ctl.run(&[
         "--image",

@@ -19,11 +19,57 @@ pub struct CompletionArgs {
 
 /// Runs `cubectl completion`: the script goes to stdout.
 pub fn run(args: &CompletionArgs) -> Outcome {
-    let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "cubectl", &mut script);
-    super::print_out(&String::from_utf8_lossy(&script));
+    super::print_out(&script(args.shell));
     Ok(())
 }
+
+/// The script for `shell`: clap's verbs and flags; for bash also task ids, task names and
+/// node names from `cubectl __complete`.
+fn script(shell: Shell) -> String {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "cubectl", &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if shell == Shell::Bash {
+        script.push_str(BASH_DYNAMIC);
+    }
+    script
+}
+
+/// Wraps clap's bash function: where a task or a node goes, the candidates come from the
+/// manager (`cubectl __complete`, which gives up after two seconds; its errors are dropped,
+/// and then clap's completion runs as before). The --manager of the line being completed is
+/// passed on.
+const BASH_DYNAMIC: &str = r#"
+_cubectl_dynamic() {
+    local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
+    local verb="" kind="" manager=() i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${COMP_WORDS[i]}" in
+            --manager) manager=(--manager "${COMP_WORDS[i+1]}"); ((i++)) ;;
+            -*) ;;
+            *) [[ -z "$verb" ]] && verb="${COMP_WORDS[i]}" ;;
+        esac
+    done
+    if [[ "$prev" == "--node" ]]; then
+        kind=nodes
+    elif [[ "$cur" != -* && "$prev" != -* ]]; then
+        case "$verb" in
+            stop|rm|status|watch|logs|events|explain) kind=tasks ;;
+            drain|undrain) kind=nodes ;;
+        esac
+    fi
+    if [[ -n "$kind" ]]; then
+        local words
+        words="$(cubectl "${manager[@]}" __complete "$kind" "$cur" 2>/dev/null)"
+        if [[ -n "$words" ]]; then
+            COMPREPLY=($(compgen -W "$words" -- "$cur"))
+            return 0
+        fi
+    fi
+    _cubectl "$@"
+}
+complete -F _cubectl_dynamic -o bashdefault -o default cubectl
+"#;
 
 #[cfg(test)]
 mod tests {

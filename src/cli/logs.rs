@@ -10,7 +10,13 @@ use super::Outcome;
 
 /// Arguments of `cubectl logs`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  cubectl logs ID\n  cubectl logs -f --tail 10 ID")]
+#[command(
+    after_help = "Examples:\n  cubectl logs ID\n  cubectl logs -f --tail 10 ID\n  \
+    cubectl logs --since 10m -t ID\n  cubectl logs --since 2026-12-03T18:00:00Z ID\n\n\
+    --since and -t need the time of each line, which the Docker runtime records. The Exec \
+    runtime writes output to files without times (and a finished Docker task whose container \
+    is gone kept only its text): there both are refused rather than guessed."
+)]
 pub struct LogsArgs {
     /// The task.
     #[arg(value_name = "ID")]
@@ -27,6 +33,29 @@ pub struct LogsArgs {
     /// Only standard error (with --stdout: both, the default).
     #[arg(long)]
     pub stderr: bool,
+    /// Only output written since then: a duration back from now (10m, 1h30m) or an RFC 3339
+    /// time (2026-12-03T18:00:00Z). Docker runtime only (see below); to the second.
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<prost_types::Timestamp>,
+    /// Prefix each line with the time it was written (RFC 3339). Docker runtime only.
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+}
+
+/// `--since`: a duration back from now, or an RFC 3339 time.
+fn parse_since(text: &str) -> Result<prost_types::Timestamp, String> {
+    if let Ok(back) = crate::units::parse_duration(text) {
+        let then = std::time::SystemTime::now()
+            .checked_sub(back)
+            .ok_or_else(|| format!("{text} reaches back before 1970"))?;
+        return Ok(crate::proto::timestamp(then));
+    }
+    text.parse::<prost_types::Timestamp>().map_err(|_| {
+        format!(
+            "expected a duration back from now (10m, 1h30m) or an RFC 3339 time \
+             (2026-12-03T18:00:00Z), not {text:?}"
+        )
+    })
 }
 
 impl LogsArgs {
@@ -38,6 +67,8 @@ impl LogsArgs {
             tail: self.tail,
             stdout: self.stdout,
             stderr: self.stderr,
+            since: self.since,
+            timestamps: self.timestamps,
         }
     }
 }
@@ -63,4 +94,20 @@ pub async fn run(client: &Client, args: LogsArgs) -> Outcome {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_duration_or_a_time() {
+        let now = crate::proto::now().seconds;
+        let back = parse_since("10m").unwrap().seconds;
+        assert!((now - 601..=now - 599).contains(&back), "{back} vs {now}");
+        let at = parse_since("2026-12-03T18:00:00Z").unwrap();
+        assert_eq!(at.seconds, 1_796_320_800);
+        let error = parse_since("yesterday").unwrap_err();
+        assert!(error.contains("RFC 3339"), "{error}");
+    }
 }

@@ -12,6 +12,7 @@ use crate::{
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+pub mod complete;
 pub mod completion;
 pub mod drain;
 pub mod each;
@@ -191,6 +192,9 @@ pub enum Command {
     Top(top::TopArgs),
     /// Print cubectl's version and the manager's.
     Version(version::VersionArgs),
+    /// Completion candidates for shells (task ids and names, node names), asked of the manager.
+    #[command(name = "__complete", hide = true)]
+    Complete(complete::CompleteArgs),
 }
 
 /// What a verb returns.
@@ -213,7 +217,12 @@ pub async fn run(cli: Cli) -> Outcome {
     if let Command::Completion(args) = &command {
         return completion::run(args);
     }
-    let client = Client::with_credentials(&global.manager, global.timeout, &global.credentials()?)?;
+    // A Tab must not hang: completion waits a short while at most.
+    let timeout = match &command {
+        Command::Complete(_) => global.timeout.min(complete::TIMEOUT),
+        _ => global.timeout,
+    };
+    let client = Client::with_credentials(&global.manager, timeout, &global.credentials()?)?;
     match command {
         Command::Run(args) => run::run(&client, *args).await,
         Command::Stop(args) => stop::run(&client, args).await,
@@ -230,6 +239,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Service(args) => service::run(&client, args).await,
         Command::Version(args) => version::run(&client, args).await,
         Command::Top(args) => top::run(&client, args).await,
+        Command::Complete(args) => complete::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }
 }

@@ -138,18 +138,7 @@ fn render(message: &pb::WatchTasksResponse, format: Format, shown: &mut Shown) {
 
 /// One row with the fixed minimum widths.
 fn line(cells: &[String]) -> String {
-    let mut out = String::new();
-    for (i, cell) in cells.iter().enumerate() {
-        out.push_str(cell);
-        if i + 1 < cells.len() {
-            let width = WIDTHS.get(i).copied().unwrap_or(0);
-            let pad = width.saturating_sub(cell.chars().count()) + 3;
-            out.extend(std::iter::repeat_n(' ', pad));
-        }
-    }
-    let mut out = out.trim_end().to_string();
-    out.push('\n');
-    out
+    super::output::fixed_line(cells, &WIDTHS)
 }
 
 #[cfg(test)]

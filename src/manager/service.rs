@@ -29,8 +29,8 @@ mod watch;
 pub(crate) use handles::{Polls, StreamCaps};
 
 use request::{
-    checked_submission, label_filter, name_filter, next_token, node_filter, page_size, page_token,
-    state_filter,
+    checked_submission, event_tail, label_filter, log_since, name_filter, next_token, node_filter,
+    page_size, page_token, state_filter,
 };
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -258,19 +258,36 @@ impl ManagerService for Api {
         let request = request.into_inner();
         let limit = page_size("page_size", request.page_size)?;
         let after = page_token("page_token", &request.page_token)?;
+        let tail = event_tail("tail", request.tail, &request.page_token)?;
+        let id = match request.task_id.is_empty() {
+            true => None,
+            false => Some(self.core.resolve("task_id", &request.task_id)?),
+        };
+        if let Some(tail) = tail {
+            let events = self.core.last_events(id, tail).await?;
+            let cursor = next_token(events.last().map(|e| e.seq));
+            return Ok(Response::new(pb::ListEventsResponse {
+                events,
+                next_page_token: String::new(),
+                cursor,
+            }));
+        }
         // One more than asked tells whether there is a next page.
-        let mut events = if request.task_id.is_empty() {
-            self.core.events(after, limit + 1).await?
-        } else {
-            let id = self.core.resolve("task_id", &request.task_id)?;
-            self.core.task_events(id, after, limit + 1).await?
+        let mut events = match id {
+            None => self.core.events(after, limit + 1).await?,
+            Some(id) => self.core.task_events(id, after, limit + 1).await?,
         };
         let more = events.len() > limit;
         events.truncate(limit);
         let last = more.then(|| events.last().map(|e| e.seq)).flatten();
+        let cursor = match events.last() {
+            Some(event) => next_token(Some(event.seq)),
+            None => request.page_token,
+        };
         Ok(Response::new(pb::ListEventsResponse {
             events,
             next_page_token: next_token(last),
+            cursor,
         }))
     }
 
@@ -321,6 +338,7 @@ impl ManagerService for Api {
     ) -> Result<Response<Self::StreamLogsStream>, Status> {
         let request = request.into_inner();
         let id = self.core.resolve("task_id", &request.task_id)?;
+        log_since("since", request.since.as_ref())?;
         let permit = self.streams.logs.open()?;
         let (task, address) = self.core.node_address_of(id)?;
         let Some(address) = address else {
@@ -337,6 +355,8 @@ impl ManagerService for Api {
                 tail: request.tail,
                 stdout: request.stdout,
                 stderr: request.stderr,
+                since: request.since,
+                timestamps: request.timestamps,
             })
             .await
             .map_err(|status| match status.code() {

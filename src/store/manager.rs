@@ -211,37 +211,70 @@ impl ManagerStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<pb::TaskEvent>> {
-        Ok(self.read_task_events(task, after, limit)?)
+        Ok(self.read_task_events(task, after, limit, false)?)
     }
 
+    /// A task's last `limit` events, oldest first.
+    pub fn last_task_events(&self, task: TaskId, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        Ok(self.read_task_events(task, 0, limit, true)?)
+    }
+
+    /// Events after `after`: the first `limit` of them, or with `newest` the last `limit`;
+    /// oldest first either way.
     fn read_task_events(
         &self,
         task: TaskId,
         after: u64,
         limit: usize,
+        newest: bool,
     ) -> Result<Vec<pb::TaskEvent>, StoreError> {
         let id = task.as_u128();
         let read = self.db.get()?.begin_read()?;
         let index = read.open_table(TASK_EVENTS)?;
         let events = read.open_table(EVENTS)?;
-        let mut out = Vec::new();
         let start = after.saturating_add(1);
-        for entry in index.range((id, start)..=(id, u64::MAX))?.take(limit) {
+        let range = index.range((id, start)..=(id, u64::MAX))?;
+        let mut out = Vec::new();
+        for entry in window(range, limit, newest) {
             let (key, _) = entry?;
             let (_, seq) = key.value();
             if let Some(bytes) = events.get(seq)? {
                 out.push(decode_event(bytes.value())?);
             }
         }
+        if newest {
+            out.reverse();
+        }
         Ok(out)
     }
 
     /// All events, oldest first, from sequence `after` (exclusive), at most `limit`.
     pub fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.read_events(after, limit, false)
+    }
+
+    /// The last `limit` events of all tasks, oldest first.
+    pub fn last_events(&self, limit: usize) -> Result<Vec<pb::TaskEvent>> {
+        self.read_events(0, limit, true)
+    }
+
+    fn read_events(&self, after: u64, limit: usize, newest: bool) -> Result<Vec<pb::TaskEvent>> {
         let read = self.db.get()?.begin_read().map_err(StoreError::from)?;
         let events = read.open_table(EVENTS).map_err(StoreError::from)?;
         let start = after.saturating_add(1);
-        Ok(range_decode(&events, start.., limit)?)
+        Ok(range_decode(&events, start.., limit, newest)?)
+    }
+}
+
+/// The first `limit` entries of a range, or with `newest` the last `limit`, newest first.
+fn window<'a, I>(range: I, limit: usize, newest: bool) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if newest {
+        Box::new(range.rev().take(limit))
+    } else {
+        Box::new(range.take(limit))
     }
 }
 
@@ -249,11 +282,15 @@ fn range_decode(
     table: &redb::ReadOnlyTable<u64, &[u8]>,
     range: impl RangeBounds<u64>,
     limit: usize,
+    newest: bool,
 ) -> Result<Vec<pb::TaskEvent>, StoreError> {
     let mut out = Vec::new();
-    for entry in table.range(range)?.take(limit) {
+    for entry in window(table.range(range)?, limit, newest) {
         let (_, bytes) = entry?;
         out.push(decode_event(bytes.value())?);
+    }
+    if newest {
+        out.reverse();
     }
     Ok(out)
 }
@@ -373,14 +410,14 @@ mod tests {
         assert_eq!(loaded.next_event, 2);
     }
 
-    /// Events written with nobody waiting are all readable once a barrier queued after them
-    /// resolves: the read barrier the manager relies on.
-    #[tokio::test]
-    async fn a_barrier_makes_earlier_writes_readable() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = ManagerStore::open(dir.path()).unwrap();
-        let id = TaskId::new();
-        for seq in 1..=500 {
+    /// Queues (with nobody waiting) an event of task `task_of(seq)` for each of `seqs`.
+    fn write_events_later(
+        store: &ManagerStore,
+        seqs: std::ops::RangeInclusive<u64>,
+        task_of: impl Fn(u64) -> TaskId,
+    ) {
+        for seq in seqs {
+            let id = task_of(seq);
             let event = pb::TaskEvent {
                 seq,
                 task_id: id.to_string(),
@@ -388,8 +425,34 @@ mod tests {
             };
             store.write_later(vec![Op::event(id, event)]);
         }
+    }
+
+    /// Events written with nobody waiting are all readable once a barrier queued after them
+    /// resolves: the read barrier the manager relies on.
+    #[tokio::test]
+    async fn a_barrier_makes_earlier_writes_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = ManagerStore::open(dir.path()).unwrap();
+        let id = TaskId::new();
+        write_events_later(&store, 1..=500, |_| id);
         store.barrier().wait().await.unwrap();
         assert_eq!(store.task_events(id, 0, usize::MAX).unwrap().len(), 500);
         assert_eq!(store.events(0, usize::MAX).unwrap().len(), 500);
+    }
+
+    /// A tail reads the newest events backwards and answers them oldest first, of all tasks
+    /// or of one.
+    #[tokio::test]
+    async fn the_last_events_come_oldest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = ManagerStore::open(dir.path()).unwrap();
+        let (a, b) = (TaskId::new(), TaskId::new());
+        write_events_later(&store, 1..=9, |seq| if seq % 3 == 0 { b } else { a });
+        store.barrier().wait().await.unwrap();
+        let seqs = |events: Vec<pb::TaskEvent>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(store.last_events(3).unwrap()), [7, 8, 9]);
+        assert_eq!(seqs(store.last_events(50).unwrap()).len(), 9);
+        assert_eq!(seqs(store.last_task_events(a, 2).unwrap()), [7, 8]);
+        assert_eq!(seqs(store.last_task_events(b, 5).unwrap()), [3, 6, 9]);
     }
 }

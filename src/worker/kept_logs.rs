@@ -77,6 +77,7 @@ impl KeptLogs {
             tail: READ_LINES,
             stdout: true,
             stderr: true,
+            ..LogRequest::default()
         };
         let mut out = Tail::default();
         let mut err = Tail::default();
@@ -187,6 +188,7 @@ mod tests {
             tail: 0,
             stdout: true,
             stderr: true,
+            ..LogRequest::default()
         };
         assert!(kept.read(id, all).is_none());
         std::fs::create_dir_all(&kept.dir).unwrap();

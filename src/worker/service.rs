@@ -231,8 +231,23 @@ impl<R: Runtime> WorkerService for Service<R> {
             tail: request.tail,
             stdout: both || request.stdout,
             stderr: both || request.stderr,
+            since: request.since.map(|t| t.seconds),
+            timestamps: request.timestamps,
         };
-        let logs = match self.gone_with_container(id, &task).await {
+        let timed = wanted.since.is_some() || wanted.timestamps;
+        let gone = self.gone_with_container(id, &task).await;
+        if timed && (gone || !self.core.runtime().has_line_times()) {
+            return Err(Error::FailedPrecondition(format!(
+                "since/timestamps: the output of task {id} has no per-line times ({})",
+                if gone {
+                    "only its text was kept when its container went away"
+                } else {
+                    "the Exec runtime writes output to files without times"
+                }
+            ))
+            .into());
+        }
+        let logs = match gone {
             false => self.core.runtime().logs(id, &task.container_id, wanted),
             true => self.core.kept_logs().read(id, wanted).ok_or_else(|| {
                 Error::FailedPrecondition(format!(

@@ -4,7 +4,9 @@
 
 use std::{
     collections::HashMap,
-    process::{Command, Stdio},
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::mpsc::{self, Receiver},
     time::{Duration, Instant},
 };
 
@@ -60,6 +62,27 @@ impl Cubectl {
             command.env("CUBE_TOKEN", token);
         }
         command
+    }
+
+    /// `cubectl ARGS` started (stderr dropped) for a test that reads its output as it comes
+    /// (`watch`, `events -w`): the child, to kill, and its stdout lines as they are written.
+    pub fn follow(&self, args: &[&str]) -> (Child, Receiver<String>) {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
     }
 
     /// `cubectl ARGS`: (exit code, stdout, stderr).

@@ -41,6 +41,7 @@ proto_messages!(
     WatchTasksResponse,
     ListNodesResponse,
     ListEventsResponse,
+    TaskEvent,
     ExplainTaskResponse,
     DrainNodeResponse,
     UndrainNodeResponse,

@@ -7,7 +7,7 @@ mod tasks;
 mod text;
 
 pub use json::{from_json_value, to_json, to_json_line, to_json_value, FieldError, ProtoMessage};
-pub use table::Table;
+pub use table::{fixed_line, Table};
 pub use tasks::{row, table, wide_table, COLUMNS};
 pub use text::{
     age, enum_name, event_type, format_age, format_proto_duration, format_time, node_state, pairs,

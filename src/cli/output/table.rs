@@ -99,6 +99,23 @@ fn cut(text: &str, width: usize) -> String {
     out
 }
 
+/// One line of a table printed as it streams: each cell padded to at least its minimum
+/// width (a longer value pushes the rest right), three spaces between cells.
+pub fn fixed_line(cells: &[String], widths: &[usize]) -> String {
+    let mut out = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        out.push_str(cell);
+        if i + 1 < cells.len() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            let pad = width.saturating_sub(cell.chars().count()) + 3;
+            out.extend(std::iter::repeat_n(' ', pad));
+        }
+    }
+    let mut out = out.trim_end().to_string();
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

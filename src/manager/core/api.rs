@@ -242,6 +242,21 @@ impl Core {
         self.shared.store.task_events(id, after, limit)
     }
 
+    /// A task's (or with `None` every task's) last `limit` events, oldest first, as far as
+    /// every change made so far.
+    pub async fn last_events(
+        &self,
+        id: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<pb::TaskEvent>> {
+        self.written().await?;
+        match id {
+            Some(id) if self.shared.view().task(id).is_none() => Err(self.task_missing(id)),
+            Some(id) => self.shared.store.last_task_events(id, limit),
+            None => self.shared.store.last_events(limit),
+        }
+    }
+
     /// Events of all tasks, oldest first, as far as every change made so far.
     pub async fn events(&self, after: u64, limit: usize) -> Result<Vec<pb::TaskEvent>> {
         self.written().await?;

@@ -90,3 +90,38 @@ pub(super) fn name_filter(name: String) -> Result<Option<String>> {
     }
     Ok((!name.is_empty()).then_some(name))
 }
+
+/// A logs `since`: a real time from 1970 on (seconds >= 0, nanos a fraction of one).
+pub(super) fn log_since(field: &'static str, since: Option<&prost_types::Timestamp>) -> Result<()> {
+    match since {
+        Some(t) if t.seconds < 0 || !(0..1_000_000_000).contains(&t.nanos) => Err(Error::invalid(
+            field,
+            format!(
+                "{}s {}ns is not a time from 1970 on (seconds >= 0, nanos 0 to 999999999)",
+                t.seconds, t.nanos
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A ListEvents `tail`: `None` when not asked (0), else at most a page, and never together
+/// with a page token (the last N has no pages).
+pub(super) fn event_tail(
+    field: &'static str,
+    tail: u32,
+    page_token: &str,
+) -> Result<Option<usize>> {
+    match tail as usize {
+        0 => Ok(None),
+        n if n > MAX_PAGE => Err(Error::invalid(
+            field,
+            format!("{n} is more than {MAX_PAGE} events"),
+        )),
+        _ if !page_token.is_empty() => Err(Error::invalid(
+            field,
+            "cannot be combined with page_token (the last N events come in one answer)",
+        )),
+        n => Ok(Some(n)),
+    }
+}

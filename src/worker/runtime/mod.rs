@@ -78,7 +78,7 @@ pub(crate) struct Found {
 pub(crate) type LogChunk = (pb::LogStream, Bytes);
 
 /// What a logs request asks for.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LogRequest {
     /// Keep streaming new output until the task ends.
     pub follow: bool,
@@ -88,6 +88,10 @@ pub(crate) struct LogRequest {
     pub stdout: bool,
     /// Include standard error.
     pub stderr: bool,
+    /// Only output written at or after this Unix time, in seconds (runtimes with line times).
+    pub since: Option<i64>,
+    /// Prefix each line with its time (runtimes with line times).
+    pub timestamps: bool,
 }
 
 /// What a running container uses now: its cpu time so far (two readings apart make a rate)
@@ -145,6 +149,12 @@ pub(crate) trait Runtime: Send + Sync + 'static {
     /// Whether a task's output outlives its container here (Exec's output files), so the
     /// worker need not keep a copy when it removes one (Docker's logs go with the container).
     fn keeps_logs(&self) -> bool {
+        false
+    }
+
+    /// Whether the runtime records when each line of output was written, so logs can be
+    /// filtered by time and printed with times (Docker does; Exec's output files do not).
+    fn has_line_times(&self) -> bool {
         false
     }
 

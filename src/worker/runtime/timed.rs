@@ -80,6 +80,10 @@ impl<R: Runtime> Runtime for Timed<R> {
         self.0.keeps_logs()
     }
 
+    fn has_line_times(&self) -> bool {
+        self.0.has_line_times()
+    }
+
     /// Timed to the first chunk (or the end of an empty stream): how long the runtime took to
     /// answer, not how long a follower kept reading.
     fn logs(

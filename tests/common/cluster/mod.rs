@@ -94,6 +94,15 @@ impl Cluster {
             .start()
     }
 
+    /// A manager with one Docker worker, ready, polled every 500ms.
+    pub fn docker() -> Cluster {
+        Cluster::builder()
+            .workers(1)
+            .update_interval("500ms")
+            .wait_ready(std::time::Duration::from_secs(15))
+            .start()
+    }
+
     /// The running manager.
     pub fn manager(&self) -> &Proc {
         self.manager.as_ref().expect("the manager is not running")

@@ -350,6 +350,10 @@ impl Runtime for DockerRuntime {
         events::watch(&self.docker, self.label_filter(), hints, cancel).await;
     }
 
+    fn has_line_times(&self) -> bool {
+        true
+    }
+
     fn logs(
         &self,
         _task_id: TaskId,
@@ -365,6 +369,11 @@ impl Runtime for DockerRuntime {
             } else {
                 request.tail.to_string()
             },
+            // Docker takes whole seconds; a time past what fits is "everything from then on".
+            since: request
+                .since
+                .map_or(0, |s| i32::try_from(s.max(0)).unwrap_or(i32::MAX)),
+            timestamps: request.timestamps,
             ..Default::default()
         };
         self.docker
