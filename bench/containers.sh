@@ -87,7 +87,7 @@ run_cube() {
   for _ in $(seq 100); do "$BIN/cubectl" nodes | grep -q READY && break; sleep 0.1; done
   local start; start=$(now)
   if [ "$1" = service ]; then
-    "$BIN/cubectl" service create --name cube-bench --replicas "$N" --image "$IMAGE" \
+    "$BIN/cubectl" service create --detach --name cube-bench --replicas "$N" --image "$IMAGE" \
       -- sleep 300 >/dev/null
   else
     seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null

@@ -56,6 +56,7 @@ pub fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
     ctl.ok(&[
         "service",
         "create",
+        "--detach",
         "--name",
         name,
         "--replicas",
@@ -84,5 +85,5 @@ pub fn three_running(prefix: &str) -> (Cluster, String, Slots) {
 /// `service update NAME --update-monitor 300ms -- sleep SECONDS`; what cubectl printed.
 pub fn update_sleep(ctl: &Cubectl, name: &str, seconds: &str) -> String {
     let args = ["--update-monitor", "300ms", "--", "sleep", seconds];
-    ctl.ok(&[&["service", "update", name][..], &args].concat())
+    ctl.ok(&[&["service", "update", "--detach", name][..], &args].concat())
 }

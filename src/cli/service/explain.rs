@@ -46,16 +46,7 @@ pub fn explain(service: &pb::Service, tasks: &[pb::Task]) -> String {
     }
     let mut table = output::Table::new(&["SLOT", "TASK", "VERSION", "STATE", "NODE", "WHY"]);
     for slot in 1..=spec.replicas {
-        let live = tasks
-            .iter()
-            .filter(|t| t.slot == slot && t.desired_state() == DesiredState::Running)
-            .max_by_key(|t| {
-                (
-                    t.service_version,
-                    t.created_at.map(|c| (c.seconds, c.nanos)),
-                )
-            });
-        let row = match live {
+        let row = match live(tasks, slot) {
             None => vec![
                 slot.to_string(),
                 String::new(),
@@ -79,8 +70,21 @@ pub fn explain(service: &pb::Service, tasks: &[pb::Task]) -> String {
     text
 }
 
-/// Why the task of a slot is (not) up.
-fn why(task: &pb::Task) -> String {
+/// The task of `slot` wanted running: the newest of the newest version.
+pub(super) fn live(tasks: &[pb::Task], slot: u32) -> Option<&pb::Task> {
+    tasks
+        .iter()
+        .filter(|t| t.slot == slot && t.desired_state() == DesiredState::Running)
+        .max_by_key(|t| {
+            (
+                t.service_version,
+                t.created_at.map(|c| (c.seconds, c.nanos)),
+            )
+        })
+}
+
+/// Why the task of a slot is (not) up ("up..." when it is).
+pub(super) fn why(task: &pb::Task) -> String {
     let checked = task
         .spec
         .as_ref()

@@ -13,6 +13,7 @@ mod explain;
 mod flags;
 mod inspect;
 mod list;
+mod progress;
 mod ps;
 mod remove;
 mod scale;
