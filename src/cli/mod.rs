@@ -14,6 +14,7 @@ use crate::{
     proto::pb,
 };
 
+pub mod apply;
 pub mod completion;
 pub mod drain;
 pub mod events;
@@ -176,6 +177,8 @@ pub enum Command {
     Undrain(drain::DrainArgs),
     /// Remove finished tasks and lost nodes past retention now.
     Gc(gc::GcArgs),
+    /// Make the cluster hold the tasks and services a file declares.
+    Apply(apply::ApplyArgs),
     /// Services: replicas of a task kept running, scaled and updated.
     Service(service::ServiceArgs),
     /// Print a shell completion script.
@@ -318,6 +321,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Drain(args) => drain::drain(&client, args).await,
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
+        Command::Apply(args) => apply::run(&client, args).await,
         Command::Service(args) => service::run(&client, args).await,
         Command::Completion(_) => unreachable!("handled above, without a client"),
     }

@@ -20,7 +20,7 @@ mod flags;
 mod wait;
 
 pub use docker::with_docker_tips;
-pub use file::parse_task_file;
+pub use file::{file_items, parse_task_file, read_file_text};
 pub use flags::{parse_http_probe, parse_pair, parse_port, RestartArg, RunArgs};
 pub use wait::wait_until_running;
 
