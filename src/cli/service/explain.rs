@@ -67,7 +67,31 @@ pub fn explain(service: &pb::Service, tasks: &[pb::Task]) -> String {
         table.row(row);
     }
     text.push_str(&table.render());
+    text.push_str(&spread(tasks, spec.replicas));
     text
+}
+
+/// Where the slots' tasks are, per node: the scheduler places a replica where its service has
+/// the fewest tasks before it scores nodes, so these stay within one of each other when the
+/// nodes fit.
+fn spread(tasks: &[pb::Task], replicas: u32) -> String {
+    let mut by_node: std::collections::BTreeMap<&str, u32> = Default::default();
+    for task in (1..=replicas).filter_map(|slot| live(tasks, slot)) {
+        if !task.node.is_empty() {
+            *by_node.entry(task.node.as_str()).or_default() += 1;
+        }
+    }
+    if by_node.is_empty() {
+        return String::new();
+    }
+    let nodes: Vec<String> = by_node
+        .iter()
+        .map(|(node, n)| format!("{node} {n}"))
+        .collect();
+    format!(
+        "spread (replicas per node, fewest first when placing): {}\n",
+        nodes.join(", ")
+    )
 }
 
 /// The task of `slot` wanted running: the newest of the newest version.
@@ -149,5 +173,18 @@ mod tests {
         assert!(text.contains("3 replicas"), "{text}");
         assert!(text.contains("pending: no node has 4 cpus free"), "{text}");
         assert!(text.contains("no task yet"), "{text}");
+        assert!(!text.contains("spread"), "no placed task yet: {text}");
+        let placed = |slot, node: &str| pb::Task {
+            node: node.into(),
+            ..task(slot, TaskState::Running, "")
+        };
+        let text = explain(
+            &service,
+            &[placed(1, "w1"), placed(2, "w2"), placed(3, "w1")],
+        );
+        assert!(
+            text.contains("per node, fewest first when placing): w1 2, w2 1"),
+            "{text}"
+        );
     }
 }
