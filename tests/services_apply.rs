@@ -19,14 +19,17 @@ fn file(name: &str, seconds: &str) -> String {
     )
 }
 
+/// An Exec cluster, a temporary folder for the file, and a service name from `prefix`.
+fn setup(prefix: &str) -> (common::Cluster, tempfile::TempDir, String) {
+    (exec_cluster(), common::temp_dir(), common::unique(prefix))
+}
+
 #[test]
 fn applying_a_file_twice_changes_nothing_and_a_changed_template_updates() {
-    let cluster = exec_cluster();
+    let (cluster, dir, name) = setup("apply");
     let ctl = cluster.ctl();
-    let dir = common::temp_dir();
     let path = dir.path().join("cube.yaml");
     let path_text = path.to_str().unwrap();
-    let name = common::unique("apply");
 
     std::fs::write(&path, file(&name, "300")).unwrap();
     let first = ctl.ok(&["apply", "-f", path_text]);
@@ -72,11 +75,9 @@ fn applying_a_file_twice_changes_nothing_and_a_changed_template_updates() {
 
 #[test]
 fn a_bad_apply_file_is_refused_naming_the_field_and_sends_nothing() {
-    let cluster = exec_cluster();
+    let (cluster, dir, name) = setup("applybad");
     let ctl = cluster.ctl();
-    let dir = common::temp_dir();
     let path = dir.path().join("bad.yaml");
-    let name = common::unique("applybad");
     let text = format!(
         "- service: {{name: {name}, replicas: 1, task: {{args: [sleep, '9']}}}}\n\
          - service: {{name: {name}-2, replicas: many}}\n"

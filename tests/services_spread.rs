@@ -9,17 +9,11 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{services::wait_running, Cluster, Runtime};
+use common::services::{exec_cluster_builder, wait_running};
 
 #[test]
 fn replicas_spread_across_nodes_before_binpack_packs_them() {
-    let cluster = Cluster::builder()
-        .workers(2)
-        .runtime(Runtime::Exec)
-        .scheduler("binpack")
-        .update_interval("200ms")
-        .wait_ready(Duration::from_secs(15))
-        .start();
+    let cluster = exec_cluster_builder().scheduler("binpack").start();
     let ctl = cluster.ctl();
 
     // Binpack packs plain tasks onto one node: the spread term is for services only.
