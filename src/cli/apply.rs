@@ -195,6 +195,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.starts_with("f.yaml: [1].service.replicas: "), "{err}");
+        let many = "- image: a\n".repeat(MAX_SUBMIT_BATCH + 1);
+        let err = parse_apply_file("f.yaml", &many, false).unwrap_err();
+        assert!(err.contains("at most 1000"), "{err}");
         let err = parse_apply_file("f.yaml", "service: {nmae: w}\n", false).unwrap_err();
         assert!(
             err.starts_with("f.yaml: service") && err.contains("nmae"),
