@@ -126,7 +126,7 @@ run_cube() {
   start_cube "$1" >&2
   local start; start=$(now)
   if [ "$2" = service ]; then
-    "$BIN/cubectl" service create --name cube-bench --replicas "$N" --image "$IMAGE" \
+    "$BIN/cubectl" service create --detach --name cube-bench --replicas "$N" --image "$IMAGE" \
       -- sleep 300 >/dev/null
   else
     seq "$N" | xargs -P "$P" -I{} "$BIN/cubectl" run --image "$IMAGE" -- sleep 300 >/dev/null

@@ -55,6 +55,7 @@ fn create(ctl: &Cubectl, name: &str, rest: &[&str]) {
     let mut args = vec![
         "service",
         "create",
+        "--detach",
         "--name",
         name,
         "--replicas",
@@ -199,7 +200,7 @@ fn a_rolling_update_keeps_two_of_three_healthy() {
         ],
     );
     wait_up(&ctl, &name, 3, "1", true);
-    ctl.ok(&["service", "update", &name, "--env", "MODE=new"]);
+    ctl.ok(&["service", "update", "--detach", &name, "--env", "MODE=new"]);
     let started = Instant::now();
     let mut fewest = 3;
     let mut samples = 0;

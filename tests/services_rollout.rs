@@ -22,6 +22,7 @@ fn a_failing_update_is_rolled_back_automatically() {
     ctl.ok(&[
         "service",
         "update",
+        "--detach",
         &name,
         "--update-monitor",
         "2s",
@@ -78,6 +79,7 @@ fn a_start_first_update_stays_within_its_bounds() {
     ctl.ok(&[
         "service",
         "update",
+        "--detach",
         &name,
         "--update-order",
         "start-first",
@@ -135,9 +137,9 @@ fn a_second_update_supersedes_a_rollout_in_flight() {
     let (cluster, name, _) = three_running("sup");
     let ctl = cluster.ctl();
     let slow = ["--update-monitor", "2s", "--", "sleep", "304"];
-    ctl.ok(&[&["service", "update", &name][..], &slow].concat());
+    ctl.ok(&[&["service", "update", "--detach", &name][..], &slow].concat());
     let fast = ["--update-monitor", "300ms", "--", "sleep", "305"];
-    ctl.ok(&[&["service", "update", &name][..], &fast].concat());
+    ctl.ok(&[&["service", "update", "--detach", &name][..], &fast].concat());
     let service = wait_for(Duration::from_secs(20), "the rollout COMPLETED", || {
         let service = common::json(&ctl.ok(&["service", "inspect", &name]))["service"].clone();
         (service["rollout"]["state"] == "ROLLOUT_STATE_COMPLETED").then_some(service)

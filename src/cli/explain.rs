@@ -58,6 +58,9 @@ pub fn render(response: &pb::ExplainTaskResponse) -> String {
             "does not fit"
         };
         out.push_str(&format!("\nnode {}: {verdict}", node.node));
+        if let Some(peers) = node.service_replicas {
+            out.push_str(&format!(", spread: {peers} replicas of its service here"));
+        }
         if let Some(score) = node.score {
             out.push_str(&format!(", score {score:.4}"));
         }
@@ -118,12 +121,14 @@ mod tests {
                     ],
                     eligible: false,
                     score: None,
+                    service_replicas: None,
                 },
                 pb::NodeExplanation {
                     node: "w2".into(),
                     filters: vec![filter("alive", true, ""), filter("cpu", true, "")],
                     eligible: true,
                     score: Some(0.25),
+                    service_replicas: None,
                 },
             ],
             picked_node: "w2".into(),

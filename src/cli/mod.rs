@@ -12,6 +12,7 @@ use crate::{
 };
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+pub mod apply;
 pub mod complete;
 pub mod completion;
 pub mod drain;
@@ -184,6 +185,8 @@ pub enum Command {
     Undrain(drain::DrainArgs),
     /// Remove finished tasks and lost nodes past retention now.
     Gc(gc::GcArgs),
+    /// Make the cluster hold the tasks and services a file declares.
+    Apply(apply::ApplyArgs),
     /// Services: replicas of a task kept running, scaled and updated.
     Service(service::ServiceArgs),
     /// Print a shell completion script.
@@ -236,6 +239,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Command::Drain(args) => drain::drain(&client, args).await,
         Command::Undrain(args) => drain::undrain(&client, args).await,
         Command::Gc(args) => gc::run(&client, args).await,
+        Command::Apply(args) => apply::run(&client, args).await,
         Command::Service(args) => service::run(&client, args).await,
         Command::Version(args) => version::run(&client, args).await,
         Command::Top(args) => top::run(&client, args).await,

@@ -46,6 +46,8 @@ pub(crate) struct NodeEntry {
     pub allocated: Resources,
     /// Host ports of its unfinished tasks, with how many tasks hold each.
     used_ports: HashMap<(u32, pb::Protocol), u32>,
+    /// How many of its unfinished tasks each service has here, by service id.
+    services: HashMap<String, u32>,
     /// Its unfinished tasks.
     pub tasks: HashSet<TaskId>,
 }
@@ -66,6 +68,7 @@ impl NodeEntry {
             message: "not contacted yet".into(),
             allocated: Resources::default(),
             used_ports: HashMap::new(),
+            services: HashMap::new(),
             tasks: HashSet::new(),
         }
     }
@@ -167,10 +170,13 @@ impl NodeEntry {
         self.stats_at.map(|at| at.elapsed())
     }
 
-    /// Counts a task as placed here.
-    pub fn hold(&mut self, id: TaskId, spec: Option<&pb::TaskSpec>) {
+    /// Counts a task (of service `service`; empty: none) as placed here.
+    pub fn hold(&mut self, id: TaskId, spec: Option<&pb::TaskSpec>, service: &str) {
         if !self.tasks.insert(id) {
             return;
+        }
+        if !service.is_empty() {
+            *self.services.entry(service.to_string()).or_default() += 1;
         }
         if let Some(spec) = spec {
             let demand = crate::scheduler::Demand::of(spec);
@@ -181,10 +187,16 @@ impl NodeEntry {
         }
     }
 
-    /// Stops counting a task as placed here.
-    pub fn release(&mut self, id: TaskId, spec: Option<&pb::TaskSpec>) {
+    /// Stops counting a task (of service `service`; empty: none) as placed here.
+    pub fn release(&mut self, id: TaskId, spec: Option<&pb::TaskSpec>, service: &str) {
         if !self.tasks.remove(&id) {
             return;
+        }
+        if let Some(n) = self.services.get_mut(service) {
+            *n -= 1;
+            if *n == 0 {
+                self.services.remove(service);
+            }
         }
         if let Some(spec) = spec {
             let demand = crate::scheduler::Demand::of(spec);
@@ -222,6 +234,7 @@ impl NodeEntry {
             used_ports: self.used_ports.keys().copied().collect(),
             labels: self.labels.clone(),
             task_count: self.tasks.len() as u32,
+            service_tasks: self.services.clone(),
         }
     }
 }
@@ -301,13 +314,13 @@ mod tests {
     fn allocation_goes_up_and_down_once_per_task() {
         let mut node = NodeEntry::new("w1", "127.0.0.1:1");
         let (a, b) = (TaskId::new(), TaskId::new());
-        node.hold(a, Some(&spec(500, 8080)));
-        node.hold(a, Some(&spec(500, 8080)));
-        node.hold(b, Some(&spec(250, 0)));
+        node.hold(a, Some(&spec(500, 8080)), "");
+        node.hold(a, Some(&spec(500, 8080)), "");
+        node.hold(b, Some(&spec(250, 0)), "");
         assert_eq!(node.allocated.cpu_millis, 750);
         assert_eq!(node.view(Duration::from_secs(1)).used_ports.len(), 1);
-        node.release(a, Some(&spec(500, 8080)));
-        node.release(a, Some(&spec(500, 8080)));
+        node.release(a, Some(&spec(500, 8080)), "");
+        node.release(a, Some(&spec(500, 8080)), "");
         assert_eq!(node.allocated.cpu_millis, 250);
         assert!(node.view(Duration::from_secs(1)).used_ports.is_empty());
         assert_eq!(node.tasks.len(), 1);

@@ -309,6 +309,7 @@ impl ManagerService for Api {
                 node: v.node.clone(),
                 eligible: v.eligible(),
                 score: v.score,
+                service_replicas: v.service_peers,
                 filters: v
                     .filters
                     .iter()

@@ -3,14 +3,15 @@
 //! A decision has three phases over a snapshot of the nodes: every node goes through the same
 //! [`Filter`]s (alive, not draining, runtime ready, fresh stats, cpu, memory, disk, host ports,
 //! constraints; in `filter.rs`); the strategy scores the nodes that passed (lower is better); the lowest score
-//! wins. The verdicts are kept, so `ExplainTask` can show them and a pending task can say why.
+//! wins. A replica of a service first goes where its service has the fewest tasks (the spread
+//! term, before the strategy's score), so the replicas of one service spread across nodes. The verdicts are kept, so `ExplainTask` can show them and a pending task can say why.
 //! The scheduling loop itself uses [`Scheduler::place_fast`], which makes the same choice and
 //! the same summary (`summary.rs`) without building a reason for every filter on every node.
 //!
 //! Strategies, one file each: [`Spread`] (least allocated, the default), [`Binpack`] (most
 //! allocated that fits), [`Epvm`] (opportunity cost, Amir et al.), [`RoundRobin`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::proto::pb;
 
@@ -96,6 +97,8 @@ pub struct Demand {
     pub constraints: BTreeMap<String, String>,
     /// Whether it runs an image (else a command on the host, with the Exec runtime).
     pub image: bool,
+    /// The id of the service the task is a replica of (empty: none), for the spread term.
+    pub service: String,
 }
 
 impl Demand {
@@ -119,7 +122,23 @@ impl Demand {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             image: !spec.image.is_empty(),
+            service: String::new(),
         }
+    }
+
+    /// The demand of a (validated) task: its spec's, and its service for the spread term.
+    pub fn of_task(task: &pb::Task) -> Self {
+        Self {
+            service: task.service_id.clone(),
+            ..Self::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()))
+        }
+    }
+
+    /// The spread term on `node`: how many tasks of the demand's service are there already
+    /// (`None`: the task is no service's).
+    pub fn peers_on(&self, node: &NodeView) -> Option<u32> {
+        (!self.service.is_empty())
+            .then(|| node.service_tasks.get(&self.service).copied().unwrap_or(0))
     }
 }
 
@@ -153,6 +172,8 @@ pub struct NodeView {
     pub labels: BTreeMap<String, String>,
     /// Its unfinished tasks.
     pub task_count: u32,
+    /// How many of its unfinished tasks each service has, by service id.
+    pub service_tasks: HashMap<String, u32>,
 }
 
 impl NodeView {
@@ -171,6 +192,9 @@ pub struct Verdict {
     pub filters: Vec<FilterOutcome>,
     /// The strategy's score (lower is better); `None` when a filter failed.
     pub score: Option<f64>,
+    /// The spread term, ranked before the score: the tasks of the task's service already on
+    /// the node (`None`: the task is no service's).
+    pub service_peers: Option<u32>,
 }
 
 impl Verdict {
@@ -260,13 +284,18 @@ pub fn decide<S: Scheduler + ?Sized>(
                 node: node.name.clone(),
                 filters,
                 score,
+                service_peers: demand.peers_on(node),
             }
         })
         .collect();
     let best = verdicts
         .iter()
         .enumerate()
-        .filter_map(|(i, v)| v.score.map(|s| (i, (s, strategy.tie_break(&nodes[i])))))
+        .filter_map(|(i, v)| {
+            let peers = v.service_peers.unwrap_or(0);
+            v.score
+                .map(|s| (i, (peers, s, strategy.tie_break(&nodes[i]))))
+        })
         .min_by(|a, b| rank(a.1, b.1).then(a.0.cmp(&b.0)))
         .map(|(i, _)| i);
     let node = best.map(|i| verdicts[i].node.clone());
@@ -278,9 +307,10 @@ pub fn decide<S: Scheduler + ?Sized>(
     }
 }
 
-/// Orders (score, tie break) keys: the score first, then the tie break.
-fn rank(a: (f64, u32), b: (f64, u32)) -> std::cmp::Ordering {
-    a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+/// Orders (spread term, score, tie break) keys: the fewest tasks of the same service first,
+/// then the score, then the tie break.
+fn rank(a: (u32, f64, u32), b: (u32, f64, u32)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2))
 }
 
 /// [`decide`] without verdicts: one pass, no allocation per node. Same pick, same summary.
@@ -290,12 +320,16 @@ pub fn decide_fast<S: Scheduler + ?Sized>(
     nodes: &[NodeView],
 ) -> Decision {
     let mut tally = Tally::default();
-    let mut best: Option<(usize, (f64, u32))> = None;
+    let mut best: Option<(usize, (u32, f64, u32))> = None;
     for (i, node) in nodes.iter().enumerate() {
         match first_failure(demand, node) {
             Some(f) => tally.add(f),
             None => {
-                let key = (sane(strategy.score(demand, node)), strategy.tie_break(node));
+                let key = (
+                    demand.peers_on(node).unwrap_or(0),
+                    sane(strategy.score(demand, node)),
+                    strategy.tie_break(node),
+                );
                 // Strictly lower only: full ties keep the first node, as `decide` does.
                 if best.is_none_or(|(_, b)| rank(key, b).is_lt()) {
                     best = Some((i, key));
@@ -303,7 +337,7 @@ pub fn decide_fast<S: Scheduler + ?Sized>(
             }
         }
     }
-    let picked = best.map(|(i, (score, _))| (nodes[i].name.as_str(), score));
+    let picked = best.map(|(i, (_, score, _))| (nodes[i].name.as_str(), score));
     Decision {
         node: picked.map(|(name, _)| name.to_owned()),
         verdicts: Vec::new(),

@@ -82,7 +82,17 @@ pub(crate) fn summary_of(
     picked: Option<(&str, f64)>,
 ) -> String {
     if let Some((name, score)) = picked {
-        return format!("placed on {name} (score {score:.4})");
+        let peers = nodes
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| demand.peers_on(n));
+        return match peers {
+            Some(peers) => format!(
+                "placed on {name} (spread: {peers} other replicas of its service there; \
+                 score {score:.4})"
+            ),
+            None => format!("placed on {name} (score {score:.4})"),
+        };
     }
     if nodes.is_empty() {
         return "0/0 nodes fit: no nodes are known".into();

@@ -3,16 +3,20 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use super::{unique, wait_for, Cluster, Cubectl, Runtime};
+use super::{unique, wait_for, Cluster, ClusterBuilder, Cubectl, Runtime};
 
 /// Two Exec workers polled every 200 ms.
 pub fn exec_cluster() -> Cluster {
+    exec_cluster_builder().start()
+}
+
+/// The builder of [`exec_cluster`], for a test that sets more.
+pub fn exec_cluster_builder() -> ClusterBuilder {
     Cluster::builder()
         .workers(2)
         .runtime(Runtime::Exec)
         .update_interval("200ms")
         .wait_ready(Duration::from_secs(15))
-        .start()
 }
 
 /// The tasks of service `name` wanted running, by slot: (state, id, version) of each; a slot
@@ -56,6 +60,7 @@ pub fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
     ctl.ok(&[
         "service",
         "create",
+        "--detach",
         "--name",
         name,
         "--replicas",
@@ -84,5 +89,5 @@ pub fn three_running(prefix: &str) -> (Cluster, String, Slots) {
 /// `service update NAME --update-monitor 300ms -- sleep SECONDS`; what cubectl printed.
 pub fn update_sleep(ctl: &Cubectl, name: &str, seconds: &str) -> String {
     let args = ["--update-monitor", "300ms", "--", "sleep", seconds];
-    ctl.ok(&[&["service", "update", name][..], &args].concat())
+    ctl.ok(&[&["service", "update", "--detach", name][..], &args].concat())
 }

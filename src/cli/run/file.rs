@@ -12,6 +12,24 @@ use crate::{
 /// written as JSON (`.json`) or YAML (anything else, JSON included). Errors start with
 /// `source` and name the field: `task.yaml: [0].resources.cpu_millis: invalid type ...`.
 pub fn parse_task_file(source: &str, text: &str, json: bool) -> Result<Vec<pb::TaskSpec>, String> {
+    file_items(source, text, json)?
+        .into_iter()
+        .map(|(prefix, mut item)| {
+            super::quantities::read_quantities(&mut item, &prefix)
+                .map_err(|e| format!("{source}: {e}"))?;
+            output::from_json_value::<pb::TaskSpec>(item)
+                .map_err(|e| format!("{source}: {}", e.within(&prefix)))
+        })
+        .collect()
+}
+
+/// The items of a file's text (one value, or each of a list), each with the path that names
+/// it in errors (`[2]`; empty for a single value). A file with none is an error.
+pub fn file_items(
+    source: &str,
+    text: &str,
+    json: bool,
+) -> Result<Vec<(String, serde_json::Value)>, String> {
     let value: serde_json::Value = if json {
         serde_json::from_str(text).map_err(|e| format!("{source}: {e}"))?
     } else {
@@ -25,27 +43,31 @@ pub fn parse_task_file(source: &str, text: &str, json: bool) -> Result<Vec<pb::T
     if items.is_empty() {
         return Err(format!("{source}: holds no task"));
     }
-    items
+    Ok(items
         .into_iter()
         .enumerate()
-        .map(|(i, mut item)| {
+        .map(|(i, item)| {
             let prefix = if listed {
                 format!("[{i}]")
             } else {
                 String::new()
             };
-            super::quantities::read_quantities(&mut item, &prefix)
-                .map_err(|e| format!("{source}: {e}"))?;
-            output::from_json_value::<pb::TaskSpec>(item)
-                .map_err(|e| format!("{source}: {}", e.within(&prefix)))
+            (prefix, item)
         })
-        .collect()
+        .collect())
 }
 
 /// Reads the task file at `path` (`-`: standard input), with a hint on what a task file holds.
 pub(super) fn read_task_file(path: &Path) -> Result<Vec<pb::TaskSpec>, Failure> {
     let hint = "a task file holds a TaskSpec (or a list of them) in the proto3 JSON mapping, \
                 e.g. {\"image\": \"busybox\", \"args\": [\"sleep\", \"60\"]}";
+    let (source, text, json) = read_file_text(path, hint)?;
+    parse_task_file(&source, &text, json).map_err(|message| Failure::new(message, hint))
+}
+
+/// The text of the file at `path` (`-`: standard input): the name errors give it, the text,
+/// and whether it is JSON (a `.json` name) rather than YAML.
+pub fn read_file_text(path: &Path, hint: &str) -> Result<(String, String, bool), Failure> {
     let (source, text) = if path == Path::new("-") {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
@@ -61,7 +83,7 @@ pub(super) fn read_task_file(path: &Path) -> Result<Vec<pb::TaskSpec>, Failure> 
         (path.display().to_string(), text)
     };
     let json = path.extension().is_some_and(|e| e == "json");
-    parse_task_file(&source, &text, json).map_err(|message| Failure::new(message, hint))
+    Ok((source, text, json))
 }
 
 #[cfg(test)]

@@ -22,8 +22,9 @@ mod quantities;
 mod wait;
 
 pub use docker::with_docker_tips;
-pub use file::parse_task_file;
+pub use file::{file_items, parse_task_file, read_file_text};
 pub use flags::{parse_http_probe, parse_pair, parse_port, RestartArg, RunArgs};
+pub(crate) use quantities::read_quantities;
 pub use wait::wait_until_running;
 
 /// Runs `cubectl run`. One task goes by SubmitTask; more (a task file's list, `--count`) go

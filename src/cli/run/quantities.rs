@@ -35,7 +35,7 @@ const RESOURCES: [(&str, &str, &str, Parser, &str); 3] = [
 ];
 
 /// Rewrites the quantities and words of one spec (at `path`, e.g. `[2]`) in place.
-pub(super) fn read_quantities(spec: &mut Value, path: &str) -> Result<(), String> {
+pub(crate) fn read_quantities(spec: &mut Value, path: &str) -> Result<(), String> {
     let Value::Object(spec) = spec else {
         return Ok(());
     };

@@ -23,9 +23,13 @@ pub struct CreateArgs {
     /// How later updates roll out.
     #[command(flatten)]
     pub update: super::flags::UpdateFlags,
+    /// Return once the service is stored, without following its replicas as they start.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
 }
 
-/// Runs `cubectl service create`: prints the service's id once it is stored.
+/// Runs `cubectl service create`: prints the service's id once it is stored, then follows
+/// its replicas until every one is up (unless `--detach`).
 pub async fn run(client: &Client, args: CreateArgs) -> Outcome {
     let run = &args.run;
     if run.file.is_some() || run.wait {
@@ -53,6 +57,11 @@ pub async fn run(client: &Client, args: CreateArgs) -> Outcome {
         .create_service(spec)
         .await
         .map_err(super::service_failure)?;
-    print_out(&format!("{}\n", response.service.unwrap_or_default().id));
-    Ok(())
+    let service = response.service.unwrap_or_default();
+    print_out(&format!("{}\n", service.id));
+    if args.detach {
+        return Ok(());
+    }
+    let name = service.spec.unwrap_or_default().name;
+    super::progress::follow(client, &name, service.task_version).await
 }

@@ -46,16 +46,7 @@ pub fn explain(service: &pb::Service, tasks: &[pb::Task]) -> String {
     }
     let mut table = output::Table::new(&["SLOT", "TASK", "VERSION", "STATE", "NODE", "WHY"]);
     for slot in 1..=spec.replicas {
-        let live = tasks
-            .iter()
-            .filter(|t| t.slot == slot && t.desired_state() == DesiredState::Running)
-            .max_by_key(|t| {
-                (
-                    t.service_version,
-                    t.created_at.map(|c| (c.seconds, c.nanos)),
-                )
-            });
-        let row = match live {
+        let row = match live(tasks, slot) {
             None => vec![
                 slot.to_string(),
                 String::new(),
@@ -76,11 +67,48 @@ pub fn explain(service: &pb::Service, tasks: &[pb::Task]) -> String {
         table.row(row);
     }
     text.push_str(&table.render());
+    text.push_str(&spread(tasks, spec.replicas));
     text
 }
 
-/// Why the task of a slot is (not) up.
-fn why(task: &pb::Task) -> String {
+/// Where the slots' tasks are, per node: the scheduler places a replica where its service has
+/// the fewest tasks before it scores nodes, so these stay within one of each other when the
+/// nodes fit.
+fn spread(tasks: &[pb::Task], replicas: u32) -> String {
+    let mut by_node: std::collections::BTreeMap<&str, u32> = Default::default();
+    for task in (1..=replicas).filter_map(|slot| live(tasks, slot)) {
+        if !task.node.is_empty() {
+            *by_node.entry(task.node.as_str()).or_default() += 1;
+        }
+    }
+    if by_node.is_empty() {
+        return String::new();
+    }
+    let nodes: Vec<String> = by_node
+        .iter()
+        .map(|(node, n)| format!("{node} {n}"))
+        .collect();
+    format!(
+        "spread (replicas per node, fewest first when placing): {}\n",
+        nodes.join(", ")
+    )
+}
+
+/// The task of `slot` wanted running: the newest of the newest version.
+pub(super) fn live(tasks: &[pb::Task], slot: u32) -> Option<&pb::Task> {
+    tasks
+        .iter()
+        .filter(|t| t.slot == slot && t.desired_state() == DesiredState::Running)
+        .max_by_key(|t| {
+            (
+                t.service_version,
+                t.created_at.map(|c| (c.seconds, c.nanos)),
+            )
+        })
+}
+
+/// Why the task of a slot is (not) up ("up..." when it is).
+pub(super) fn why(task: &pb::Task) -> String {
     let checked = task
         .spec
         .as_ref()
@@ -145,5 +173,18 @@ mod tests {
         assert!(text.contains("3 replicas"), "{text}");
         assert!(text.contains("pending: no node has 4 cpus free"), "{text}");
         assert!(text.contains("no task yet"), "{text}");
+        assert!(!text.contains("spread"), "no placed task yet: {text}");
+        let placed = |slot, node: &str| pb::Task {
+            node: node.into(),
+            ..task(slot, TaskState::Running, "")
+        };
+        let text = explain(
+            &service,
+            &[placed(1, "w1"), placed(2, "w2"), placed(3, "w1")],
+        );
+        assert!(
+            text.contains("per node, fewest first when placing): w1 2, w2 1"),
+            "{text}"
+        );
     }
 }

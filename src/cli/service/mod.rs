@@ -13,6 +13,7 @@ mod explain;
 mod flags;
 mod inspect;
 mod list;
+mod progress;
 mod ps;
 mod remove;
 mod scale;
@@ -65,7 +66,7 @@ pub async fn run(client: &Client, args: ServiceArgs) -> Outcome {
 }
 
 /// A failed call about a service, with a hint that fits services.
-fn service_failure(error: ClientError) -> Failure {
+pub(crate) fn service_failure(error: ClientError) -> Failure {
     let code = error.code();
     let failure = Failure::from(error);
     match code {

@@ -33,12 +33,16 @@ pub struct UpdateArgs {
     /// How this and later updates roll out.
     #[command(flatten)]
     pub update: super::flags::UpdateFlags,
+    /// Return once the update is stored, without following its rollout.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
     /// New command arguments (after `--`; replace the old ones).
     #[arg(value_name = "ARGS", trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 
-/// Runs `cubectl service update`: prints the new version.
+/// Runs `cubectl service update`: prints the new version, then follows the rollout until it
+/// ends (unless `--detach`); a rollout that pauses or rolls back is a failure.
 pub async fn run(client: &Client, args: UpdateArgs) -> Outcome {
     let current = client
         .get_service(&args.name)
@@ -66,9 +70,15 @@ pub async fn run(client: &Client, args: UpdateArgs) -> Outcome {
         .update_service(spec, current.version)
         .await
         .map_err(super::service_failure)?;
-    let version = response.service.unwrap_or_default().version;
-    print_out(&format!("{} updated to version {version}\n", args.name));
-    Ok(())
+    let service = response.service.unwrap_or_default();
+    print_out(&format!(
+        "{} updated to version {}\n",
+        args.name, service.version
+    ));
+    if args.detach {
+        return Ok(());
+    }
+    super::progress::follow(client, &args.name, service.task_version).await
 }
 
 /// Arguments of `cubectl service rollback`.

@@ -324,7 +324,7 @@ impl Core {
         let task = self.task(id)?;
         let state = self.lock();
         let mut views = state.nodes.views(self.shared.stale_after);
-        let demand = Demand::of(task.spec.as_ref().unwrap_or(&pb::TaskSpec::default()));
+        let demand = Demand::of_task(&task);
         // A placed task is explained as if it were being placed now: its own share of its
         // node does not count against it, or a full node would "not fit" the task it runs.
         if holds(&task) {
@@ -334,6 +334,9 @@ impl Core {
                     view.used_ports.remove(port);
                 }
                 view.task_count = view.task_count.saturating_sub(1);
+                if let Some(peers) = view.service_tasks.get_mut(&demand.service) {
+                    *peers = peers.saturating_sub(1);
+                }
             }
         }
         let decision = self.shared.scheduler.place(&demand, &views, false);

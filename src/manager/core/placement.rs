@@ -138,7 +138,7 @@ impl Core {
                 continue;
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
-            let demand = Demand::of(&spec);
+            let demand = Demand::of_task(&entry.task);
             let started = Instant::now();
             // A node still owed the stop of an old copy of this task is no place for it: the
             // worker would take the old copy for the new placement, and then stop it.
@@ -171,6 +171,12 @@ impl Core {
                 view.allocated = view.allocated + demand.resources;
                 view.used_ports.extend(demand.host_ports.iter().copied());
                 view.task_count += 1;
+                if !demand.service.is_empty() {
+                    *view
+                        .service_tasks
+                        .entry(demand.service.clone())
+                        .or_default() += 1;
+                }
             }
             let address = state.nodes.by_name[&node].address.clone();
             let summary = decision.summary;

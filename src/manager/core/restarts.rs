@@ -155,7 +155,7 @@ impl Core {
                 continue;
             }
             let spec = entry.task.spec.clone().unwrap_or_default();
-            let demand = Demand::of(&spec);
+            let demand = Demand::of_task(&entry.task);
             let stale = state.stale_copies(id);
             let Some(entry) = state.tasks.get_mut(&id) else {
                 continue;

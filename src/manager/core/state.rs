@@ -259,7 +259,7 @@ impl State {
                 .by_name
                 .entry(task.node.clone())
                 .or_insert_with(|| NodeEntry::new(&task.node, ""));
-            node.hold(id, task.spec.as_ref());
+            node.hold(id, task.spec.as_ref(), &task.service_id);
             if task.desired_state() == DesiredState::Stopped {
                 self.stops.insert(StopJob {
                     id,
@@ -321,14 +321,14 @@ impl State {
         let after_holds = holds(&entry.task);
         if before_holds && (!after_holds || before_node != entry.task.node) {
             if let Some(node) = self.nodes.by_name.get_mut(&before_node) {
-                node.release(id, entry.task.spec.as_ref());
+                node.release(id, entry.task.spec.as_ref(), &entry.task.service_id);
             }
             self.capacity_gen += 1;
             changes.wake_dispatcher = true;
         }
         if after_holds && (!before_holds || before_node != entry.task.node) {
             if let Some(node) = self.nodes.by_name.get_mut(&entry.task.node) {
-                node.hold(id, entry.task.spec.as_ref());
+                node.hold(id, entry.task.spec.as_ref(), &entry.task.service_id);
             }
         }
         if after_state == TaskState::Pending {

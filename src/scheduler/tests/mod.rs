@@ -52,6 +52,9 @@ fn place_all(
             let n = nodes.iter_mut().find(|n| n.name == picked).unwrap();
             n.allocated = n.allocated + demand.resources;
             n.task_count += 1;
+            if !demand.service.is_empty() {
+                *n.service_tasks.entry(demand.service.clone()).or_default() += 1;
+            }
             picked
         })
         .collect()
@@ -98,6 +101,49 @@ fn binpack_puts_two_250m_tasks_on_the_same_node() {
     let mut nodes = [node("a", 1000, GI), node("b", 1000, GI)];
     let picks = place_all(&*strategy("binpack"), &cpu(250), &mut nodes, 2);
     assert_eq!(picks, ["a", "a"]);
+}
+
+#[test]
+fn replicas_of_one_service_spread_before_the_strategy_packs() {
+    let replica = Demand {
+        service: "svc".into(),
+        ..cpu(250)
+    };
+    for name in ["binpack", "spread", "epvm", "roundrobin"] {
+        let mut nodes = [node("a", 1000, GI), node("b", 1000, GI)];
+        let picks = place_all(&*strategy(name), &replica, &mut nodes, 4);
+        let on_a = picks.iter().filter(|p| *p == "a").count();
+        assert_eq!(on_a, 2, "{name}: {picks:?}");
+    }
+    let mut nodes = [node("a", 1000, GI), node("b", 1000, GI)];
+    nodes[0].service_tasks.insert("svc".into(), 1);
+    let decision = strategy("binpack").place(&replica, &nodes, false);
+    assert_eq!(decision.node.as_deref(), Some("b"));
+    assert_eq!(decision.verdicts[0].service_peers, Some(1));
+    assert_eq!(decision.verdicts[1].service_peers, Some(0));
+    assert!(
+        decision.summary.contains("spread: 0 other replicas"),
+        "{}",
+        decision.summary
+    );
+    let fast = strategy("binpack").place_fast(&replica, &nodes, false);
+    assert_eq!((fast.node, fast.summary), (decision.node, decision.summary));
+    // Another service's tasks, or none, do not count.
+    let other = Demand {
+        service: "other".into(),
+        ..cpu(250)
+    };
+    assert_eq!(
+        strategy("binpack")
+            .place(&other, &nodes, false)
+            .node
+            .as_deref(),
+        Some("a")
+    );
+    assert_eq!(
+        strategy("binpack").place(&cpu(250), &nodes, false).verdicts[0].service_peers,
+        None
+    );
 }
 
 #[test]
