@@ -32,30 +32,6 @@ fn sized_spec(name: &str, command: &[&str], bytes: usize) -> pb::TaskSpec {
     }
 }
 
-/// Submits `count` copies of `spec` in batches of about 1 MB.
-async fn submit_many(
-    client: &mut ManagerServiceClient<cube::tls::AuthChannel>,
-    spec: &pb::TaskSpec,
-    count: usize,
-) {
-    let batch = (1 << 20) / prost::Message::encoded_len(spec).max(1);
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(batch.clamp(1, 1000));
-        let tasks = (0..n)
-            .map(|_| pb::SubmitTaskRequest {
-                spec: Some(spec.clone()),
-                request_id: String::new(),
-            })
-            .collect();
-        client
-            .submit_tasks(pb::SubmitTasksRequest { tasks })
-            .await
-            .unwrap();
-        left -= n;
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

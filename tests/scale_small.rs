@@ -67,18 +67,7 @@ async fn one_size(nodes: usize) {
         }),
         ..Default::default()
     };
-    for _ in 0..TASKS / 1000 {
-        let tasks = (0..1000)
-            .map(|_| pb::SubmitTaskRequest {
-                spec: Some(spec.clone()),
-                request_id: String::new(),
-            })
-            .collect();
-        client
-            .submit_tasks(pb::SubmitTasksRequest { tasks })
-            .await
-            .unwrap();
-    }
+    common::submit_many(&mut client, &spec, TASKS).await;
     let start = Instant::now();
     while sims.running() < TASKS {
         if start.elapsed() > Duration::from_secs(120) {

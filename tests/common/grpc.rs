@@ -320,3 +320,27 @@ pub async fn list_all(client: &mut ManagerServiceClient<AuthChannel>) -> Vec<pb:
         token = page.next_page_token;
     }
 }
+
+/// Submits `count` copies of `spec` in batches of about 1 MB.
+pub async fn submit_many(
+    client: &mut ManagerServiceClient<cube::tls::AuthChannel>,
+    spec: &pb::TaskSpec,
+    count: usize,
+) {
+    let batch = (1 << 20) / prost::Message::encoded_len(spec).max(1);
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(batch.clamp(1, 1000));
+        let tasks = (0..n)
+            .map(|_| pb::SubmitTaskRequest {
+                spec: Some(spec.clone()),
+                request_id: String::new(),
+            })
+            .collect();
+        client
+            .submit_tasks(pb::SubmitTasksRequest { tasks })
+            .await
+            .unwrap();
+        left -= n;
+    }
+}

@@ -49,7 +49,7 @@ pub use cubectl::{cubectl, Cubectl};
 pub use docker::{docker_inspect, docker_required, need_docker};
 pub use grpc::{
     exec_batch, exec_spec, get_task, list_all, list_nodes, manager_client_with, new_id, spec,
-    stop_task, submit, try_submit, WorkerClient,
+    stop_task, submit, submit_many, try_submit, WorkerClient,
 };
 pub use grpcurl::{grpcurl, grpcurl_run};
 pub use image::TEST_IMAGE;
