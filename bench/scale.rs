@@ -237,6 +237,9 @@ async fn steps(nodes: usize, tasks: usize, row: &mut Row) -> Result<(), String> 
     let ready = r#"cube_manager_nodes{state="READY"}"#;
     let states = |metrics: &str| {
         let text = scrape(metrics);
+        if text.is_empty() {
+            return "the manager's metrics did not answer within 10 s".to_string();
+        }
         format!(
             "{} READY, {} DOWN",
             gauge(&text, ready),
