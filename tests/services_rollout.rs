@@ -131,7 +131,8 @@ fn a_start_first_update_stays_within_its_bounds() {
 }
 
 /// An update while another rolls out supersedes it: every slot ends on the newest version,
-/// none on the one in between, and the rollout record says COMPLETED.
+/// none on the one in between, the rollout record says COMPLETED and the history keeps the
+/// first rollout as SUPERSEDED.
 #[test]
 fn a_second_update_supersedes_a_rollout_in_flight() {
     let (cluster, name, _) = three_running("sup");
@@ -145,6 +146,18 @@ fn a_second_update_supersedes_a_rollout_in_flight() {
         (service["rollout"]["state"] == "ROLLOUT_STATE_COMPLETED").then_some(service)
     });
     assert_eq!(service["taskVersion"], "3", "{service}");
+    // The history keeps the first rollout as SUPERSEDED, then the second one.
+    let states: Vec<_> = service["rollouts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        states,
+        ["ROLLOUT_STATE_SUPERSEDED", "ROLLOUT_STATE_COMPLETED"],
+        "{service}"
+    );
     let now = slots(&ctl, &name);
     assert_eq!(now.len(), 3, "{now:?}");
     for (state, id, version) in now.values() {
