@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    services::{three_running, update_sleep},
+    services::{three_running, update_failing, update_sleep},
     wait_for,
 };
 
@@ -35,18 +35,7 @@ fn two_updates_and_a_failed_one_give_three_records() {
         (service["rollout"]["state"] == "ROLLOUT_STATE_COMPLETED" && service["taskVersion"] == "3")
             .then_some(())
     });
-    ctl.ok(&[
-        "service",
-        "update",
-        "--detach",
-        &name,
-        "--update-monitor",
-        "2s",
-        "--",
-        "sh",
-        "-c",
-        "exit 1",
-    ]);
+    update_failing(&ctl, &name);
     wait_rollout(&ctl, &name, "ROLLOUT_STATE_ROLLED_BACK");
 
     cluster.restart_manager();
