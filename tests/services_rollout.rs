@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    services::{slots, three_running},
+    services::{rollout_states, slots, three_running, update_failing},
     wait_for,
 };
 
@@ -19,18 +19,7 @@ use common::{
 fn a_failing_update_is_rolled_back_automatically() {
     let (cluster, name, before) = three_running("bad");
     let ctl = cluster.ctl();
-    ctl.ok(&[
-        "service",
-        "update",
-        "--detach",
-        &name,
-        "--update-monitor",
-        "2s",
-        "--",
-        "sh",
-        "-c",
-        "exit 1",
-    ]);
+    update_failing(&ctl, &name);
     let service = wait_for(Duration::from_secs(20), "the rollout ROLLED_BACK", || {
         let service = common::json(&ctl.ok(&["service", "inspect", &name]))["service"].clone();
         (service["rollout"]["state"] == "ROLLOUT_STATE_ROLLED_BACK").then_some(service)
@@ -131,7 +120,8 @@ fn a_start_first_update_stays_within_its_bounds() {
 }
 
 /// An update while another rolls out supersedes it: every slot ends on the newest version,
-/// none on the one in between, and the rollout record says COMPLETED.
+/// none on the one in between, the rollout record says COMPLETED and the history keeps the
+/// first rollout as SUPERSEDED.
 #[test]
 fn a_second_update_supersedes_a_rollout_in_flight() {
     let (cluster, name, _) = three_running("sup");
@@ -145,6 +135,12 @@ fn a_second_update_supersedes_a_rollout_in_flight() {
         (service["rollout"]["state"] == "ROLLOUT_STATE_COMPLETED").then_some(service)
     });
     assert_eq!(service["taskVersion"], "3", "{service}");
+    // The history keeps the first rollout as SUPERSEDED, then the second one.
+    assert_eq!(
+        rollout_states(&service),
+        ["ROLLOUT_STATE_SUPERSEDED", "ROLLOUT_STATE_COMPLETED"],
+        "{service}"
+    );
     let now = slots(&ctl, &name);
     assert_eq!(now.len(), 3, "{now:?}");
     for (state, id, version) in now.values() {

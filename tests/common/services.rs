@@ -91,3 +91,22 @@ pub fn update_sleep(ctl: &Cubectl, name: &str, seconds: &str) -> String {
     let args = ["--update-monitor", "300ms", "--", "sleep", seconds];
     ctl.ok(&[&["service", "update", "--detach", name][..], &args].concat())
 }
+
+/// `service update NAME --update-monitor 2s -- sh -c "exit 1"`: an update whose command
+/// fails at once; what cubectl printed.
+pub fn update_failing(ctl: &Cubectl, name: &str) -> String {
+    let args = ["--update-monitor", "2s", "--", "sh", "-c", "exit 1"];
+    ctl.ok(&[&["service", "update", "--detach", name][..], &args].concat())
+}
+
+/// The states of a service's rollout history (`Service.rollouts`, in proto3 JSON), oldest
+/// first.
+pub fn rollout_states(service: &serde_json::Value) -> Vec<String> {
+    service["rollouts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}

@@ -16,6 +16,7 @@ mod list;
 mod progress;
 mod ps;
 mod remove;
+mod rollouts;
 mod scale;
 mod update;
 
@@ -46,6 +47,8 @@ pub enum ServiceCommand {
     Rollback(update::RollbackArgs),
     /// Remove services and stop their tasks.
     Rm(remove::RemoveArgs),
+    /// List a service's rollouts (the last 10): versions, state, times and why each ended.
+    Rollouts(rollouts::RolloutsArgs),
     /// Say for each slot whether its replica is up, and if not why.
     Explain(explain::ExplainArgs),
 }
@@ -62,6 +65,7 @@ pub async fn run(client: &Client, args: ServiceArgs) -> Outcome {
         ServiceCommand::Rollback(args) => update::rollback(client, args).await,
         ServiceCommand::Rm(args) => remove::run(client, args).await,
         ServiceCommand::Explain(args) => explain::run(client, args).await,
+        ServiceCommand::Rollouts(args) => rollouts::run(client, args).await,
     }
 }
 

@@ -2,7 +2,8 @@
 //! moved is placed anew while its copy on the draining node runs on; once the new copy is
 //! RUNNING the old one is stopped. A new copy that fails ends the move: the task is the old
 //! copy again, which kept running, and the drain leaves it there and says why (in the task's
-//! events and the node's message).
+//! events and the node's message). A service's task is not moved: it is stopped, and the
+//! service reconciler fills its slot with a new task on another node.
 
 use super::{
     state::{DrainMove, State},
@@ -86,6 +87,7 @@ impl Core {
             tx.move_progressed(id, &from);
         }
         for name in draining {
+            tx.stop_replicas_on(&name);
             let state = &*tx.state;
             if state.drain_moves.values().any(|m| m.from == name) {
                 continue; // one move at a time
@@ -98,6 +100,7 @@ impl Core {
                 .iter()
                 .filter_map(|id| state.tasks.get(id).map(|e| (e.seq, *id, &e.task)))
                 .filter(|(_, _, t)| t.desired_state() == DesiredState::Running)
+                .filter(|(_, _, t)| t.service_id.is_empty())
                 .filter(|(_, id, _)| !state.unmovable.contains_key(id))
                 .min_by_key(|(seq, _, _)| *seq)
                 .map(|(_, id, _)| id);
@@ -121,6 +124,28 @@ impl Core {
 }
 
 impl super::Tx<'_> {
+    /// Stops every service task wanted running on draining node `name`, all at once (as
+    /// Swarm does): a service task is not moved like a plain one, its slot is filled again by
+    /// the service reconciler with a new task, placed on another node.
+    fn stop_replicas_on(&mut self, name: &str) {
+        let state = &*self.state;
+        let replicas: Vec<(TaskId, u32)> = state.nodes.by_name[name]
+            .tasks
+            .iter()
+            .filter_map(|id| state.tasks.get(id).map(|e| (*id, &e.task)))
+            .filter(|(_, t)| !t.service_id.is_empty())
+            .filter(|(_, t)| t.desired_state() == DesiredState::Running)
+            .map(|(id, t)| (id, t.slot))
+            .collect();
+        for (id, slot) in replicas {
+            let message = format!(
+                "node {name} is draining; stopping this replica, its service fills slot {slot} \
+                 with a new task on another node"
+            );
+            self.request_stop(id, (EventType::Drained, message));
+        }
+    }
+
     /// The move of `id` off draining node `from`: once its new copy runs (or the task ended),
     /// the move is over and the old copy is stopped.
     fn move_progressed(&mut self, id: TaskId, from: &str) {

@@ -8,9 +8,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{services::rollout, state::Entry, Core, Tx};
+use super::{state::Entry, Core, Tx};
 use crate::{
-    manager::replicas::{judge, plan, Action, Config, Desired, Judgement, SlotTask},
+    manager::replicas::{history, judge, plan, Action, Config, Desired, Judgement, SlotTask},
     proto::{
         now,
         pb::{self, DesiredState, EventType, FailureAction, RolloutState, TaskState},
@@ -110,7 +110,11 @@ impl Tx<'_> {
                 });
                 let done = format!("every replica runs version {}", service.task_version);
                 record.message = if rolling_back {
-                    format!("{}; {done}", record.message)
+                    let why = record
+                        .message
+                        .strip_prefix("rolling back")
+                        .unwrap_or_default();
+                    format!("rolled back{why}; {done}")
                 } else {
                     done
                 };
@@ -146,6 +150,7 @@ impl Tx<'_> {
                 }
             }
         }
+        history::record(&mut next);
         tracing::info!(service_id = %service.id, rollout = ?next.rollout, "rollout changed");
         self.put_service(next.clone());
         Arc::new(next)
@@ -307,18 +312,28 @@ impl Tx<'_> {
 }
 
 /// `service` after its update failed in `slot` for `why`: its previous spec back, as a new
-/// task version, rolling back.
+/// task version, rolling back. The same rollout goes on (same start, same version it moved
+/// from), now towards the previous spec, so its record ends ROLLED_BACK.
 fn rolled_back(service: &pb::Service, slot: u32, why: &str) -> pb::Service {
     let failed = service.task_version;
     let task_version = failed + 1;
     let message = format!("rolling back: version {failed} failed in slot {slot}: {why}");
+    let going = service.rollout.clone().unwrap_or_default();
+    let rollout = pb::Rollout {
+        state: RolloutState::RollingBack as i32,
+        task_version,
+        message,
+        updated_at: Some(now()),
+        ended_at: None,
+        ..going
+    };
     pb::Service {
         version: service.version + 1,
         task_version,
         spec: service.previous_spec.clone(),
         previous_spec: service.spec.clone(),
         updated_at: Some(now()),
-        rollout: Some(rollout(RolloutState::RollingBack, task_version, message)),
+        rollout: Some(rollout),
         ..service.clone()
     }
 }

@@ -7,7 +7,7 @@ use super::{Core, Tx};
 use crate::{
     error::{Error, Result},
     limits::MAX_ANSWER_BYTES,
-    manager::replicas::MAX_SERVICES,
+    manager::replicas::{history, MAX_SERVICES},
     proto::{
         now,
         pb::{self, RolloutState},
@@ -64,6 +64,7 @@ impl Core {
                 task_version: 1,
                 previous_spec: None,
                 rollout: None,
+                rollouts: Vec::new(),
                 created_at: Some(at),
                 updated_at: Some(at),
             };
@@ -270,11 +271,16 @@ fn changed(current: &pb::Service, change: Change) -> Result<pb::Service> {
         } else {
             (RolloutState::Updating, "updating")
         };
-        Some(rollout(state, task_version, message.into()))
+        Some(rollout(
+            state,
+            current.task_version,
+            task_version,
+            message.into(),
+        ))
     } else {
         current.rollout.clone()
     };
-    Ok(pb::Service {
+    let mut next = pb::Service {
         version: current.version + 1,
         task_version,
         spec: Some(new_spec),
@@ -282,18 +288,30 @@ fn changed(current: &pb::Service, change: Change) -> Result<pb::Service> {
         updated_at: Some(now()),
         rollout,
         ..current.clone()
-    })
+    };
+    if template_changed {
+        history::supersede(&mut next.rollouts, current.rollout.as_ref(), task_version);
+        history::record(&mut next);
+    }
+    Ok(next)
 }
 
-/// A new rollout record to `task_version`.
-pub(super) fn rollout(state: RolloutState, task_version: u64, message: String) -> pb::Rollout {
+/// A new rollout record from `from_task_version` to `task_version`.
+fn rollout(
+    state: RolloutState,
+    from_task_version: u64,
+    task_version: u64,
+    message: String,
+) -> pb::Rollout {
     let at = now();
     pb::Rollout {
         state: state as i32,
         task_version,
+        from_task_version,
         message,
         started_at: Some(at),
         updated_at: Some(at),
+        ended_at: None,
     }
 }
 
