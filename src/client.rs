@@ -279,29 +279,6 @@ impl Client {
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
-    /// What every node uses now.
-    pub async fn top_nodes(&self) -> Result<pb::TopNodesResponse, ClientError> {
-        let request = self.request(pb::TopNodesRequest {});
-        let response = self.inner.clone().top_nodes(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// What every running task uses now (only on `node`, when not empty).
-    pub async fn top_tasks(&self, node: &str) -> Result<pb::TopTasksResponse, ClientError> {
-        let request = self.request(pb::TopTasksRequest {
-            node: node.to_string(),
-        });
-        let response = self.inner.clone().top_tasks(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// The manager's version and build.
-    pub async fn get_version(&self) -> Result<pb::GetVersionResponse, ClientError> {
-        let request = self.request(pb::GetVersionRequest {});
-        let response = self.inner.clone().get_version(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
     /// Removes a finished task and its events.
     pub async fn remove_task(&self, task_id: &str) -> Result<pb::RemoveTaskResponse, ClientError> {
         let request = self.request(pb::RemoveTaskRequest {
@@ -359,13 +336,6 @@ impl Client {
         // No grpc-timeout: the stream lives as long as the user watches. The channel's timeout
         // still bounds the wait for the server's first answer.
         let response = self.inner.clone().watch_tasks(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// Every node.
-    pub async fn list_nodes(&self) -> Result<pb::ListNodesResponse, ClientError> {
-        let request = self.request(pb::ListNodesRequest {});
-        let response = self.inner.clone().list_nodes(request).await;
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
@@ -440,31 +410,6 @@ impl Client {
             self.request(request)
         };
         let response = self.inner.clone().stream_logs(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// Takes no new tasks on `node` and moves its tasks elsewhere.
-    pub async fn drain_node(&self, node: &str) -> Result<pb::DrainNodeResponse, ClientError> {
-        let request = self.request(pb::DrainNodeRequest {
-            node: node.to_string(),
-        });
-        let response = self.inner.clone().drain_node(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// Makes a drained node eligible again.
-    pub async fn undrain_node(&self, node: &str) -> Result<pb::UndrainNodeResponse, ClientError> {
-        let request = self.request(pb::UndrainNodeRequest {
-            node: node.to_string(),
-        });
-        let response = self.inner.clone().undrain_node(request).await;
-        response.map(|r| r.into_inner()).map_err(|s| self.error(s))
-    }
-
-    /// Removes what retention no longer keeps, now.
-    pub async fn collect_garbage(&self) -> Result<pb::CollectGarbageResponse, ClientError> {
-        let request = self.request(pb::CollectGarbageRequest {});
-        let response = self.inner.clone().collect_garbage(request).await;
         response.map(|r| r.into_inner()).map_err(|s| self.error(s))
     }
 
@@ -546,78 +491,8 @@ fn cause_chain(status: &Status) -> String {
     }
 }
 
+mod nodes;
 mod services;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const URL: &str = "http://127.0.0.1:5555";
-
-    #[test]
-    fn statuses_the_manager_sent_are_rpc_errors() {
-        let error = classify(
-            URL,
-            DEFAULT_TIMEOUT,
-            Status::not_found("task \"x\" not found"),
-        );
-        assert!(matches!(error, ClientError::Rpc(_)));
-        assert_eq!(error.code(), Code::NotFound);
-        assert_eq!(error.to_string(), "task \"x\" not found");
-        let unavailable = classify(URL, DEFAULT_TIMEOUT, Status::unavailable("stopping"));
-        assert!(matches!(unavailable, ClientError::Rpc(_)));
-        assert!(unavailable.is_retryable());
-    }
-
-    #[test]
-    fn transport_failures_are_unreachable_with_their_cause() {
-        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let status = Status::from_error(Box::new(refused));
-        let error = classify(URL, DEFAULT_TIMEOUT, status);
-        assert!(
-            matches!(error, ClientError::Unreachable { .. }),
-            "{error:?}"
-        );
-        assert!(error.is_retryable());
-        assert_eq!(
-            error.to_string(),
-            "manager unreachable at http://127.0.0.1:5555: refused"
-        );
-    }
-
-    #[test]
-    fn a_passed_deadline_is_a_timeout() {
-        let error = classify(
-            URL,
-            Duration::from_millis(500),
-            Status::cancelled("Timeout expired"),
-        );
-        assert_eq!(error.code(), Code::DeadlineExceeded);
-        assert!(!error.is_retryable());
-        assert_eq!(
-            error.to_string(),
-            "manager at http://127.0.0.1:5555 did not answer within 0.5s"
-        );
-    }
-
-    #[test]
-    fn bad_urls_are_refused_before_any_call() {
-        let tls = Client::new("https://127.0.0.1:5555", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(tls.to_string().contains("give a token"), "{tls}");
-        let token = Credentials {
-            token: Some(format!("CUBE-1-{}-secret", "a".repeat(64))),
-            ca_pem: None,
-        };
-        let clear =
-            Client::with_credentials("http://127.0.0.1:5555", DEFAULT_TIMEOUT, &token).unwrap_err();
-        assert!(clear.to_string().contains("over TLS only"), "{clear}");
-        assert!(!clear.to_string().contains("secret"), "{clear}");
-        let unix = Client::new("unix:///tmp/cube.sock", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(
-            unix.to_string().contains("unix:// is not a scheme"),
-            "{unix}"
-        );
-        let error = Client::new("http://[::1", DEFAULT_TIMEOUT).unwrap_err();
-        assert!(matches!(error, ClientError::BadUrl { .. }), "{error:?}");
-    }
-}
+mod tests;
