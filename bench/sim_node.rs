@@ -102,14 +102,13 @@ impl SimNode {
     /// Changes task `id` with `change` under a new revision; false when it is unknown.
     fn update(&self, id: &str, change: impl FnOnce(&mut pb::Task)) -> bool {
         let mut tasks = self.tasks.lock().unwrap();
-        tasks.revision += 1;
-        let revision = tasks.revision;
+        let revision = tasks.revision + 1;
         let Some(task) = tasks.by_id.get_mut(id) else {
-            tasks.revision -= 1;
             return false;
         };
         change(task);
         task.revision = revision;
+        tasks.revision = revision;
         drop(tasks);
         self.revision.send_replace(revision);
         true

@@ -52,21 +52,9 @@ fn wait_up(ctl: &Cubectl, name: &str, n: u64, version: &str, healthy: bool) -> V
 
 /// `service create NAME` with 3 replicas of the test image, a 1 s stop grace and `rest`.
 fn create(ctl: &Cubectl, name: &str, rest: &[&str]) {
-    let mut args = vec![
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        name,
-        "--replicas",
-        "3",
-        "--image",
-        TEST_IMAGE,
-        "--stop-grace",
-        "1s",
-    ];
+    let mut args = vec!["--image", TEST_IMAGE, "--stop-grace", "1s"];
     args.extend_from_slice(rest);
-    ctl.ok(&args);
+    common::services::create_with(ctl, name, "3", &args);
 }
 
 /// `service rm NAME`, then waits until each of `tasks` is COMPLETED.

@@ -253,13 +253,11 @@ impl Net {
     pub fn relay(&self, target: SocketAddr) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let local = listener.local_addr().unwrap();
-        let netns = std::fs::File::open(Path::new("/run/netns").join(&self.hub)).unwrap();
+        let netns = namespace(&self.hub);
         std::thread::spawn(move || {
             // This thread, and the sockets it makes, are in the hub from here on; the
             // listener was made before, in the machine's namespace.
-            // SAFETY: setns(2) on an open namespace file; it changes only this thread.
-            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            enter(&netns);
             for client in listener.incoming().map_while(Result::ok) {
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
@@ -284,13 +282,11 @@ impl Net {
     /// from the hub goes through two of these has a delayed link wherever netem is missing.
     /// Runs until the process ends.
     pub fn link_relay(&self, i: usize, listen: SocketAddr, target: SocketAddr) {
-        let netns = File::open(Path::new("/run/netns").join(&self.nodes[i])).unwrap();
+        let netns = namespace(&self.nodes[i]);
         let delay = self.delays[i].clone();
         let (bound, is_bound) = mpsc::channel();
         std::thread::spawn(move || {
-            // SAFETY: setns(2) on an open namespace file; it changes only this thread.
-            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            enter(&netns);
             let listener = match TcpListener::bind(listen) {
                 Ok(listener) => listener,
                 Err(e) => {
@@ -329,11 +325,9 @@ impl Net {
     /// The time from the hub to a server at `target` and back: a connection, a few bytes that
     /// are not what it speaks, and the first byte of its answer (or its close).
     pub fn round_trip(&self, target: SocketAddr) -> Duration {
-        let netns = File::open(Path::new("/run/netns").join(&self.hub)).unwrap();
+        let netns = namespace(&self.hub);
         std::thread::spawn(move || {
-            // SAFETY: setns(2) on an open namespace file; it changes only this thread.
-            let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
+            enter(&netns);
             let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(10)).unwrap();
             stream
                 .set_read_timeout(Some(Duration::from_secs(10)))
@@ -346,6 +340,18 @@ impl Net {
         .join()
         .unwrap()
     }
+}
+
+/// The namespace file of `ns`, for [`enter`].
+fn namespace(ns: &str) -> File {
+    File::open(Path::new("/run/netns").join(ns)).unwrap()
+}
+
+/// Moves the calling thread (and the sockets it makes from then on) into `netns`.
+fn enter(netns: &File) {
+    // SAFETY: setns(2) on an open namespace file; it changes only this thread.
+    let entered = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
 }
 
 /// Copies `from` to `to` as [`copy`] does, each chunk written `delay` ms after it was read.

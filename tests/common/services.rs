@@ -57,20 +57,15 @@ pub fn wait_running(ctl: &Cubectl, name: &str, n: u64, version: &str, timeout: D
 
 /// `service create NAME --replicas N -- sleep 300`; the service's id.
 pub fn create(ctl: &Cubectl, name: &str, replicas: &str) -> String {
-    ctl.ok(&[
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        name,
-        "--replicas",
-        replicas,
-        "--",
-        "sleep",
-        "300",
-    ])
-    .trim()
-    .to_string()
+    create_with(ctl, name, replicas, &["--", "sleep", "300"])
+}
+
+/// `service create --detach --name NAME --replicas N ARGS...`; the service's id.
+pub fn create_with(ctl: &Cubectl, name: &str, replicas: &str, args: &[&str]) -> String {
+    let mut all = vec!["service", "create", "--detach", "--name", name];
+    all.extend_from_slice(&["--replicas", replicas]);
+    all.extend_from_slice(args);
+    ctl.ok(&all).trim().to_string()
 }
 
 /// Slots by number: (state, task id, service version).
